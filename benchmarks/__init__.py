@@ -1,0 +1,1 @@
+"""Latency and detection benchmarks (nothing imports this package)."""

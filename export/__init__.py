@@ -1,0 +1,1 @@
+"""Export: distillation, ONNX export with validation, quantisation, TensorRT engines, verified bundles."""

@@ -1,0 +1,1 @@
+"""On-device screening: bundle loading, preprocessing, OCR, backends, ``Guard``. Imports no torch."""

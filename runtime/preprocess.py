@@ -1,0 +1,186 @@
+"""Preprocessing defined once, for training and screening alike: image decoding, pixels, tokens.
+
+numpy + Pillow + tokenizers only (the runtime imports no torch). Training code calls the same functions,
+so the guard sees identical pixels and tokens at training and at screening time.
+"""
+from __future__ import annotations
+
+import io
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Union
+
+import numpy as np
+from PIL import Image, ImageFile, ImageOps
+
+ImageInput = Union[str, os.PathLike, bytes, bytearray, memoryview, Image.Image, np.ndarray]
+
+# EfficientNet-Lite was trained on ImageNet with inputs scaled to [-1, 1] (mean 0.5, std 0.5 of [0, 1]).
+IMAGE_SIZE = 224
+IMAGE_MEAN = (0.498, 0.498, 0.498)
+IMAGE_STD = (0.502, 0.502, 0.502)
+MAX_IMAGE_PIXELS = 40_000_000  # decoded pixels we accept (a 6,300 x 6,300 image); more is refused
+MAX_IMAGE_BYTES = 25 * 1024 * 1024
+MAX_SIDE_KEPT = 1600  # images are shrunk to this longest side right after decoding (OCR needs no more)
+MAX_TEXT_CHARS = 20_000
+TEXT_MAX_TOKENS = 64
+
+
+class InputError(ValueError):
+    """The caller's input cannot be screened (corrupt image, wrong type, text too long, ...)."""
+
+
+@dataclass(frozen=True)
+class ImageLimits:
+    max_pixels: int = MAX_IMAGE_PIXELS
+    max_bytes: int = MAX_IMAGE_BYTES
+    max_side: int = MAX_SIDE_KEPT
+
+
+def _flatten_to_rgb(img: Image.Image) -> Image.Image:
+    """Any mode (P, LA, RGBA, CMYK, I;16, F, 1, ...) to RGB; transparency composited on white."""
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        rgba = img.convert("RGBA")
+        canvas = Image.new("RGB", rgba.size, (255, 255, 255))
+        canvas.paste(rgba, mask=rgba.getchannel("A"))
+        return canvas
+    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        arr = np.asarray(img, dtype=np.float64)
+        lo, hi = float(np.nanmin(arr)), float(np.nanmax(arr))
+        scaled = np.zeros_like(arr) if hi <= lo else (arr - lo) / (hi - lo) * 255.0
+        return Image.fromarray(np.nan_to_num(scaled).astype(np.uint8), "L").convert("RGB")
+    return img.convert("RGB")
+
+
+def load_image(source: ImageInput, limits: ImageLimits = ImageLimits()) -> Image.Image:
+    """Decode any supported input to an RGB PIL image no larger than ``limits.max_side``.
+
+    Raises ``InputError`` with a clear message for wrong types, missing files, corrupt or truncated
+    data, decompression bombs and zero-size images. Animated images use their first frame.
+    """
+    if isinstance(source, Image.Image):
+        img = source
+    elif isinstance(source, np.ndarray):
+        img = _image_from_array(source)
+    else:
+        if isinstance(source, (bytes, bytearray, memoryview)):
+            data = bytes(source)
+            if not data:
+                raise InputError("image is empty (0 bytes)")
+            if len(data) > limits.max_bytes:
+                raise InputError(f"image is {len(data)} bytes; the limit is {limits.max_bytes}")
+            fp: io.BytesIO | str = io.BytesIO(data)
+        elif isinstance(source, (str, os.PathLike)):
+            path = Path(source)
+            if not path.is_file():
+                raise InputError(f"image file not found: {path}")
+            size = path.stat().st_size
+            if size == 0:
+                raise InputError(f"image file is empty: {path}")
+            if size > limits.max_bytes:
+                raise InputError(f"image file is {size} bytes; the limit is {limits.max_bytes}")
+            fp = str(path)
+        else:
+            raise InputError(f"unsupported image type {type(source).__name__}: give a path, bytes, "
+                             "a PIL image or a numpy array")
+        img = _open_checked(fp, limits)
+    if img.width == 0 or img.height == 0:
+        raise InputError("image has zero width or height")
+    if img.width * img.height > limits.max_pixels:
+        raise InputError(f"image has {img.width}x{img.height} pixels; the limit is {limits.max_pixels}")
+    img = _flatten_to_rgb(img)
+    if max(img.size) > limits.max_side:
+        img.thumbnail((limits.max_side, limits.max_side), Image.Resampling.BILINEAR)
+    return img
+
+
+def _open_checked(fp, limits: ImageLimits) -> Image.Image:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(fp)
+            w, h = img.size
+            if w * h > limits.max_pixels:
+                raise InputError(f"image declares {w}x{h} pixels; the limit is {limits.max_pixels}")
+            if getattr(img, "is_animated", False):
+                img.seek(0)
+            if img.format == "JPEG":
+                img.draft("RGB", (limits.max_side, limits.max_side))  # decode at reduced scale: fast
+            ImageFile.LOAD_TRUNCATED_IMAGES = False
+            img.load()
+            return ImageOps.exif_transpose(img) or img
+    except InputError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise InputError(f"image refused as a decompression bomb: {e}") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as e:  # PIL's errors for corrupt/truncated data
+        raise InputError(f"cannot decode image: {e}") from None
+
+
+def _image_from_array(arr: np.ndarray) -> Image.Image:
+    if arr.ndim == 2:
+        arr = arr[..., None]
+    if arr.ndim != 3 or arr.shape[2] not in (1, 3, 4) or arr.shape[0] == 0 or arr.shape[1] == 0:
+        raise InputError(f"numpy image must be HxW, HxWx1, HxWx3 or HxWx4, got shape {arr.shape}")
+    if arr.dtype != np.uint8:
+        if np.issubdtype(arr.dtype, np.floating) and np.nanmax(arr) <= 1.0:
+            arr = np.nan_to_num(arr) * 255.0
+        arr = np.clip(np.nan_to_num(arr), 0, 255).astype(np.uint8)
+    mode = {1: "L", 3: "RGB", 4: "RGBA"}[arr.shape[2]]
+    return Image.fromarray(arr[..., 0] if mode == "L" else arr, mode)
+
+
+def image_to_tensor(img: Image.Image, size: int = IMAGE_SIZE) -> np.ndarray:
+    """RGB PIL image -> float32 CHW array, resized (squashed) to size x size and normalised."""
+    resized = img.resize((size, size), Image.Resampling.BILINEAR)
+    x = np.asarray(resized, dtype=np.float32) / 255.0
+    x = (x - np.asarray(IMAGE_MEAN, np.float32)) / np.asarray(IMAGE_STD, np.float32)
+    return np.ascontiguousarray(x.transpose(2, 0, 1))
+
+
+def images_to_batch(images: list[Image.Image], size: int = IMAGE_SIZE) -> np.ndarray:
+    return np.stack([image_to_tensor(im, size) for im in images]).astype(np.float32)
+
+
+def blank_image(size: int = IMAGE_SIZE) -> Image.Image:
+    """The 'no image' input: a plain white image (used for text-only requests and unimodal views)."""
+    return Image.new("RGB", (size, size), (255, 255, 255))
+
+
+def check_text(text: object, max_chars: int = MAX_TEXT_CHARS) -> str:
+    """Validate user text: must be str (bytes are decoded as strict UTF-8), at most ``max_chars``."""
+    if isinstance(text, (bytes, bytearray)):
+        try:
+            text = bytes(text).decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise InputError(f"text is not valid UTF-8: {e}") from None
+    if text is None:
+        return ""
+    if not isinstance(text, str):
+        raise InputError(f"text must be a string, got {type(text).__name__}")
+    if len(text) > max_chars:
+        raise InputError(f"text has {len(text)} characters; the limit is {max_chars}")
+    return text.replace("\x00", " ")
+
+
+class TextTokenizer:
+    """WordPiece tokenizer of the text encoder (``tokenizer.json``); truncates at ``max_tokens``."""
+
+    def __init__(self, tokenizer_json: str | os.PathLike, max_tokens: int = TEXT_MAX_TOKENS):
+        from tokenizers import Tokenizer
+
+        self.max_tokens = max_tokens
+        self._tok = Tokenizer.from_file(str(tokenizer_json))
+        self._tok.enable_truncation(max_length=max_tokens)
+        pad_id = self._tok.token_to_id("[PAD]")
+        # pad to the longest text of the batch (the graphs take a dynamic sequence axis)
+        self._tok.enable_padding(pad_id=0 if pad_id is None else pad_id, pad_token="[PAD]")
+
+    def __call__(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Return (input_ids, attention_mask), int64 arrays of shape [len(texts), <= max_tokens]."""
+        encodings = self._tok.encode_batch([t if t else "" for t in texts])
+        ids = np.asarray([e.ids for e in encodings], dtype=np.int64)
+        mask = np.asarray([e.attention_mask for e in encodings], dtype=np.int64)
+        return ids, mask

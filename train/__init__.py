@@ -1,0 +1,1 @@
+"""Training side: offline backbones, image pool, ImpForge red-teaming, CrossGuard models and training."""
