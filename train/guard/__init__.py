@@ -1,0 +1,1 @@
+"""CrossGuard models, training, calibration and evaluation."""
