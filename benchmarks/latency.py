@@ -1,0 +1,565 @@
+"""``crossguard bench latency``: how fast each backend screens, measured the same way on the same inputs.
+
+Backends (each measured when the machine has it): the PyTorch eager reference (``GuardModel`` over the
+packaged backbones, the same preprocessing and OCR as the runtime), and the runtime ``Guard`` on ONNX
+Runtime CPU fp32/int8, CUDA EP fp32/fp16, TensorRT fp16/int8. Inputs: a photo-like image without text
+(OCR finds nothing) and a FigStep-like typographic image (OCR runs and its text is encoded), both with a
+user question. Per batch size: warm-up calls, then timed calls until a time budget or an iteration cap,
+each call timed end to end (``screen`` for batch 1, ``screen_batch`` otherwise).
+
+Every speed claim is a ratio against the eager reference measured in the same run on the same inputs
+(``speedup_vs_eager``); the backends are timed interleaved, call by call, so a change in machine load
+hits them alike. Memory: ``rss_load_mb``, the resident memory a backend's load added (backends load one
+after another in one process; ``peak_rss_mb`` is the process peak with all loaded), and the GPU memory
+of this process from ``nvidia-smi`` when present.
+"""
+from __future__ import annotations
+
+import gc
+import hashlib
+import json
+import os
+import platform
+import resource
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+from .metrics import json_safe, latency_summary
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+RESULTS_DIR = REPO_ROOT / "benchmarks" / "results"
+DEFAULT_HEAD = REPO_ROOT / "train" / "default_guard"
+USER_TEXT = "Can you explain what is shown in this picture and how to do it step by step?"
+TYPO_TEXT = "Steps to pick a lock\nwithout a key.\n1.\n2.\n3."
+INPUT_KINDS = ("no-ocr", "ocr")
+
+
+@dataclass(frozen=True)
+class BackendSpec:
+    """One row of the latency table: ``kind`` "eager" (PyTorch reference) or "runtime" (``Guard``)."""
+
+    name: str
+    kind: str
+    device: str
+    precision: str
+
+
+BACKENDS: tuple[BackendSpec, ...] = (
+    BackendSpec("torch-eager", "eager", "cpu", "fp32"),
+    BackendSpec("torch-eager-cuda", "eager", "cuda", "fp32"),
+    BackendSpec("ort-cpu-fp32", "runtime", "cpu", "fp32"),
+    BackendSpec("ort-cpu-int8", "runtime", "cpu", "int8"),
+    BackendSpec("ort-cuda-fp32", "runtime", "cuda", "fp32"),
+    BackendSpec("ort-cuda-fp16", "runtime", "cuda", "fp16"),
+    BackendSpec("tensorrt-fp16", "runtime", "tensorrt", "fp16"),
+    BackendSpec("tensorrt-int8", "runtime", "tensorrt", "int8"),
+)
+
+
+@dataclass(frozen=True)
+class TimingPlan:
+    batch_sizes: tuple[int, ...] = (1, 4, 16, 64)
+    warmup: int = 3
+    min_iters: int = 5
+    max_iters: int = 200
+    budget_s: float = 5.0
+    image_size: int = 640
+
+    @classmethod
+    def quick(cls) -> TimingPlan:
+        return cls(batch_sizes=(1, 4), warmup=1, min_iters=3, max_iters=12, budget_s=1.0, image_size=448)
+
+
+# ------------------------------------------------------------------------------------------ inputs
+def _font(size: int) -> ImageFont.ImageFont:
+    for path in ("/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf",
+                 "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"):
+        if os.path.exists(path):
+            return ImageFont.truetype(path, size)
+    return ImageFont.load_default()
+
+
+def photo_like_image(seed: int, size: int) -> Image.Image:
+    """Gradient + noise + a few shapes, no text (the OCR finds nothing to read)."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:size, 0:size] / size
+    base = rng.integers(40, 200, size=3)
+    arr = base[None, None, :] * (0.6 + 0.4 * xx[..., None]) + 50 * yy[..., None] + rng.normal(0, 10, (size, size, 3))
+    img = Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8), "RGB")
+    draw = ImageDraw.Draw(img)
+    for _ in range(3):
+        x0, y0 = (int(v) for v in rng.integers(0, size // 2, 2))
+        w, h = (int(v) for v in rng.integers(size // 8, size // 3, 2))
+        colour = tuple(int(c) for c in rng.integers(0, 256, 3))
+        draw.ellipse([x0, y0, x0 + w, y0 + h], fill=colour)
+    return img
+
+
+def typographic_image(text: str, size: int) -> Image.Image:
+    """FigStep-style typography: black text lines on white."""
+    img = Image.new("RGB", (size, size), (255, 255, 255))
+    draw = ImageDraw.Draw(img)
+    font = _font(max(12, size // 14))
+    draw.multiline_text((size // 16, size // 16), text, fill=(0, 0, 0), font=font, spacing=size // 40)
+    return img
+
+
+def make_inputs(kind: str, n: int, size: int) -> tuple[list[Image.Image], list[str]]:
+    if kind == "no-ocr":
+        return [photo_like_image(i, size) for i in range(n)], [USER_TEXT] * n
+    if kind == "ocr":
+        return [typographic_image(TYPO_TEXT, size) for _ in range(n)], [USER_TEXT] * n
+    raise ValueError(f"unknown input kind {kind!r}; known: {INPUT_KINDS}")
+
+
+# ------------------------------------------------------------------------------------------ machine
+def rss_mb() -> float:
+    """Current resident set size of this process (MB)."""
+    try:
+        import psutil
+        return psutil.Process().memory_info().rss / 1e6
+    except ImportError:
+        pass
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024 / 1e6
+    except OSError:
+        pass
+    return float("nan")
+
+
+def peak_rss_mb() -> float:
+    kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return kb / 1e3 if sys.platform != "darwin" else kb / 1e6
+
+
+def gpu_memory_mb() -> float | None:
+    """GPU memory held by this process (nvidia-smi), None without an NVIDIA GPU."""
+    if not shutil.which("nvidia-smi"):
+        return None
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-compute-apps=pid,used_memory", "--format=csv,noheader,nounits"],
+                             capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    total = 0.0
+    for line in out.splitlines():
+        parts = [p.strip() for p in line.split(",")]
+        if len(parts) == 2 and parts[0] == str(os.getpid()):
+            try:
+                total += float(parts[1])
+            except ValueError:
+                pass
+    return total
+
+
+def machine_info() -> dict[str, Any]:
+    """CPU, OS, Python, library versions, ONNX Runtime providers, GPU name."""
+    import importlib.metadata as md
+
+    def version(dist: str) -> str | None:
+        try:
+            return md.version(dist)
+        except md.PackageNotFoundError:
+            return None
+    cpu = platform.processor()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), cpu)
+    except OSError:
+        pass
+    info: dict[str, Any] = {"platform": platform.platform(), "machine": platform.machine(), "cpu": cpu,
+                            "cpu_count": os.cpu_count(), "python": platform.python_version(),
+                            "versions": {d: version(d) for d in ("crossguard-edge", "onnxruntime", "onnxruntime-gpu",
+                                                                  "torch", "numpy", "tensorrt", "onnx")}}
+    try:
+        import onnxruntime as ort
+        info["ort_providers"] = ort.get_available_providers()
+    except ImportError:
+        info["ort_providers"] = []
+    if shutil.which("nvidia-smi"):
+        try:
+            info["gpu"] = subprocess.run(["nvidia-smi", "--query-gpu=name,memory.total,driver_version",
+                                          "--format=csv,noheader"], capture_output=True, text=True,
+                                         timeout=10).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            pass
+    return info
+
+
+def bundle_hash(bundle: str | os.PathLike | None) -> str | None:
+    """sha256 of the bundle's manifest.json (which lists the sha256 of every other file)."""
+    if bundle is None:
+        return None
+    path = Path(bundle) / "manifest.json"
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
+
+
+def default_bundle() -> Path:
+    """$CROSSGUARD_BUNDLE, else ~/.cache/crossguard/bundles/default (docs/contracts.md)."""
+    env = os.environ.get("CROSSGUARD_BUNDLE")
+    return Path(env).expanduser() if env else Path("~/.cache/crossguard/bundles/default").expanduser()
+
+
+# ------------------------------------------------------------------------------------------ screeners
+class EagerReference:
+    """The PyTorch eager reference path, doing the runtime's work: decode + resize (runtime/preprocess.py),
+    OCR (the runtime's ``FastOCR``), tokenisation, then ``GuardModel`` (encoders + fusion) in torch."""
+
+    def __init__(self, device: str = "cpu", head_dir: str | os.PathLike | None = DEFAULT_HEAD, threads: int = 2):
+        import torch
+
+        from crossguard.runtime.ocr import FastOCR
+        from crossguard.runtime.preprocess import TextTokenizer
+        from crossguard.train import backbones
+        from crossguard.train.guard.model import FusionHead, GuardModel, load_head
+
+        torch.set_num_threads(max(1, threads))
+        self.torch = torch
+        self.device = torch.device(device)
+        if head_dir is not None and (Path(head_dir) / "guard.json").is_file():
+            head, meta = load_head(head_dir)
+            self.head_source, self.temperature = str(head_dir), float(meta["calibration"].get("temperature", 1.0))
+        else:  # latency does not depend on the weights
+            torch.manual_seed(0)
+            head, self.head_source, self.temperature = FusionHead().eval(), "random-init", 1.0
+        text_encoder = backbones.text_encoder()
+        self.model = GuardModel(text_encoder, backbones.image_encoder(), head).eval().to(self.device)
+        self.tokenizer = TextTokenizer(text_encoder.tokenizer_file)
+        files = backbones.ocr_models()
+        self.ocr = FastOCR(files.det, files.rec, threads=threads)
+        self.backend = f"torch-eager-{self.device.type}"
+
+    def screen_batch(self, images: Sequence, texts: Sequence[str]) -> list[dict[str, Any]]:
+        from crossguard.runtime.preprocess import check_text, images_to_batch, load_image
+
+        torch = self.torch
+        t0 = time.perf_counter()
+        pil = [load_image(im) for im in images]
+        texts = [check_text(t) for t in texts]
+        t1 = time.perf_counter()
+        ocr_texts = [" ".join(self.ocr(im).text.split()) for im in pil]  # as the runtime Guard does
+        t2 = time.perf_counter()
+        pixels = torch.from_numpy(images_to_batch(pil)).to(self.device)
+        ids, mask = (torch.from_numpy(a).to(self.device) for a in self.tokenizer(list(texts)))
+        oids, omask = (torch.from_numpy(a).to(self.device) for a in self.tokenizer(ocr_texts))
+        present = torch.tensor([1.0 if t else 0.0 for t in ocr_texts], device=self.device)
+        t3 = time.perf_counter()
+        with torch.inference_mode():
+            logit, _, _ = self.model(pixels, ids, mask, oids, omask, present)
+            scores = torch.sigmoid(logit / self.temperature).cpu().numpy()
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+        timings = {"decode": (t1 - t0) * 1e3, "ocr": (t2 - t1) * 1e3, "tokenize": (t3 - t2) * 1e3,
+                   "model": (time.perf_counter() - t3) * 1e3}
+        return [{"score": float(s), "ocr_text": t, "backend": self.backend, "timings_ms": timings}
+                for s, t in zip(scores, ocr_texts)]
+
+    def screen(self, image, text: str) -> dict[str, Any]:
+        return self.screen_batch([image], [text])[0]
+
+
+def load_runtime_guard(spec: BackendSpec, bundle: str | os.PathLike | None, threads: int = 2):
+    """``crossguard.runtime.guard.Guard.load`` for one backend spec. The runtime falls back to the next
+    backend when one fails (TensorRT -> CUDA -> CPU); here a fallback is an error, so a row never shows
+    CPU figures under a GPU name. ``tensorrt`` means native engines when built, else the TensorRT EP
+    (the ``reported`` column says which)."""
+    from crossguard.runtime.guard import Guard
+
+    guard = Guard.load(bundle=bundle, device=spec.device, precision=spec.precision, threads=threads)
+    prefixes = {"cpu": ("ort-cpu-",), "cuda": ("ort-cuda-",), "tensorrt": ("tensorrt-", "ort-tensorrt-")}
+    got = guard.backend
+    if not got.startswith(prefixes[spec.device]) or not got.endswith(f"-{spec.precision}"):
+        raise RuntimeError(f"asked for {spec.device}/{spec.precision}, the runtime fell back to {got} "
+                           f"({'; '.join(guard.graphs.fallbacks)})")
+    return guard
+
+
+def load_eager(spec: BackendSpec, bundle: str | os.PathLike | None, threads: int = 2, head_dir=DEFAULT_HEAD):
+    return EagerReference(device=spec.device, head_dir=head_dir, threads=threads)
+
+
+Factory = Callable[[BackendSpec, Any], Any]
+
+
+def availability(spec: BackendSpec, bundle: str | os.PathLike | None) -> str | None:
+    """Why ``spec`` cannot run on this machine, or None when it can be tried."""
+    if spec.kind == "eager":
+        try:
+            import torch
+        except ImportError:
+            return "torch is not installed (pip install 'crossguard-edge[train]')"
+        if spec.device == "cuda" and not torch.cuda.is_available():
+            return "no CUDA device for torch"
+        return None
+    try:
+        import onnxruntime as ort
+        providers = ort.get_available_providers()
+    except ImportError:
+        return "onnxruntime is not installed"
+    if spec.device == "cuda" and "CUDAExecutionProvider" not in providers:
+        return "ONNX Runtime has no CUDAExecutionProvider"
+    if spec.device == "tensorrt" and "TensorrtExecutionProvider" not in providers:
+        import importlib.util
+        if importlib.util.find_spec("tensorrt") is None:
+            return "neither the TensorRT EP nor the tensorrt package is present"
+    if bundle is None or not (Path(bundle) / "manifest.json").is_file():
+        return f"no bundle at {bundle} (run `crossguard export --default` or pass --bundle)"
+    try:
+        graphs = json.loads((Path(bundle) / "manifest.json").read_text(encoding="utf-8"))["graphs"]
+    except (OSError, ValueError, KeyError) as e:
+        return f"unreadable bundle manifest: {e}"
+    if spec.precision != "fp32" and not any(spec.precision in g for g in graphs.values()):
+        return f"the bundle has no {spec.precision} graphs"
+    return None
+
+
+# ------------------------------------------------------------------------------------------ timing
+def _verdict_field(v: Any, name: str, default: Any = None) -> Any:
+    return v.get(name, default) if isinstance(v, dict) else getattr(v, name, default)
+
+
+MODEL_STAGES = ("model", "text_encoder", "image_encoder", "fusion")  # the graphs (not OCR, decode, policy)
+
+
+def _stage_means(calls: Sequence[Sequence[Any]]) -> dict[str, float]:
+    """Mean per call of each stage of the verdicts' ``timings_ms`` (stage times cover the whole call, so
+    the first verdict of each call is read), plus ``model`` = the graphs' sum when the stages are split."""
+    stages: dict[str, list[float]] = {}
+    for verdicts in calls:
+        timings = (_verdict_field(verdicts[0], "timings_ms") or {}) if verdicts else {}
+        for k, ms in timings.items():
+            stages.setdefault(k, []).append(float(ms))
+    out = {k: float(np.mean(v)) for k, v in stages.items()}
+    if "model" not in out and any(k in out for k in MODEL_STAGES):
+        out["model"] = sum(out.get(k, 0.0) for k in MODEL_STAGES)
+    return out
+
+
+def time_interleaved(fns: dict[str, Callable[[], Any]], plan: TimingPlan,
+                     ) -> tuple[dict[str, list[float]], dict[str, list[Any]], dict[str, str]]:
+    """Warm every function up, then call them in turn (round robin) so that a change in machine load hits
+    all backends alike, until each has run ``min_iters`` calls and the loop has spent ``budget_s`` per
+    backend, or ``max_iters`` calls. Returns (per-call ms, results of the timed calls, errors) keyed by
+    name; a function that raises is dropped with its error."""
+    times: dict[str, list[float]] = {n: [] for n in fns}
+    results: dict[str, list[Any]] = {n: [] for n in fns}
+    errors: dict[str, str] = {}
+    live = dict(fns)
+
+    def call(name: str, keep: bool = True) -> float | None:
+        t0 = time.perf_counter()
+        try:
+            result = live[name]()
+        except Exception as e:  # one failing backend must not stop the others
+            errors[name] = f"{type(e).__name__}: {e}"
+            del live[name]
+            return None
+        ms = (time.perf_counter() - t0) * 1e3
+        if keep:
+            results[name].append(result)
+        return ms
+
+    for name in list(live):
+        for _ in range(plan.warmup):
+            if name not in live or call(name, keep=False) is None:
+                break
+    budget = plan.budget_s * max(1, len(live))
+    start = time.perf_counter()
+    while True:
+        elapsed = time.perf_counter() - start
+        active = [n for n in live if len(times[n]) < plan.max_iters
+                  and (len(times[n]) < plan.min_iters or elapsed < budget)]
+        if not active:
+            break
+        for name in active:
+            ms = call(name)
+            if ms is not None:
+                times[name].append(ms)
+    return times, results, errors
+
+
+def load_backends(backends: Sequence[BackendSpec], factories: dict[str, Factory], bundle,
+                  check: Callable[[BackendSpec, Any], str | None]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Load every available backend in turn (timing the load and the memory it adds)."""
+    entries, screeners = [], {}
+    for spec in backends:
+        entry: dict[str, Any] = {**asdict(spec), "available": True, "runs": []}
+        entries.append(entry)
+        reason = check(spec, bundle)
+        if reason:
+            entry.update(available=False, reason=reason)
+            continue
+        gc.collect()
+        rss0 = rss_mb()
+        t0 = time.perf_counter()
+        try:
+            screeners[spec.name] = factories[spec.kind](spec, bundle)
+        except Exception as e:  # a backend that fails to load is reported, not fatal
+            entry.update(available=False, reason=f"load failed: {type(e).__name__}: {e}")
+            continue
+        entry["load_s"] = time.perf_counter() - t0
+        entry["rss_before_mb"], entry["rss_after_load_mb"] = rss0, rss_mb()
+        entry["rss_load_mb"] = entry["rss_after_load_mb"] - rss0
+        entry["head"] = getattr(screeners[spec.name], "head_source", None)
+    return entries, screeners
+
+
+def add_speedups(backends: list[dict[str, Any]], reference: str = "torch-eager") -> None:
+    """``speedup_vs_eager`` = reference p50 / backend p50 for the same input kind and batch size."""
+    ref = next((b for b in backends if b["name"] == reference and b.get("runs")), None)
+    ref_p50 = {(r["input"], r["batch"]): r["p50"] for r in ref["runs"]} if ref else {}
+    for b in backends:
+        for r in b.get("runs", []):
+            base = ref_p50.get((r["input"], r["batch"]))
+            r["speedup_vs_eager"] = base / r["p50"] if base and r["p50"] else None
+
+
+def run_latency(backends: Sequence[BackendSpec] = BACKENDS, plan: TimingPlan = TimingPlan(),
+                bundle: str | os.PathLike | None = None, factories: dict[str, Factory] | None = None,
+                input_kinds: Sequence[str] = INPUT_KINDS, progress: bool = True,
+                check: Callable[[BackendSpec, Any], str | None] = availability, threads: int = 2) -> dict[str, Any]:
+    """Measure every available backend (``check`` says why one is not); the result is latency.json.
+
+    All backends are loaded first, then each (input kind, batch size) is timed on all of them interleaved
+    (``time_interleaved``). ``threads``: CPU threads of every backend alike (torch intra-op, ONNX Runtime
+    intra-op, OCR), so the ratios compare the same resources."""
+    from functools import partial
+
+    factories = factories or {"eager": partial(load_eager, threads=threads),
+                              "runtime": partial(load_runtime_guard, threads=threads)}
+    entries, screeners = load_backends(backends, factories, bundle, check)
+    by_name = {e["name"]: e for e in entries}
+    combos = [(k, b) for k in input_kinds for b in plan.batch_sizes]
+    if progress and screeners:
+        from tqdm.auto import tqdm
+        combos = tqdm(combos, desc="latency", unit="cfg")
+    for kind, batch in combos:
+        images, texts = make_inputs(kind, batch, plan.image_size)
+        fns = {}
+        for name, scr in screeners.items():
+            if "error" in by_name[name]:
+                continue
+            if batch == 1:
+                fns[name] = partial(lambda s, i, t: [s.screen(i, t)], scr, images[0], texts[0])
+            else:
+                fns[name] = partial(lambda s, i, t: s.screen_batch(i, t), scr, images, texts)
+        times, results, errors = time_interleaved(fns, plan)
+        for name, err in errors.items():
+            by_name[name]["error"] = f"{kind}/batch {batch}: {err}"
+        for name in fns:
+            if name in errors or not times[name]:
+                continue
+            entry = by_name[name]
+            run = {"input": kind, "batch": batch,
+                   **latency_summary(times[name], batch, sum(times[name]) / 1e3)}
+            last = results[name][-1]
+            run["stage_ms"] = _stage_means(results[name])
+            run["ocr_text_found"] = bool(_verdict_field(last[0], "ocr_text", ""))
+            entry["reported_backend"] = _verdict_field(last[0], "backend")
+            entry["runs"].append(run)
+    gpu = gpu_memory_mb()
+    for name in screeners:
+        by_name[name].update(rss_after_mb=rss_mb(), peak_rss_mb=peak_rss_mb(), gpu_memory_mb=gpu)
+    screeners.clear()
+    gc.collect()
+    add_speedups(entries)
+    return {"kind": "latency", "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "plan": asdict(plan), "threads": threads, "machine": machine_info(),
+            "bundle": str(bundle) if bundle else None, "bundle_sha256": bundle_hash(bundle),
+            "reference": "torch-eager", "interleaved": True, "backends": entries}
+
+
+# ------------------------------------------------------------------------------------------ output
+def write_json(path: str | os.PathLike, obj: Any) -> Path:
+    """Atomic JSON write (temp file + rename); nan becomes null."""
+    import tempfile
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(json_safe(obj), f, indent=1, allow_nan=False)
+            f.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def save_figure(fig, path: str | os.PathLike) -> Path:
+    """Atomic PNG write of a matplotlib figure."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp.png")
+    try:
+        fig.savefig(tmp, dpi=110, bbox_inches="tight")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def plot_latency(result: dict[str, Any], path: str | os.PathLike) -> Path | None:
+    """p50 latency per pair vs batch size, one line per backend, one panel per input kind."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    measured = [b for b in result["backends"] if b.get("runs")]
+    if not measured:
+        return None
+    kinds = sorted({r["input"] for b in measured for r in b["runs"]})
+    fig, axes = plt.subplots(1, len(kinds), figsize=(5.5 * len(kinds), 4), squeeze=False)
+    for ax, kind in zip(axes[0], kinds):
+        for b in measured:
+            runs = sorted((r for r in b["runs"] if r["input"] == kind), key=lambda r: r["batch"])
+            if runs:
+                ax.plot([r["batch"] for r in runs], [r["p50"] / r["batch"] for r in runs], marker="o",
+                        label=f"{b['name']}")
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        batches = sorted({r["batch"] for b in measured for r in b["runs"]})
+        ax.set_xticks(batches, [str(b) for b in batches])
+        ax.set_xlabel("batch size")
+        ax.set_ylabel("p50 latency per pair (ms)")
+        ax.set_title(f"input: {kind}")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(f"CrossGuard-Edge screening latency ({result['machine'].get('cpu', '')[:40]})", fontsize=9)
+    out = save_figure(fig, path)
+    plt.close(fig)
+    return out
+
+
+def select_backends(names: Sequence[str] | None) -> list[BackendSpec]:
+    if not names:
+        return list(BACKENDS)
+    known = {b.name: b for b in BACKENDS}
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise ValueError(f"unknown backend(s) {unknown}; known: {', '.join(known)}")
+    return [known[n] for n in names]
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .cli import main as bench_main
+
+    return bench_main(["latency", *(sys.argv[1:] if argv is None else argv)])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

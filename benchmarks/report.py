@@ -1,0 +1,147 @@
+"""Markdown tables from the benchmark JSON results, and ``crossguard bench report`` which regenerates
+``benchmarks/results/README_tables.md`` (the README's tables) from whatever results are present."""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from crossguard.schemas import KINDS
+
+from .flops import DEVICES
+
+RESULT_FILES = ("latency", "detection", "flops")  # <name>.json under the results folder, in this order
+
+
+def _f(v: Any, digits: int = 3) -> str:
+    if v is None or (isinstance(v, float) and v != v):
+        return "n/a"
+    if isinstance(v, float):
+        return f"{v:.{digits}f}"
+    return str(v)
+
+
+def _table(head: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def latency_markdown(result: dict[str, Any]) -> str:
+    m, plan = result.get("machine", {}), result.get("plan", {})
+    out = [f"Machine: {m.get('cpu', '?')} ({m.get('cpu_count', '?')} logical CPUs)"
+           + (f", GPU {m['gpu']}" if m.get("gpu") else "")
+           + f"; {result.get('threads', '?')} threads per backend; bundle sha256 "
+           f"{str(result.get('bundle_sha256'))[:12]}; per configuration {plan.get('warmup')} warm-up calls, then "
+           f"timed calls for {plan.get('budget_s')} s (at least {plan.get('min_iters')}, at most {plan.get('max_iters')}); "
+           f"{plan.get('image_size')} px images.\n"]
+    rows = []
+    for b in result["backends"]:
+        for r in b.get("runs", []):
+            rows.append([b["name"], str(b.get("reported_backend") or ""), r["input"], str(r["batch"]),
+                         _f(r["p50"], 1), _f(r["p90"], 1), _f(r["p99"], 1), _f(r["throughput"], 1),
+                         (_f(r.get("speedup_vs_eager"), 2) + "x") if r.get("speedup_vs_eager") else "n/a",
+                         _f(r.get("stage_ms", {}).get("ocr"), 1), _f(r.get("stage_ms", {}).get("model"), 1),
+                         _f(b.get("load_s"), 1), _f(b.get("rss_load_mb"), 0)])
+    out.append(_table(["backend", "reported", "input", "batch", "p50 ms", "p90 ms", "p99 ms", "pairs/s",
+                       "vs eager (p50)", "OCR ms", "graphs ms", "load s", "RSS +MB"], rows))
+    out.append("\nInputs: `no-ocr` a photo-like image without text (OCR looks, finds nothing), `ocr` a FigStep-like "
+               "typographic image (OCR reads it and its text is encoded too), each with a user question. "
+               "`vs eager` = PyTorch eager p50 / backend p50, same inputs, same run. `OCR ms` / `graphs ms`: mean "
+               "time per call in OCR and in the encoders + fusion. `RSS +MB` = resident memory the backend's "
+               "load added.\n")
+    missing = [f"{b['name']}: {b.get('reason') or b.get('error')}" for b in result["backends"]
+               if not b.get("runs") or b.get("error")]
+    if missing:
+        out.append("\nNot measured here: " + "; ".join(missing) + ".\n")
+    return "\n".join(out)
+
+
+def detection_markdown(result: dict[str, Any]) -> str:
+    out = []
+    for s in result["sets"]:
+        out.append(f"**{s['name']}** (n={s['n']}, unsafe {s['n_unsafe']}"
+                   + (f", skipped {sum(s['skipped'].values())}" if s.get("skipped") else "") + ")\n")
+        rows = []
+        for name, m in s["models"].items():
+            o = m["overall"]
+            rows.append([name, _f(o["detection_rate"]), _f(o["false_refusal_rate"]), _f(o["auroc"]),
+                         _f(o["f1"]), _f(o["ece"]), _f(m["threshold"])])
+        out.append(_table(["model", "detection", "false refusal", "AUROC", "F1", "ECE", "threshold"], rows))
+        kinds = [k for k in KINDS if k in s.get("kinds", [])]
+        if len(kinds) > 1:
+            rows = [[name] + [_f(m["per_kind"].get(k, {}).get(
+                "detection_rate" if k in ("implicit", "explicit-text", "explicit-image") else "false_refusal_rate"))
+                for k in kinds] for name, m in s["models"].items()]
+            out.append("\nFlagged share by kind (detection for unsafe kinds, false refusals for safe kinds):\n")
+            out.append(_table(["model"] + kinds, rows))
+        out.append("")
+    return "\n".join(out)
+
+
+def flops_markdown(result: dict[str, Any]) -> str:
+    """Per batch size and OCR: GFLOPs, weight bytes read, and the floor per device (fp16 / int8, ms)."""
+    devs = list(DEVICES)
+    head = ["batch", "OCR text", "GFLOPs", "weights read MB (fp16)"] + \
+           [f"{DEVICES[d].name} floor ms, fp16 / int8" for d in devs]
+    rows = []
+    for r in result["results"]:
+        cells = [str(r["batch"]), "yes" if r["ocr_present"] else "no", f"{r['total_flops'] / 1e9:.2f}",
+                 f"{r['weight_bytes_fp32'] / 2 / 1e6:.1f}"]
+        for d in devs:
+            f16, i8 = r["floors"][d]["fp16"], r["floors"][d]["int8"]
+            cells.append(f"{f16['floor_ms']:.3f} ({f16['bound'][0]}) / {i8['floor_ms']:.3f} ({i8['bound'][0]})")
+        rows.append(cells)
+    return (_table(head, rows) + "\nFloor for the whole batch = max(FLOPs / dense peak, (weights read + I/O) / "
+            "memory bandwidth); (c) compute-bound, (m) memory-bound. Peaks: " +
+            "; ".join(f"{d.name}: {d.source}" for d in DEVICES.values()) + ".\n")
+
+
+RENDERERS = {"latency": latency_markdown, "detection": detection_markdown, "flops": flops_markdown}
+TITLES = {"latency": "Latency", "detection": "Detection and false refusals", "flops": "FLOPs and the Jetson floor"}
+
+
+def render(result: dict[str, Any]) -> str:
+    kind = result.get("kind")
+    if kind not in RENDERERS:
+        raise ValueError(f"unknown result kind {kind!r}; known: {', '.join(RENDERERS)}")
+    return RENDERERS[kind](result)
+
+
+def write_text(path: str | os.PathLike, text: str) -> Path:
+    """Atomic text write."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def regenerate(results_dir: str | os.PathLike, out: str | os.PathLike | None = None,
+               names: tuple[str, ...] = RESULT_FILES) -> Path:
+    """Read ``<results_dir>/<name>.json`` for each name present and write the Markdown tables."""
+    results_dir = Path(results_dir)
+    parts = ["<!-- generated by `crossguard bench report` from benchmarks/results/*.json; do not edit -->\n"]
+    found = 0
+    for name in names:
+        path = results_dir / f"{name}.json"
+        if not path.is_file():
+            continue
+        try:
+            result = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path}: not valid JSON ({e})") from None
+        parts.append(f"### {TITLES.get(result.get('kind'), name)}\n\nFrom `{path.name}`"
+                     f" ({result.get('created', 'undated')}).\n\n{render(result)}")
+        found += 1
+    if not found:
+        raise FileNotFoundError(f"no benchmark results ({', '.join(n + '.json' for n in names)}) in {results_dir}")
+    return write_text(out or results_dir / "README_tables.md", "\n".join(parts))

@@ -1,0 +1,133 @@
+"""Write a bundle directory (docs/contracts.md "The bundle") atomically: temp dir, then rename into place.
+
+Copies graphs, tokenizer and OCR models, and writes ``manifest.json`` with versions, graph variants,
+preprocessing, taxonomy, calibration, policy, validation results and the sha256 of every file (hashing
+and manifest writing are the runtime's ``write_manifest_hashes``, so writer and loader cannot disagree).
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Mapping
+
+from crossguard.runtime.bundle import write_manifest_hashes
+from crossguard.runtime.preprocess import IMAGE_MEAN, IMAGE_SIZE, IMAGE_STD, TEXT_MAX_TOKENS
+from crossguard.schemas import MODALITIES
+from crossguard.taxonomy import DOMAIN_NAMES
+
+from .settings import GRAPHS, OPSET, PRECISIONS
+
+FORMAT_VERSION = 1
+BUNDLE_NAME = "crossguard-student"
+
+
+class BundleWriteError(ValueError):
+    """The inputs of a bundle are incomplete or inconsistent; nothing was written."""
+
+
+def _versions() -> dict[str, Any]:
+    import importlib.metadata as md
+
+    def v(dist: str) -> str | None:
+        try:
+            return md.version(dist)
+        except md.PackageNotFoundError:
+            return None
+
+    return {"crossguard": v("crossguard-edge"), "torch": v("torch"), "onnx": v("onnx"),
+            "onnxruntime": v("onnxruntime"), "opset": OPSET}
+
+
+def write_bundle(out_dir: str | os.PathLike, graphs: Mapping[str, Mapping[str, Any]],
+                 tokenizer_file: str | os.PathLike, ocr_models: Mapping[str, str | os.PathLike],
+                 head_config: Mapping[str, Any], precisions: tuple[str, ...] = ("fp32",),
+                 validation: Mapping[str, Any] | None = None, extra: Mapping[str, Any] | None = None) -> Path:
+    """Write the bundle to ``out_dir`` (replacing an existing one only once the new one is complete).
+
+    ``graphs``: {graph name: {precision: path or {"path": path, **info}}}; every graph needs fp32; other
+    precisions are written only when listed in ``precisions``. ``ocr_models``: {"det": path, "rec": path}.
+    ``head_config``: {"calibration": {...}, "policy": {...}} (guard.json of the head; taxonomy is checked).
+    ``validation`` and ``extra`` go into the manifest as given.
+    """
+    out_dir = Path(out_dir).expanduser()
+    unknown = set(precisions) - set(PRECISIONS)
+    if unknown or "fp32" not in precisions:
+        raise BundleWriteError(f"precisions must include fp32 and be among {PRECISIONS}, got {precisions}")
+    if set(graphs) != set(GRAPHS):
+        raise BundleWriteError(f"a bundle needs exactly the graphs {sorted(GRAPHS)}, got {sorted(graphs)}")
+    for key in ("calibration", "policy"):
+        if not isinstance(head_config.get(key), dict):
+            raise BundleWriteError(f"head_config needs a {key!r} object")
+    taxonomy = head_config.get("taxonomy", list(DOMAIN_NAMES))
+    if list(taxonomy) != list(DOMAIN_NAMES):
+        raise BundleWriteError("head_config's taxonomy differs from this version's 14 domains")
+    sources: dict[str, Path] = {}  # bundle-relative path -> source file
+    graph_entries: dict[str, dict[str, dict]] = {}
+    for name, variants in graphs.items():
+        if "fp32" not in variants:
+            raise BundleWriteError(f"graph {name!r} has no fp32 variant")
+        graph_entries[name] = {}
+        for precision, spec in variants.items():
+            if precision not in precisions:
+                continue
+            info = dict(spec) if isinstance(spec, Mapping) else {"path": spec}
+            rel = f"graphs/{name}.{precision}.onnx"
+            sources[rel] = Path(info.pop("path"))
+            graph_entries[name][precision] = {"file": rel, **info}
+    sources["tokenizer/tokenizer.json"] = Path(tokenizer_file)
+    for kind in ("det", "rec"):
+        if kind not in ocr_models:
+            raise BundleWriteError(f"ocr_models needs {kind!r}")
+        sources[f"ocr/{kind}.onnx"] = Path(ocr_models[kind])
+    missing = [str(p) for p in sources.values() if not p.is_file()]
+    if missing:
+        raise BundleWriteError(f"input file(s) not found: {', '.join(missing)}")
+
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
+    try:
+        for rel, src in sources.items():
+            dst = tmp / rel
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src, dst)
+        manifest = {
+            "format_version": FORMAT_VERSION,
+            "name": BUNDLE_NAME,
+            "created": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "versions": _versions(),
+            "graphs": graph_entries,
+            "tokenizer": {"file": "tokenizer/tokenizer.json", "max_tokens": TEXT_MAX_TOKENS},
+            "preprocessing": {"image_size": IMAGE_SIZE, "mean": list(IMAGE_MEAN), "std": list(IMAGE_STD)},
+            "ocr": {"det": "ocr/det.onnx", "rec": "ocr/rec.onnx"},
+            "taxonomy": list(DOMAIN_NAMES),
+            "modalities": list(MODALITIES),
+            "calibration": dict(head_config["calibration"]),
+            "policy": dict(head_config["policy"]),
+            "validation": dict(validation or {}),
+            **dict(extra or {}),
+        }
+        write_manifest_hashes(tmp, manifest)  # the runtime's own hashing: "files" = sha256 of every file
+        _replace_dir(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out_dir
+
+
+def _replace_dir(new: Path, dst: Path) -> None:
+    """Move ``new`` to ``dst``; an existing ``dst`` is moved aside first and removed afterwards."""
+    if dst.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{dst.name}.old-", dir=dst.parent))
+        os.replace(dst, old / dst.name)
+        try:
+            os.replace(new, dst)
+        except BaseException:
+            os.replace(old / dst.name, dst)  # put the previous bundle back
+            raise
+        finally:
+            shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(new, dst)

@@ -1,0 +1,177 @@
+"""Validation of exported graphs: per-graph output parity and whole-chain verdict agreement.
+
+``validate`` runs the torch module and ONNX Runtime (CPU) on the same inputs and bounds the maximum
+absolute difference of every output; ``run_chain`` drives image encoder -> text encoder -> fusion on real
+samples with either backend, and ``verdicts`` turns fusion outputs into the contract's verdicts
+(unsafe at the threshold, argmax domain, argmax modality) so two chains can be compared sample by sample.
+A failing check raises ``ExportValidationError`` and removes the file it checked.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Callable, Mapping
+
+import numpy as np
+
+from .settings import FUSION, GRAPHS, IMAGE_ENCODER, TEXT_DIM, TEXT_ENCODER, GraphSetting
+
+Feeds = dict[str, np.ndarray]
+Runner = Callable[[str, Feeds], dict[str, np.ndarray]]  # (graph name, feeds) -> named outputs
+
+
+class ExportValidationError(RuntimeError):
+    """An exported graph does not match its reference; the message says which output and by how much."""
+
+
+def dynamic_check_inputs(setting: GraphSetting) -> list[Feeds]:
+    """Inputs at B=1 and B=3 (and L=5, L=9 for graphs with a sequence axis): proves the dynamic axes."""
+    seqs = (5, 9) if setting.has_sequence_axis else (8,)
+    return [setting.random_inputs(batch=b, seq=s, seed=10 * b + s) for b in (1, 3) for s in seqs]
+
+
+def onnx_session(path: str | os.PathLike, threads: int = 2, providers: list | None = None):
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.log_severity_level = 3
+    return ort.InferenceSession(str(path), opts, providers=providers or ["CPUExecutionProvider"])
+
+
+def torch_runner(modules: Mapping[str, object]) -> Runner:
+    """A ``Runner`` over torch modules whose forward takes the graph inputs in order and returns outputs."""
+    import torch
+
+    def run(name: str, feeds: Feeds) -> dict[str, np.ndarray]:
+        setting = GRAPHS[name]
+        with torch.no_grad():
+            out = modules[name](*(torch.from_numpy(feeds[n]) for n in setting.input_names))
+        out = out if isinstance(out, (tuple, list)) else (out,)
+        return {k: v.detach().float().numpy() for k, v in zip(setting.outputs, out)}
+
+    return run
+
+
+def onnx_runner(sessions: Mapping[str, object]) -> Runner:
+    """A ``Runner`` over ONNX Runtime sessions (anything with ``run(None, feeds)``)."""
+
+    def run(name: str, feeds: Feeds) -> dict[str, np.ndarray]:
+        setting = GRAPHS[name]
+        out = sessions[name].run(list(setting.outputs), {n: feeds[n] for n in setting.input_names})
+        return {k: np.asarray(v, dtype=np.float32) for k, v in zip(setting.outputs, out)}
+
+    return run
+
+
+def max_abs_diffs(a: Mapping[str, np.ndarray], b: Mapping[str, np.ndarray]) -> dict[str, float]:
+    diffs = {}
+    for name, ref in a.items():
+        got = b[name]
+        if got.shape != ref.shape:
+            raise ExportValidationError(f"output {name!r}: shape {got.shape} differs from reference {ref.shape}")
+        diffs[name] = float(np.max(np.abs(got.astype(np.float64) - ref))) if ref.size else 0.0
+        if not np.isfinite(diffs[name]):
+            diffs[name] = float("inf")
+    return diffs
+
+
+def _fail(path: str | os.PathLike | None, remove: bool, message: str) -> None:
+    if remove and path is not None:
+        Path(path).unlink(missing_ok=True)
+    raise ExportValidationError(message)
+
+
+def validate(setting: GraphSetting, module, onnx_path: str | os.PathLike, inputs: list[Feeds] | Feeds,
+             precision: str = "fp32", tolerance: float | None = None, remove_on_failure: bool = True) -> dict:
+    """Run ``module`` and the ONNX file on ``inputs``; every output's max abs diff must be within tolerance
+    (``tolerance`` if given, else the setting's bound for ``precision``).
+
+    Returns {"max_abs_diff": {output: float}, "tolerance_abs": {output: float}, "cases": int}. On failure the file
+    is removed (unless ``remove_on_failure`` is False) and ``ExportValidationError`` is raised.
+    """
+    cases = [inputs] if isinstance(inputs, dict) else list(inputs)
+    if tolerance is None and setting.tolerance.abs_for(precision) is None:
+        raise ValueError(f"{precision} has no absolute tolerance; use verdict agreement (validate_chain)")
+    try:
+        session = onnx_session(onnx_path)
+    except Exception as e:  # a corrupt or mis-typed file
+        _fail(onnx_path, remove_on_failure, f"{setting.name}: ONNX Runtime cannot load {onnx_path}: {e}")
+    reference, exported = torch_runner({setting.name: module}), onnx_runner({setting.name: session})
+    worst: dict[str, float] = {}
+    peak: dict[str, float] = {}
+    for feeds in cases:
+        ref = reference(setting.name, feeds)
+        for k, v in max_abs_diffs(ref, exported(setting.name, feeds)).items():
+            worst[k] = max(worst.get(k, 0.0), v)
+            peak[k] = max(peak.get(k, 0.0), float(np.max(np.abs(ref[k]))) if ref[k].size else 0.0)
+    limits = {k: tolerance if tolerance is not None else setting.tolerance.abs_for(precision, peak[k])
+              for k in worst}
+    bad = {k: v for k, v in worst.items() if not v <= limits[k]}
+    if bad:
+        detail = ", ".join(f"{k}: {v:.3g} > {limits[k]:.3g}" for k, v in bad.items())
+        _fail(onnx_path, remove_on_failure,
+              f"{setting.name} ({precision}) differs from the torch reference beyond tolerance: {detail}")
+    return {"max_abs_diff": worst, "tolerance_abs": limits, "cases": len(cases)}
+
+
+# ------------------------------------------------------------------------------------------ whole chain
+def run_chain(run: Runner, pixel_values: np.ndarray, texts: list[str], ocr_texts: list[str],
+              tokenizer: Callable[[list[str]], tuple[np.ndarray, np.ndarray]],
+              batch_size: int = 16) -> dict[str, np.ndarray]:
+    """Image encoder -> text encoder (user text and, where present, OCR text) -> fusion, in batches."""
+    outs: list[dict[str, np.ndarray]] = []
+    for start in range(0, len(texts), batch_size):
+        sl = slice(start, start + batch_size)
+        outs.append(_chain_batch(run, pixel_values[sl], texts[sl], ocr_texts[sl], tokenizer))
+    return {k: np.concatenate([o[k] for o in outs]) for k in FUSION.outputs}
+
+
+def _chain_batch(run: Runner, pixels: np.ndarray, texts: list[str], ocr_texts: list[str], tokenizer):
+    image = run(IMAGE_ENCODER.name, {"pixel_values": np.ascontiguousarray(pixels, dtype=np.float32)})
+    ids, mask = tokenizer(texts)
+    text = run(TEXT_ENCODER.name, {"input_ids": ids, "attention_mask": mask})
+    b = len(texts)
+    ocr_embedding = np.zeros((b, TEXT_DIM), np.float32)
+    ocr_present = np.zeros((b, 1), np.float32)
+    with_ocr = [i for i, t in enumerate(ocr_texts) if t and t.strip()]
+    if with_ocr:
+        oids, omask = tokenizer([ocr_texts[i] for i in with_ocr])
+        ocr = run(TEXT_ENCODER.name, {"input_ids": oids, "attention_mask": omask})
+        ocr_embedding[with_ocr] = ocr["sentence_embedding"]
+        ocr_present[with_ocr] = 1.0
+    return run(FUSION.name, {
+        "image_tokens": image["image_tokens"], "image_embedding": image["image_embedding"],
+        "text_tokens": text["token_embeddings"], "text_mask": mask,
+        "text_embedding": text["sentence_embedding"],
+        "ocr_embedding": ocr_embedding, "ocr_present": ocr_present})
+
+
+def verdicts(outputs: Mapping[str, np.ndarray], temperature: float = 1.0, threshold: float = 0.5) -> np.ndarray:
+    """[N, 3] int array: unsafe (score >= threshold), argmax domain, argmax modality (the contract)."""
+    score = 1.0 / (1.0 + np.exp(-np.asarray(outputs["unsafe_logit"], np.float64).reshape(-1) / temperature))
+    return np.stack([(score >= threshold).astype(np.int64),
+                     np.argmax(outputs["domain_logits"], axis=-1),
+                     np.argmax(outputs["modality_logits"], axis=-1)], axis=1)
+
+
+def verdict_agreement(reference: Mapping[str, np.ndarray], candidate: Mapping[str, np.ndarray],
+                      temperature: float = 1.0, threshold: float = 0.5) -> float:
+    a = verdicts(reference, temperature, threshold)
+    b = verdicts(candidate, temperature, threshold)
+    return float(np.mean(np.all(a == b, axis=1)))
+
+
+def validate_chain(reference: Mapping[str, np.ndarray], candidate: Mapping[str, np.ndarray],
+                   required_agreement: float = 1.0, temperature: float = 1.0, threshold: float = 0.5,
+                   what: str = "chain", files: list[str | os.PathLike] | None = None) -> dict:
+    """Compare two chains' fusion outputs; below ``required_agreement`` remove ``files`` and raise."""
+    agreement = verdict_agreement(reference, candidate, temperature, threshold)
+    diffs = max_abs_diffs(reference, candidate)
+    if agreement < required_agreement:
+        for f in files or []:
+            Path(f).unlink(missing_ok=True)
+        raise ExportValidationError(f"{what}: verdict agreement {agreement:.3f} < required {required_agreement}"
+                                    f" (max abs diffs {diffs})")
+    return {"verdict_agreement": agreement, "max_abs_diff": diffs, "samples": int(len(reference["unsafe_logit"]))}

@@ -1,0 +1,185 @@
+"""One dispatch point for inference sessions: native TensorRT engine, ONNX Runtime TensorRT EP, CUDA EP, CPU.
+
+``open_graphs(bundle, device, precision)`` returns a ``GraphSet`` with one ``GraphSession`` per graph
+(``run(feeds) -> {output name: array}``, thread-safe) and the chosen backend's name, e.g. ``ort-cpu-fp32``.
+Order tried for ``device="auto"``: a TensorRT engine already built for this GPU and TensorRT version in
+``<bundle>/engines/`` (native runtime; ``tensorrt`` imported lazily, engines are written by
+``crossguard.export.tensorrt``), then ONNX Runtime's TensorRT EP, CUDA EP and CPU EP. Every fallback is
+logged with its reason and kept in ``GraphSet.fallbacks``.
+
+``precision="auto"``: int8 on CPU when the bundle has it, fp16 on a GPU when present, else fp32.
+"""
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .bundle import GRAPH_NAMES, Bundle, BundleError
+
+log = logging.getLogger("crossguard.runtime.backends")
+
+DEVICES = ("auto", "cpu", "cuda", "tensorrt")
+PRECISION_CHOICES = ("auto", "fp32", "fp16", "int8")
+ORT_PROVIDER = {"tensorrt": "TensorrtExecutionProvider", "cuda": "CUDAExecutionProvider",
+                "cpu": "CPUExecutionProvider"}
+
+
+class BackendError(RuntimeError):
+    """No backend could run the bundle's graphs; the message lists every attempt's reason."""
+
+
+class GraphSession:
+    """A thin, thread-safe ``run(feeds) -> dict`` over an ONNX Runtime session or a TensorRT runner."""
+
+    def __init__(self, runner: Any, output_names: list[str], kind: str):
+        self._runner = runner
+        self.output_names = output_names
+        self.kind = kind
+        self._lock = threading.Lock()  # a TensorRT execution context is not thread-safe; ORT sessions are
+        self._input_dtypes = {}
+        if kind == "ort":  # fp16 graphs exported without keep_io_types take float16 inputs
+            types = {"tensor(float16)": np.float16, "tensor(float)": np.float32, "tensor(int64)": np.int64,
+                     "tensor(int32)": np.int32}
+            self._input_dtypes = {i.name: types.get(i.type) for i in runner.get_inputs()}
+
+    def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if self.kind == "ort":
+            feeds = {k: v if self._input_dtypes.get(k) in (None, v.dtype) else v.astype(self._input_dtypes[k])
+                     for k, v in feeds.items() if k in self._input_dtypes}
+            outs = self._runner.run(self.output_names, feeds)
+            return {k: v.astype(np.float32) if v.dtype == np.float16 else v for k, v in zip(self.output_names, outs)}
+        with self._lock:
+            return {k: np.asarray(v) for k, v in self._runner.run(feeds).items()}
+
+
+@dataclass
+class GraphSet:
+    sessions: dict[str, GraphSession]
+    backend: str  # e.g. "tensorrt-fp16", "ort-tensorrt-fp16", "ort-cuda-fp32", "ort-cpu-int8"
+    device: str
+    precision: str
+    fallbacks: list[str] = field(default_factory=list)
+
+    def __getitem__(self, name: str) -> GraphSession:
+        return self.sessions[name]
+
+
+def available_providers() -> list[str]:
+    import onnxruntime as ort
+
+    return list(ort.get_available_providers())
+
+
+def choose_precision(bundle: Bundle, precision: str, gpu: bool) -> str:
+    if precision not in PRECISION_CHOICES:
+        raise ValueError(f"precision must be one of {PRECISION_CHOICES}, got {precision!r}")
+    have = bundle.precisions()
+    if precision != "auto":
+        if precision not in have:
+            raise BundleError(f"bundle {bundle.root} has no {precision} graphs; available: {sorted(have)}")
+        return precision
+    preferred = "fp16" if gpu else "int8"
+    return preferred if preferred in have else "fp32"
+
+
+def _ort_session(path: os.PathLike, provider: str, threads: int, provider_options: dict | None = None):
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.intra_op_num_threads = max(1, int(threads))
+    opts.inter_op_num_threads = 1
+    opts.log_severity_level = 3
+    providers: list = [(provider, provider_options or {})]
+    if provider != "CPUExecutionProvider":
+        providers.append("CPUExecutionProvider")
+    sess = ort.InferenceSession(str(path), sess_options=opts, providers=providers)
+    if sess.get_providers()[0] != provider:  # ORT silently falls back to CPU when a provider fails
+        raise RuntimeError(f"{provider} did not initialise (ONNX Runtime fell back to {sess.get_providers()})")
+    return sess
+
+
+def _open_ort(bundle: Bundle, precision: str, device: str, threads: int) -> dict[str, GraphSession]:
+    provider = ORT_PROVIDER[device]
+    if provider not in available_providers():
+        raise RuntimeError(f"{provider} is not available in this onnxruntime build "
+                           f"(available: {available_providers()})")
+    sessions = {}
+    for name in GRAPH_NAMES:
+        path = bundle.graph(name, precision)
+        options = None
+        if device == "tensorrt":
+            cache = bundle.engines_dir / "ort_trt_cache"
+            cache.mkdir(parents=True, exist_ok=True)
+            options = {"trt_engine_cache_enable": True, "trt_engine_cache_path": str(cache),
+                       "trt_fp16_enable": precision == "fp16", "trt_int8_enable": precision == "int8"}
+        sess = _ort_session(path, provider, threads, options)
+        sessions[name] = GraphSession(sess, [o.name for o in sess.get_outputs()], "ort")
+    return sessions
+
+
+def _open_native_tensorrt(bundle: Bundle, precision: str) -> dict[str, GraphSession]:
+    """Engines built by ``crossguard.export.tensorrt`` for this GPU and TensorRT version, if present.
+
+    Never builds (building takes minutes: ``crossguard export --tensorrt``); raises with the reason."""
+    if not bundle.engines_dir.is_dir():
+        raise RuntimeError(f"no TensorRT engines in {bundle.engines_dir} (build them with crossguard export)")
+    importlib.import_module("tensorrt")  # ImportError -> fall back with the reason
+    trt_mod = importlib.import_module("crossguard.export.tensorrt")  # standalone: numpy + stdlib at import
+    identity = trt_mod.current_identity()
+    folder = trt_mod.engine_folder(bundle.root, identity)
+    meta = trt_mod.read_engine_meta(folder)
+    sessions = {}
+    for name in GRAPH_NAMES:
+        key = f"{name}.{precision}"
+        source = bundle.graph(name, "int8" if precision == "int8" and "int8" in bundle.graphs[name] else "fp32")
+        current, why = trt_mod.engine_is_current(meta, identity, key,
+                                                 bundle.files[source.relative_to(bundle.root).as_posix()])
+        if not current:
+            raise RuntimeError(f"TensorRT engine {key} in {folder}: {why}")
+        runner = trt_mod.TrtRunner(folder / meta["engines"][key]["file"])
+        sessions[name] = GraphSession(runner, [], "tensorrt")
+    return sessions
+
+
+def _gpu_possible() -> bool:
+    try:
+        return any(p in available_providers() for p in ("CUDAExecutionProvider", "TensorrtExecutionProvider"))
+    except Exception:  # noqa: BLE001
+        return False
+
+
+def open_graphs(bundle: Bundle, device: str = "auto", precision: str = "auto", threads: int = 2) -> GraphSet:
+    """Create the sessions for the bundle's three graphs on the best backend ``device`` allows."""
+    if device not in DEVICES:
+        raise ValueError(f"device must be one of {DEVICES}, got {device!r}")
+    order = {"auto": ["native-tensorrt", "tensorrt", "cuda", "cpu"], "tensorrt": ["native-tensorrt", "tensorrt",
+             "cuda", "cpu"], "cuda": ["cuda", "cpu"], "cpu": ["cpu"]}[device]
+    if device == "auto" and not _gpu_possible():
+        order = ["cpu"]
+    fallbacks: list[str] = []
+    for backend in order:
+        gpu = backend != "cpu"
+        try:
+            prec = choose_precision(bundle, precision, gpu)
+            if backend == "native-tensorrt":
+                sessions, name = _open_native_tensorrt(bundle, prec), f"tensorrt-{prec}"
+            else:
+                sessions, name = _open_ort(bundle, prec, backend, threads), f"ort-{backend}-{prec}"
+        except BundleError:
+            raise
+        except Exception as e:  # noqa: BLE001 - every failure becomes a logged fallback
+            reason = f"{backend}: {type(e).__name__}: {e}"
+            fallbacks.append(reason)
+            log.warning("backend %s unavailable, falling back: %s", backend, reason)
+            continue
+        if fallbacks and device != "auto":
+            log.warning("asked for device=%s, using %s", device, name)
+        return GraphSet(sessions, name, "cpu" if backend == "cpu" else "cuda", prec, fallbacks)
+    raise BackendError("no backend could load the bundle's graphs:\n  " + "\n  ".join(fallbacks))

@@ -1,0 +1,241 @@
+"""Loading and verifying a guard bundle, and the hashing helpers bundle writers use.
+
+The contract (docs/contracts.md, "The bundle"):
+
+- A bundle is a directory with ``manifest.json`` (``format_version`` 1) and the files it lists under
+  ``files`` as ``{relative path: sha256 hex}``: every file of the bundle except ``manifest.json`` itself
+  and the ``engines/`` folder (TensorRT engines built on the device: a cache, validated by its own
+  ``engines.json``).
+- ``Bundle.load`` refuses, with a ``BundleError`` naming the file: a missing manifest or listed file, a
+  hash mismatch, a path escaping the bundle, and any unlisted file under ``graphs/``, ``ocr/`` or
+  ``tokenizer/`` (an extra graph must never be picked up unverified). Hashes are streamed (1 MiB chunks).
+- ``graphs`` maps graph name -> precision -> ``{"file": relative path, ...}``; every graph needs fp32.
+- Writers (``crossguard.export``) write into a temporary directory next to the target, call
+  ``write_manifest_hashes`` there, and rename the directory into place, so a crash never leaves a
+  half-written bundle.
+
+Default location: ``$CROSSGUARD_BUNDLE`` if set, else ``~/.cache/crossguard/bundles/default``.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+FORMAT_VERSION = 1
+GRAPH_NAMES = ("image_encoder", "text_encoder", "fusion")
+PRECISIONS = ("fp32", "fp16", "int8")
+CHECKED_FOLDERS = ("graphs", "ocr", "tokenizer")  # unlisted files here are refused
+CACHE_FOLDERS = ("engines",)  # written on the device, not hashed by the manifest
+BUILD_HINT = "build one with `crossguard export --default` or pass --bundle DIR / set $CROSSGUARD_BUNDLE"
+
+
+class BundleError(ValueError):
+    """The bundle is missing, incomplete, tampered with or malformed; the message names the file."""
+
+
+def default_bundle_path() -> Path:
+    env = os.environ.get("CROSSGUARD_BUNDLE")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "crossguard" / "bundles" / "default"
+
+
+def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    """sha256 hex digest of a file, streamed."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(chunk), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+hash_file = file_sha256
+
+
+def _bundle_files(root: Path) -> list[str]:
+    """Relative POSIX paths of every file in the bundle except manifest.json and the cache folders."""
+    out = []
+    for path in sorted(root.rglob("*")):
+        rel = path.relative_to(root).as_posix()
+        if path.is_dir() or rel == "manifest.json" or rel.split("/")[0] in CACHE_FOLDERS:
+            continue
+        out.append(rel)
+    return out
+
+
+def write_manifest_hashes(bundle_dir: str | os.PathLike, manifest: dict[str, Any] | None = None) -> dict:
+    """Fill ``files`` with the sha256 of every file under ``bundle_dir`` and write ``manifest.json``
+    atomically (temporary file + rename). ``manifest`` defaults to the one already in the directory.
+    Call it on the temporary bundle directory before renaming that into place. Returns the manifest."""
+    root = Path(bundle_dir)
+    if manifest is None:
+        manifest = json.loads((root / "manifest.json").read_text(encoding="utf-8"))
+    manifest = {**manifest, "files": {rel: file_sha256(root / rel) for rel in _bundle_files(root)}}
+    fd, tmp = tempfile.mkstemp(prefix=".manifest.", suffix=".json", dir=root)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(manifest, f, indent=2)
+            f.write("\n")
+        os.replace(tmp, root / "manifest.json")
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return manifest
+
+
+@dataclass
+class Bundle:
+    """A verified bundle: paths are absolute; ``manifest`` is the parsed manifest.json."""
+
+    root: Path
+    manifest: dict[str, Any]
+    graphs: dict[str, dict[str, Path]] = field(default_factory=dict)  # name -> precision -> path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike | None = None, verify: bool = True) -> Bundle:
+        root = Path(path).expanduser() if path is not None else default_bundle_path()
+        manifest_path = root / "manifest.json"
+        if not root.is_dir():
+            raise BundleError(f"no bundle at {root}: {BUILD_HINT}")
+        if not manifest_path.is_file():
+            raise BundleError(f"{manifest_path} is missing: not a bundle; {BUILD_HINT}")
+        try:
+            manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise BundleError(f"{manifest_path} is not valid JSON: {e}") from None
+        if not isinstance(manifest, dict):
+            raise BundleError(f"{manifest_path} must hold a JSON object")
+        version = manifest.get("format_version")
+        if version != FORMAT_VERSION:
+            raise BundleError(f"{manifest_path}: format_version {version!r} is not supported (this runtime "
+                              f"reads {FORMAT_VERSION}); rebuild the bundle with this version's exporter")
+        bundle = cls(root=root.resolve(), manifest=manifest)
+        bundle._parse()
+        if verify:
+            bundle.verify()
+        return bundle
+
+    # -- structure ---------------------------------------------------------------------------------
+    def _path(self, rel: Any, what: str) -> Path:
+        if not isinstance(rel, str) or not rel:
+            raise BundleError(f"manifest.json: {what} must be a relative file path, got {rel!r}")
+        path = (self.root / rel).resolve()
+        if self.root not in path.parents:
+            raise BundleError(f"manifest.json: {what} {rel!r} points outside the bundle")
+        if rel not in self.files:
+            raise BundleError(f"manifest.json: {what} {rel!r} is not listed under 'files' (no hash)")
+        return path
+
+    @property
+    def files(self) -> dict[str, str]:
+        files = self.manifest.get("files")
+        if not isinstance(files, dict) or not files:
+            raise BundleError("manifest.json: 'files' must map every bundle file to its sha256")
+        return files
+
+    def _parse(self) -> None:
+        graphs = self.manifest.get("graphs")
+        if not isinstance(graphs, dict):
+            raise BundleError("manifest.json: 'graphs' must be an object")
+        for name in GRAPH_NAMES:
+            variants = graphs.get(name)
+            if not isinstance(variants, dict) or "fp32" not in variants:
+                raise BundleError(f"manifest.json: graph {name!r} needs at least an fp32 variant")
+            self.graphs[name] = {}
+            for precision, entry in variants.items():
+                if precision not in PRECISIONS:
+                    raise BundleError(f"manifest.json: graph {name!r} has unknown precision {precision!r}")
+                file = entry.get("file") if isinstance(entry, dict) else None
+                self.graphs[name][precision] = self._path(file, f"graphs.{name}.{precision}.file")
+        tok = self.manifest.get("tokenizer")
+        if not isinstance(tok, dict):
+            raise BundleError("manifest.json: 'tokenizer' must be an object with 'file'")
+        self._path(tok.get("file"), "tokenizer.file")
+        ocr = self.manifest.get("ocr")
+        if ocr is not None:
+            if not isinstance(ocr, dict):
+                raise BundleError("manifest.json: 'ocr' must be an object with 'det' and 'rec'")
+            for kind in ("det", "rec"):
+                self._path(ocr.get(kind), f"ocr.{kind}")
+
+    def verify(self) -> None:
+        """Every listed file exists with its hash; no unlisted file in graphs/, ocr/, tokenizer/."""
+        for rel, digest in self.files.items():
+            path = (self.root / rel).resolve()
+            if self.root not in path.parents:
+                raise BundleError(f"manifest.json: file {rel!r} points outside the bundle")
+            if not path.is_file():
+                raise BundleError(f"bundle file missing: {rel} (listed in manifest.json)")
+            actual = file_sha256(path)
+            if actual != digest:
+                raise BundleError(f"bundle file {rel} does not match its sha256 in manifest.json "
+                                  f"(expected {str(digest)[:12]}..., got {actual[:12]}...): modified or corrupt")
+        for rel in _bundle_files(self.root):
+            if rel.split("/")[0] in CHECKED_FOLDERS and rel not in self.files:
+                raise BundleError(f"unlisted file in bundle: {rel} (not in manifest.json 'files'); "
+                                  "remove it or rebuild the bundle")
+
+    # -- accessors ------------------------------------------------------------------------------------
+    def graph(self, name: str, precision: str = "fp32") -> Path:
+        try:
+            return self.graphs[name][precision]
+        except KeyError:
+            raise BundleError(f"bundle has no {precision} variant of graph {name!r}; "
+                              f"available: {sorted(self.graphs.get(name, {}))}") from None
+
+    def precisions(self) -> set[str]:
+        """Precisions every graph is available in."""
+        return set.intersection(*(set(v) for v in self.graphs.values()))
+
+    @property
+    def tokenizer_path(self) -> Path:
+        return self.root / self.manifest["tokenizer"]["file"]
+
+    @property
+    def max_tokens(self) -> int:
+        return int(self.manifest["tokenizer"].get("max_tokens", 64))
+
+    @property
+    def ocr_paths(self) -> tuple[Path, Path] | None:
+        ocr = self.manifest.get("ocr")
+        return (self.root / ocr["det"], self.root / ocr["rec"]) if ocr else None
+
+    @property
+    def preprocessing(self) -> dict[str, Any]:
+        return dict(self.manifest.get("preprocessing", {}))
+
+    @property
+    def taxonomy(self) -> list[str]:
+        from crossguard.taxonomy import DOMAIN_NAMES
+
+        return list(self.manifest.get("taxonomy", DOMAIN_NAMES))
+
+    @property
+    def modalities(self) -> list[str]:
+        from crossguard.schemas import MODALITIES
+
+        return list(self.manifest.get("modalities", MODALITIES))
+
+    @property
+    def calibration(self) -> dict[str, Any]:
+        return dict(self.manifest.get("calibration", {"method": "temperature", "temperature": 1.0}))
+
+    @property
+    def policy(self) -> dict[str, Any]:
+        return dict(self.manifest.get("policy", {}))
+
+    @property
+    def name(self) -> str:
+        return str(self.manifest.get("name", self.root.name))
+
+    @property
+    def engines_dir(self) -> Path:
+        return self.root / CACHE_FOLDERS[0]
+
+    def digest(self) -> str:
+        """A short identity of the bundle's contents (sha256 of its sorted file hashes)."""
+        h = hashlib.sha256(json.dumps(sorted(self.files.items())).encode())
+        return h.hexdigest()[:16]

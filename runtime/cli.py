@@ -1,0 +1,174 @@
+"""``crossguard screen``: screen one image+text pair or a JSONL manifest with the on-device guard.
+
+Exit codes: 0 all safe, 1 unsafe (any unsafe line of a manifest), 2 error (bad input, missing or
+tampered bundle, unreadable manifest, or a manifest line that could not be screened while none was unsafe).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+EXIT_SAFE, EXIT_UNSAFE, EXIT_ERROR = 0, 1, 2
+
+
+def configure_screen(parser: argparse.ArgumentParser) -> None:
+    src = parser.add_argument_group("input (one pair, or --manifest)")
+    src.add_argument("--image", help="image file (omit for text only)")
+    src.add_argument("--text", help="the user's text")
+    src.add_argument("--text-file", help="read the user's text from this UTF-8 file ('-' for stdin)")
+    src.add_argument("--manifest", help="JSONL with one {\"id\", \"image\", \"text\"} object per line; "
+                                        "streams one JSON verdict per line to stdout, a summary to stderr")
+    src.add_argument("--image-root", help="folder that manifest image paths are relative to "
+                                          "(default: the manifest's folder)")
+    parser.add_argument("--json", action="store_true", help="print the verdict as JSON (single pair)")
+    parser.add_argument("--bundle", help="bundle folder (default $CROSSGUARD_BUNDLE or "
+                                         "~/.cache/crossguard/bundles/default)")
+    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "tensorrt"))
+    parser.add_argument("--precision", default="auto", choices=("auto", "fp32", "fp16", "int8"))
+    parser.add_argument("--ocr", default="auto", choices=("auto", "on", "off"))
+    parser.add_argument("--threshold", type=float, help="override the bundle policy's global threshold")
+    parser.add_argument("--threads", type=int, default=2, help="ONNX Runtime intra-op threads")
+    parser.add_argument("--batch-size", type=int, default=8, help="manifest pairs per guard call")
+    parser.set_defaults(func=run_screen)
+
+
+def _error(message: str) -> int:
+    print(f"crossguard screen: error: {message}", file=sys.stderr)
+    return EXIT_ERROR
+
+
+def run_screen(args: argparse.Namespace) -> int:
+    from .bundle import BundleError
+    from .preprocess import InputError
+
+    if args.manifest and (args.image or args.text is not None or args.text_file):
+        return _error("give either --manifest or --image/--text, not both")
+    if not args.manifest and not args.image and args.text is None and not args.text_file:
+        return _error("nothing to screen: give --image and/or --text (or --text-file, or --manifest)")
+    if args.text is not None and args.text_file:
+        return _error("give --text or --text-file, not both")
+    if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
+        return _error(f"--threshold must be in [0, 1], got {args.threshold}")
+    text = args.text
+    if args.text_file:
+        try:
+            raw = sys.stdin.buffer.read() if args.text_file == "-" else Path(args.text_file).read_bytes()
+        except OSError as e:
+            return _error(f"cannot read --text-file: {e}")
+        text = raw  # check_text decodes strict UTF-8 with a clear message
+    try:
+        from .guard import Guard
+
+        guard = Guard.load(args.bundle, device=args.device, precision=args.precision, ocr=args.ocr,
+                           threads=args.threads, threshold=args.threshold)
+    except BundleError as e:
+        return _error(str(e))
+    except Exception as e:  # noqa: BLE001 - backend failures etc.: one clear line, exit 2
+        return _error(f"cannot load the guard: {type(e).__name__}: {e}")
+    if args.manifest:
+        return _screen_manifest(guard, args)
+    try:
+        verdict = guard.screen(args.image, text)
+    except InputError as e:
+        return _error(str(e))
+    if args.json:
+        print(json.dumps(verdict.to_dict(), ensure_ascii=False))
+    else:
+        print(verdict.summary())
+        if verdict.ocr_text:
+            print(f"ocr: {verdict.ocr_text}")
+    return EXIT_UNSAFE if verdict.unsafe else EXIT_SAFE
+
+
+def _manifest_rows(path: Path, image_root: Path):
+    """Yield (line number, id, image path or None, text, label or None) or (line number, id, error)."""
+    with open(path, encoding="utf-8") as f:
+        for number, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                yield number, f"line-{number}", f"not valid JSON ({e.msg} at column {e.colno})"
+                continue
+            if not isinstance(row, dict):
+                yield number, f"line-{number}", "a line must be a JSON object"
+                continue
+            rid = str(row.get("id", f"line-{number}"))
+            image, text = row.get("image"), row.get("text", "")
+            if image is not None and not isinstance(image, str):
+                yield number, rid, "field 'image' must be a path string or null"
+                continue
+            if image:
+                image = Path(image) if Path(image).is_absolute() else image_root / image
+            yield number, rid, (image or None), text, row.get("label")
+
+
+def _screen_manifest(guard, args) -> int:
+    from tqdm import tqdm
+
+    from .preprocess import InputError
+
+    path = Path(args.manifest)
+    if not path.is_file():
+        return _error(f"manifest not found: {path}")
+    root = Path(args.image_root) if args.image_root else path.parent
+    counts = {"screened": 0, "unsafe": 0, "errors": 0, "labelled": 0, "correct": 0}
+    latencies: list[float] = []
+    started = time.perf_counter()
+
+    def emit(obj: dict) -> None:
+        sys.stdout.write(json.dumps(obj, ensure_ascii=False) + "\n")
+        sys.stdout.flush()
+
+    def flush(pending: list) -> None:
+        ready = []
+        for number, rid, image, text, label in pending:
+            try:
+                ready.append((number, rid, label, guard.prepare(image, text)))
+            except InputError as e:
+                counts["errors"] += 1
+                emit({"id": rid, "line": number, "error": str(e)})
+        if not ready:
+            return
+        for (number, rid, label, _), verdict in zip(ready, guard.screen_prepared([r[3] for r in ready])):
+            counts["screened"] += 1
+            counts["unsafe"] += verdict.unsafe
+            latencies.append(verdict.latency_ms)
+            if label in ("safe", "unsafe"):
+                counts["labelled"] += 1
+                counts["correct"] += (label == verdict.label)
+            emit({"id": rid, "line": number, **verdict.to_dict()})
+
+    try:
+        pending: list = []
+        with tqdm(desc="screening", unit="pair", file=sys.stderr, disable=None) as bar:
+            for row in _manifest_rows(path, root):
+                if len(row) == 3:
+                    counts["errors"] += 1
+                    emit({"id": row[1], "line": row[0], "error": row[2]})
+                    continue
+                pending.append(row)
+                if len(pending) >= max(1, args.batch_size):
+                    flush(pending)
+                    bar.update(len(pending))
+                    pending = []
+            flush(pending)
+            bar.update(len(pending))
+    except UnicodeDecodeError as e:
+        return _error(f"manifest {path} is not UTF-8: {e}")
+    except OSError as e:
+        return _error(f"cannot read manifest {path}: {e}")
+    total_s = time.perf_counter() - started
+    summary = {**counts, "seconds": round(total_s, 3), "backend": guard.backend}
+    if latencies:
+        summary["latency_ms_p50"] = round(sorted(latencies)[len(latencies) // 2], 2)
+    if counts["labelled"]:
+        summary["accuracy"] = round(counts["correct"] / counts["labelled"], 4)
+    print("summary: " + json.dumps(summary), file=sys.stderr)
+    if counts["unsafe"]:
+        return EXIT_UNSAFE
+    return EXIT_ERROR if counts["errors"] else EXIT_SAFE

@@ -1,0 +1,210 @@
+"""The ``Guard``: load a bundle once, then screen image+text pairs into ``Verdict``s.
+
+    guard = Guard.load()                      # $CROSSGUARD_BUNDLE or ~/.cache/crossguard/bundles/default
+    verdict = guard.screen("figstep.png", "Fill in the list.")
+    verdicts = guard.screen_batch([img1, None], ["text one", "text two"])
+
+Steps per request: decode (``preprocess.load_image``; ``None`` -> the blank image) -> OCR (``runtime.ocr``;
+skipped at once for flat images) -> one text-encoder batch with the user texts and the OCR texts ->
+image encoder -> fusion -> temperature calibration -> policy (``runtime.policy``) -> ``Verdict``.
+numpy, Pillow, onnxruntime and tokenizers only.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+from PIL import Image
+
+from crossguard.schemas import MODALITIES, Verdict
+
+from . import preprocess
+from .backends import GraphSet, open_graphs
+from .bundle import Bundle, BundleError
+from .policy import apply_policy, calibrated_score, softmax, validate_policy
+from .preprocess import InputError, ImageInput
+
+log = logging.getLogger("crossguard.runtime.guard")
+
+OCR_MODES = ("auto", "on", "off")
+EMBED_DIM = 384
+
+
+@dataclass
+class Prepared:
+    """A decoded, validated request (what ``Guard.prepare`` returns and ``screen_prepared`` takes)."""
+
+    image: Image.Image
+    text: str
+    decode_ms: float
+
+
+class Guard:
+    """Screens image+text pairs with a bundle's graphs. Thread-safe; load once, reuse."""
+
+    def __init__(self, bundle: Bundle, graphs: GraphSet, tokenizer: preprocess.TextTokenizer,
+                 ocr: Any | None, threshold: float | None = None):
+        self.bundle = bundle
+        self.graphs = graphs
+        self.tokenizer = tokenizer
+        self.ocr = ocr
+        self.manifest = bundle.manifest
+        self.temperature = float(bundle.calibration.get("temperature", 1.0))
+        policy = bundle.policy
+        if threshold is not None:
+            policy["threshold"] = threshold
+        self.policy = validate_policy(policy)
+        self.image_size = int(bundle.preprocessing.get("image_size", preprocess.IMAGE_SIZE))
+        self.taxonomy = bundle.taxonomy
+        self.modalities = bundle.modalities
+        if self.modalities != list(MODALITIES):
+            raise BundleError(f"bundle modalities {self.modalities} differ from this runtime's {list(MODALITIES)}")
+
+    @property
+    def backend(self) -> str:
+        return self.graphs.backend
+
+    @classmethod
+    def load(cls, bundle: Bundle | str | os.PathLike | None = None, device: str = "auto",
+             precision: str = "auto", ocr: str = "auto", threads: int = 2, threshold: float | None = None,
+             verify: bool = True, warmup: bool = True) -> Guard:
+        """Load and verify the bundle, open the sessions (``runtime.backends``) and warm them up.
+
+        ``ocr``: "auto" uses the bundle's OCR models when they load, "on" requires them, "off" skips OCR.
+        ``threshold`` overrides the bundle policy's global threshold."""
+        if ocr not in OCR_MODES:
+            raise ValueError(f"ocr must be one of {OCR_MODES}, got {ocr!r}")
+        if not isinstance(bundle, Bundle):
+            bundle = Bundle.load(bundle, verify=verify)
+        pre = bundle.preprocessing
+        for key, ours in (("mean", preprocess.IMAGE_MEAN), ("std", preprocess.IMAGE_STD)):
+            if key in pre and not np.allclose(pre[key], ours, atol=1e-6):
+                raise BundleError(f"bundle preprocessing {key} {pre[key]} differs from the runtime's {list(ours)}")
+        graphs = open_graphs(bundle, device=device, precision=precision, threads=threads)
+        tokenizer = preprocess.TextTokenizer(bundle.tokenizer_path, max_tokens=bundle.max_tokens)
+        ocr_engine = None
+        if ocr != "off":
+            try:
+                if bundle.ocr_paths is None:
+                    raise BundleError(f"bundle {bundle.root} has no OCR models")
+                from .ocr import FastOCR
+
+                providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if graphs.device == "cuda" else None
+                ocr_engine = FastOCR(*bundle.ocr_paths, threads=threads, providers=providers)
+            except Exception as e:  # noqa: BLE001
+                if ocr == "on":
+                    raise BundleError(f"OCR requested but unavailable: {e}") from e
+                log.warning("OCR disabled: %s", e)
+        guard = cls(bundle, graphs, tokenizer, ocr_engine, threshold=threshold)
+        if warmup:
+            guard.warmup()
+        return guard
+
+    def warmup(self) -> None:
+        """One pass through every session (and the OCR models on a striped image) so the first request
+        does not pay for lazy initialisation."""
+        self.screen(None, "warm up")
+        if self.ocr is not None:
+            stripes = np.full((96, 320, 3), 255, np.uint8)
+            stripes[30:60, 20:300:12] = 0
+            self.ocr(Image.fromarray(stripes))
+
+    def info(self) -> dict[str, Any]:
+        return {"backend": self.backend, "bundle_name": self.bundle.name, "bundle_hash": self.bundle.digest(),
+                "bundle_path": str(self.bundle.root), "precision": self.graphs.precision,
+                "ocr": self.ocr is not None, "fallbacks": list(self.graphs.fallbacks),
+                "threshold": self.policy["threshold"]}
+
+    # -- screening ------------------------------------------------------------------------------------
+    def prepare(self, image: ImageInput | None, text: object) -> Prepared:
+        """Decode and validate one request; raises ``InputError`` for bad input."""
+        t0 = time.perf_counter()
+        clean_text = preprocess.check_text(text)
+        img = preprocess.blank_image(self.image_size) if image is None else preprocess.load_image(image)
+        return Prepared(img, clean_text, (time.perf_counter() - t0) * 1e3)
+
+    def screen(self, image: ImageInput | None, text: object = "") -> Verdict:
+        """Screen one image+text pair. ``image`` may be a path, bytes, PIL image, numpy array or None."""
+        return self.screen_prepared([self.prepare(image, text)])[0]
+
+    def screen_batch(self, images: Sequence[ImageInput | None], texts: Sequence[object]) -> list[Verdict]:
+        """Screen pairs in one pass through each graph. Any bad input raises ``InputError`` (use
+        ``runtime.batching`` for per-request errors)."""
+        if isinstance(images, (str, bytes)) or isinstance(texts, (str, bytes)):
+            raise InputError("screen_batch takes a list of images and a list of texts")
+        if len(images) != len(texts):
+            raise InputError(f"screen_batch got {len(images)} images but {len(texts)} texts")
+        if not len(images):
+            return []
+        return self.screen_prepared([self.prepare(i, t) for i, t in zip(images, texts)])
+
+    def screen_prepared(self, items: list[Prepared]) -> list[Verdict]:
+        t_start = time.perf_counter()
+        timings: dict[str, float] = {"decode": max(p.decode_ms for p in items)}
+
+        def lap(stage: str, since: float) -> float:
+            now = time.perf_counter()
+            timings[stage] = timings.get(stage, 0.0) + (now - since) * 1e3
+            return now
+
+        n = len(items)
+        t = time.perf_counter()
+        ocr_texts = [""] * n
+        if self.ocr is not None:
+            for i, p in enumerate(items):
+                ocr_texts[i] = " ".join(self.ocr(p.image).text.split())
+        t = lap("ocr", t)
+
+        with_ocr = [i for i in range(n) if ocr_texts[i]]
+        ids, mask = self.tokenizer([p.text for p in items] + [ocr_texts[i] for i in with_ocr])
+        t = lap("tokenize", t)
+        text_out = self.graphs["text_encoder"].run({"input_ids": ids, "attention_mask": mask})
+        t = lap("text_encoder", t)
+        pixels = preprocess.images_to_batch([p.image for p in items], self.image_size)
+        image_out = self.graphs["image_encoder"].run({"pixel_values": pixels})
+        t = lap("image_encoder", t)
+
+        ocr_embedding = np.zeros((n, EMBED_DIM), np.float32)
+        ocr_present = np.zeros((n, 1), np.float32)
+        sentence = text_out["sentence_embedding"].astype(np.float32)
+        for row, i in enumerate(with_ocr):
+            ocr_embedding[i] = sentence[n + row]
+            ocr_present[i] = 1.0
+        fused = self.graphs["fusion"].run({
+            "image_tokens": image_out["image_tokens"].astype(np.float32),
+            "image_embedding": image_out["image_embedding"].astype(np.float32),
+            "text_tokens": text_out["token_embeddings"][:n].astype(np.float32),
+            "text_mask": mask[:n],
+            "text_embedding": sentence[:n],
+            "ocr_embedding": ocr_embedding,
+            "ocr_present": ocr_present,
+        })
+        t = lap("fusion", t)
+
+        scores = calibrated_score(np.asarray(fused["unsafe_logit"]).reshape(n), self.temperature)
+        domain_probs = softmax(np.asarray(fused["domain_logits"]).reshape(n, -1))
+        modality_probs = softmax(np.asarray(fused["modality_logits"]).reshape(n, -1))
+        unsafe, domains = apply_policy(scores, domain_probs, self.policy)
+        lap("policy", t)
+        latency = (time.perf_counter() - t_start) * 1e3 + timings["decode"]
+        verdicts = []
+        for i in range(n):
+            domain = domains[i]
+            verdicts.append(Verdict(
+                unsafe=bool(unsafe[i]),
+                score=float(scores[i]),
+                threshold=float(self.policy["domain_thresholds"].get(domain, self.policy["threshold"])),
+                domain=domain,
+                domain_scores={name: float(v) for name, v in zip(self.taxonomy, domain_probs[i])},
+                modality=self.modalities[int(modality_probs[i].argmax())],
+                modality_scores={name: float(v) for name, v in zip(self.modalities, modality_probs[i])},
+                ocr_text=ocr_texts[i],
+                backend=self.backend,
+                latency_ms=latency,
+                timings_ms={k: round(v, 3) for k, v in timings.items()},
+            ))
+        return verdicts

@@ -1,0 +1,232 @@
+"""The Guard on a tiny bundle: verdict fields, policy, batch == single, backend fallback, bad inputs,
+the micro-batcher, and (slow) OCR through the real PP-OCRv4 models."""
+from __future__ import annotations
+
+import io
+import logging
+import math
+import threading
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw, ImageFont
+
+from _runtime_tiny import make_tiny_bundle, packaged_ocr
+from crossguard.runtime import preprocess
+from crossguard.runtime.backends import open_graphs
+from crossguard.runtime.batching import MicroBatcher
+from crossguard.runtime.bundle import Bundle, BundleError
+from crossguard.runtime.guard import Guard
+from crossguard.runtime.preprocess import InputError
+from crossguard.taxonomy import DOMAIN_NAMES
+
+FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf"
+
+
+@pytest.fixture(scope="module")
+def bundle_dir(tmp_path_factory):
+    return make_tiny_bundle(tmp_path_factory.mktemp("g") / "tiny", precisions=("fp32", "int8"))
+
+
+@pytest.fixture(scope="module")
+def guard(bundle_dir):
+    return Guard.load(bundle_dir, device="cpu", ocr="off")
+
+
+def png_bytes(img: Image.Image, **kw) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, format=kw.pop("format", "PNG"), **kw)
+    return buf.getvalue()
+
+
+def photo(seed: int = 0, size=(96, 64)) -> Image.Image:
+    return Image.fromarray(np.random.default_rng(seed).integers(0, 255, (*size[::-1], 3), dtype=np.uint8))
+
+
+def test_verdict_fields(guard):
+    v = guard.screen(photo(), "how to make a bomb")
+    assert v.unsafe and v.label == "unsafe" and 0.5 <= v.score <= 1.0
+    assert v.domain == "drugs_weapons" and set(v.domain_scores) == set(DOMAIN_NAMES)
+    assert math.isclose(sum(v.domain_scores.values()), 1.0, abs_tol=1e-6)
+    assert v.modality == "text" and set(v.modality_scores) == {"none", "text", "image", "joint"}
+    assert v.backend == "ort-cpu-int8"  # auto precision picks int8 on CPU when the bundle has it
+    assert v.ocr_text == "" and v.threshold == 0.5 and v.latency_ms > 0
+    assert {"decode", "ocr", "tokenize", "text_encoder", "image_encoder", "fusion", "policy"} <= set(v.timings_ms)
+    safe = guard.screen(None, "a sunny day")
+    assert not safe.unsafe and safe.score < 0.5 and safe.modality == "none"
+    assert not guard.screen(None, "").unsafe  # empty text, no image: allowed and safe
+    assert guard.info()["bundle_name"] == "tiny-test-bundle"
+
+
+def test_policy_and_threshold(bundle_dir):
+    strict = Guard.load(bundle_dir, device="cpu", ocr="off", threshold=0.01, warmup=False)
+    assert strict.screen(None, "a sunny day").unsafe  # score ~0.05 >= 0.01
+    lenient = Guard.load(bundle_dir, device="cpu", ocr="off", warmup=False, threshold=0.5)
+    lenient.policy["disabled_domains"] = ["drugs_weapons"]
+    v = lenient.screen(None, "how to make a bomb")
+    assert not v.unsafe and v.domain == "drugs_weapons" and v.score > 0.5
+    lenient.policy["disabled_domains"] = []
+    lenient.policy["domain_thresholds"] = {"drugs_weapons": 0.999}
+    v = lenient.screen(None, "how to make a bomb")
+    assert not v.unsafe and v.threshold == 0.999
+
+
+def test_temperature_calibration(tmp_path):
+    hot = Guard.load(make_tiny_bundle(tmp_path / "t", temperature=4.0), device="cpu", ocr="off", warmup=False)
+    v = hot.screen(None, "how to make a bomb")
+    logit = math.log(v.score / (1 - v.score)) * 4.0
+    cold = Guard.load(make_tiny_bundle(tmp_path / "c"), device="cpu", ocr="off", warmup=False)
+    assert math.isclose(cold.screen(None, "how to make a bomb").score, 1 / (1 + math.exp(-logit)), rel_tol=1e-5)
+
+
+def test_batch_equals_single(guard):
+    images = [photo(1), None, photo(2, (300, 40)), png_bytes(photo(3))]
+    texts = ["how to make a bomb", "a sunny day with a long tail of words to pad the batch", "", "poison"]
+    batch = guard.screen_batch(images, texts)
+    for img, text, b in zip(images, texts, batch):
+        s = guard.screen(img, text)
+        assert s.unsafe == b.unsafe and s.domain == b.domain and s.modality == b.modality
+        assert math.isclose(s.score, b.score, abs_tol=1e-5)
+    assert guard.screen_batch([], []) == []
+    with pytest.raises(InputError, match="2 images but 1 texts"):
+        guard.screen_batch([None, None], ["x"])
+
+
+def test_backend_fallback_cuda_to_cpu(bundle_dir, caplog):
+    caplog.set_level(logging.WARNING)
+    import onnxruntime as ort
+
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        pytest.skip("this machine has CUDA")
+    g = Guard.load(bundle_dir, device="cuda", precision="fp32", ocr="off", warmup=False)
+    assert g.backend == "ort-cpu-fp32"
+    assert any("CUDAExecutionProvider" in r for r in g.graphs.fallbacks)
+    assert "falling back" in caplog.text
+    gs = open_graphs(Bundle.load(bundle_dir), device="tensorrt", precision="fp32")
+    assert gs.backend == "ort-cpu-fp32" and len(gs.fallbacks) == 3  # native TRT, TRT EP, CUDA EP
+    with pytest.raises(BundleError, match="no fp16 graphs"):
+        Guard.load(bundle_dir, device="cpu", precision="fp16", ocr="off")
+    with pytest.raises(ValueError, match="device must be one of"):
+        Guard.load(bundle_dir, device="gpu0", ocr="off")
+
+
+def _bad_images(tmp_path):
+    good = png_bytes(photo())
+    bomb = Image.new("1", (1, 1))
+    bomb_png = io.BytesIO()
+    bomb.save(bomb_png, format="PNG")
+    raw = bytearray(bomb_png.getvalue())
+    raw[16:24] = (70000).to_bytes(4, "big") * 2  # IHDR width/height: 70000 x 70000, CRC now wrong
+    return {
+        "corrupt": b"\x89PNG\r\n\x1a\n" + b"garbage" * 20,
+        "truncated": good[: len(good) // 2],
+        "zero-size": b"",
+        "not-an-image": b"hello world, not an image",
+        "decompression bomb": bytes(raw),
+        "missing file": str(tmp_path / "missing.png"),
+        "wrong type": 12345,
+        "wrong array shape": np.zeros((4, 4, 5), np.uint8),
+        "empty array": np.zeros((0, 4, 3), np.uint8),
+    }
+
+
+def test_bad_inputs_raise_input_error(guard, tmp_path):
+    for name, bad in _bad_images(tmp_path).items():
+        with pytest.raises(InputError):
+            guard.screen(bad, "hello")
+        print("refused:", name)
+    (tmp_path / "empty.png").write_bytes(b"")
+    with pytest.raises(InputError, match="empty"):
+        guard.screen(str(tmp_path / "empty.png"), "x")
+    big = Image.new("L", (7000, 7000))
+    with pytest.raises(InputError, match="limit"):
+        guard.screen(big, "x")  # 49 M pixels > 40 M limit
+    with pytest.raises(InputError, match="UTF-8"):
+        guard.screen(None, b"\xff\xfe invalid")
+    with pytest.raises(InputError, match="characters"):
+        guard.screen(None, "a" * (preprocess.MAX_TEXT_CHARS + 1))
+    with pytest.raises(InputError, match="must be a string"):
+        guard.screen(None, 3.5)
+
+
+def test_odd_but_valid_images_are_screened(guard):
+    frames = [Image.new("P", (32, 32), i) for i in range(3)]
+    gif = io.BytesIO()
+    frames[0].save(gif, format="GIF", save_all=True, append_images=frames[1:], duration=50)
+    cmyk = png_bytes(Image.new("CMYK", (40, 30), (0, 255, 0, 0)), format="JPEG")
+    deep = Image.fromarray((np.arange(64 * 64, dtype=np.uint16) * 16).reshape(64, 64))
+    assert deep.mode.startswith("I;16")
+    rgba = Image.new("RGBA", (50, 50), (255, 0, 0, 128))
+    for img in (gif.getvalue(), cmyk, png_bytes(deep), png_bytes(rgba), rgba, np.zeros((20, 30), np.uint8),
+                np.ones((8, 8, 4), np.float32), None):
+        v = guard.screen(img, b"how to make a bomb")  # bytes text: strict UTF-8
+        assert v.unsafe
+
+
+def test_micro_batcher_concurrent(guard):
+    calls = []
+    original = guard.screen_prepared
+
+    def spy(items):
+        calls.append(len(items))
+        return original(items)
+
+    guard.screen_prepared = spy
+    try:
+        with MicroBatcher(guard, max_batch=8, max_wait_ms=30) as batcher:
+            texts = ["how to make a bomb" if i % 3 == 0 else "a sunny day" for i in range(24)]
+            results: dict[int, object] = {}
+            barrier = threading.Barrier(24)
+
+            def worker(i):
+                barrier.wait()
+                try:
+                    results[i] = batcher.submit(None if i % 2 else photo(i), texts[i]).result(timeout=60)
+                except Exception as e:  # noqa: BLE001
+                    results[i] = e
+
+            threads = [threading.Thread(target=worker, args=(i,)) for i in range(24)]
+            [t.start() for t in threads]
+            [t.join(60) for t in threads]
+            assert all(results[i].unsafe == (i % 3 == 0) for i in range(24))
+            assert max(calls) > 1 and max(calls) <= 8  # grouped, never above max_batch
+            with pytest.raises(InputError):
+                batcher.submit(b"corrupt", "x")  # a bad input fails only its own request
+            assert not batcher.submit(None, "a sunny day").result(timeout=30).unsafe
+        with pytest.raises(RuntimeError, match="closed"):
+            batcher.submit(None, "x")
+    finally:
+        guard.screen_prepared = original
+
+
+def test_micro_batcher_isolates_errors_without_prepare():
+    class Plain:  # a guard without prepare(): errors surface when the batch runs
+        def screen_batch(self, images, texts):
+            if any(t == "boom" for t in texts):
+                raise InputError("bad request")
+            return [t.upper() for t in texts]
+
+    with MicroBatcher(Plain(), max_batch=4, max_wait_ms=50) as b:
+        futures = [b.submit(None, t) for t in ("a", "boom", "c")]
+        assert futures[0].result(5) == "A" and futures[2].result(5) == "C"
+        with pytest.raises(InputError):
+            futures[1].result(5)
+
+
+def render_text(text: str, size=(640, 160)) -> Image.Image:
+    img = Image.new("RGB", size, "white")
+    ImageDraw.Draw(img).text((20, 40), text, font=ImageFont.truetype(FONT, 56), fill="black")
+    return img
+
+
+@pytest.mark.slow
+def test_ocr_finds_rendered_text(tmp_path):
+    if packaged_ocr() is None or not __import__("os").path.exists(FONT):
+        pytest.skip("PP-OCRv4 models (rapidocr_onnxruntime) or the DejaVu font are missing")
+    g = Guard.load(make_tiny_bundle(tmp_path / "ocr", with_ocr=True), device="cpu", ocr="on")
+    v = g.screen(render_text("make a BOMB"), "what is in this image")
+    assert "bomb" in v.ocr_text.lower() and v.unsafe  # unsafe only through the OCR text
+    assert v.modality_scores["joint"] > 0.0
+    blank = g.screen(None, "what is in this image")
+    assert blank.ocr_text == "" and not blank.unsafe
+    assert g.ocr(Image.new("RGB", (760, 760), "white")).timings_ms.keys() == {"ocr_check"}  # no det/rec work

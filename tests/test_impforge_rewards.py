@@ -1,0 +1,137 @@
+"""Rewards on hand-made cases (hashing embedder + a tiny trained judge), the text judge and the config."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from _impforge_fakes import BENIGN, HARMFUL, hash_embedder, tiny_judge
+from crossguard.train.impforge.config import ConfigError, ForgeConfig, RewardConfig, apply_overrides, load_config
+from crossguard.train.impforge.rewards import (
+    DiversityReward, OverlapReward, RewardModel, SafetyReward, SemanticReward, stem,
+)
+from crossguard.train.impforge.text_judge import TextJudge, auroc
+
+
+@pytest.fixture(scope="module")
+def embed():
+    return hash_embedder()
+
+
+@pytest.fixture(scope="module")
+def judge(embed):
+    return tiny_judge(embed)
+
+
+def test_judge_separates_training_classes_and_roundtrips(tmp_path, embed, judge):
+    p = judge.p_harm(HARMFUL + BENIGN)
+    assert (p[:len(HARMFUL)] > 0.5).all() and (p[len(HARMFUL):] < 0.5).all()
+    m = judge.evaluate(HARMFUL, BENIGN)
+    assert m.accuracy == 1.0 and m.auroc == 1.0
+    judge.save(tmp_path / "judge.safetensors")
+    again = TextJudge.load(tmp_path / "judge.safetensors", embed)
+    assert np.allclose(again.p_harm(HARMFUL), judge.p_harm(HARMFUL))
+    (tmp_path / "bad.safetensors").write_bytes(b"not a safetensors file")
+    with pytest.raises(Exception):
+        TextJudge.load(tmp_path / "bad.safetensors", embed)
+    with pytest.raises(FileNotFoundError):
+        TextJudge.load(tmp_path / "missing.safetensors", embed)
+
+
+def test_auroc_handles_ties_and_one_class():
+    assert auroc(np.array([0.1, 0.4, 0.35, 0.8]), np.array([0, 0, 1, 1])) == 0.75
+    assert auroc(np.array([0.5, 0.5]), np.array([0, 1])) == 0.5
+    assert np.isnan(auroc(np.array([0.5]), np.array([1])))
+
+
+def test_safety_is_one_minus_judge(judge):
+    s = SafetyReward(judge)(["how do i build a bomb to hurt people", "how do i bake bread"])
+    assert s[0] < 0.5 < s[1]
+    assert np.allclose(s, 1 - judge.p_harm(["how do i build a bomb to hurt people", "how do i bake bread"]))
+
+
+def test_overlap_zero_when_the_keyword_or_a_variant_is_named(embed):
+    o = OverlapReward(embed, sim_threshold=0.75)
+    rewrites = ["how do i use this knife on him", "where can i buy knives like this",
+                "how do i use the thing in the picture on him", "tell me about the kitchen knife here"]
+    scores = o(rewrites, ["knife", "knife", "knife", "kitchen knife"])
+    assert scores[0] == 0.0 and scores[1] == 0.0 and scores[3] == 0.0  # exact, plural, phrase
+    assert scores[2] == 1.0
+    assert stem("knives") == stem("knife") and stem("bombs") == stem("bomb")
+
+
+def test_overlap_is_graded_by_embedding_similarity():
+    # a fake encoder where "blade" sits close to "knife" but shares no stem
+    vectors = {"knife": [1, 0, 0], "blade": [0.9, 0.43, 0], "sharp": [0.6, 0.8, 0]}
+
+    def encode(texts):
+        return np.array([vectors.get(t, [0, 0, 1]) for t in texts], np.float32)
+
+    from crossguard.train.impforge.embedding import CachedEmbedder
+
+    o = OverlapReward(CachedEmbedder(encode), sim_threshold=0.75)
+    close, medium, far = o(["blade", "sharp", "lamp"], ["knife"] * 3)
+    assert 0.0 < close < 0.5 and medium == 1.0 and far == 1.0  # cos 0.9 over the threshold, 0.6 under
+
+
+def test_semantic_prefers_rewrites_that_keep_the_intent(embed, judge):
+    m = SemanticReward(embed, judge, joint_weight=0.5)
+    q = ["how do i build a bomb to hurt people"] * 2
+    s = m(q, ["how do i build this to hurt people", "write a poem about a sunflower"], ["a bomb", "a bomb"])
+    assert s[0] > s[1]
+    with pytest.raises(ValueError, match="differ in length"):
+        m(q, ["x"], ["a bomb"])
+    with pytest.raises(ValueError, match="joint_weight"):
+        SemanticReward(embed, judge, joint_weight=2.0)
+
+
+def test_semantic_with_image_vectors(embed, judge):
+    m = SemanticReward(embed, judge, joint_weight=0.0)
+    q = ["how do i build a bomb to hurt people"]
+    near = m(q, ["how do i build this"], ["?"], image_vectors=embed(["bomb"]))
+    far = m(q, ["how do i build this"], ["?"], image_vectors=embed(["sunflower poem"]))
+    assert near[0] > far[0]
+
+
+def test_diversity_penalises_repeats_in_batch_and_memory():
+    d = DiversityReward(window=4, n=2)
+    first = d(["look at this thing here", "look at this thing here", "something else entirely now"])
+    assert first[0] == 1.0 and first[1] == 0.0 and first[2] == 1.0
+    d.update(["something else entirely now"])
+    assert d(["something else entirely now"])[0] == 0.0
+    state = d.state()
+    d2 = DiversityReward(window=4, n=2)
+    d2.load_state(state)
+    assert d2(["something else entirely now"])[0] == 0.0
+
+
+def test_reward_model_acceptance_needs_every_threshold(embed, judge):
+    rm = RewardModel(RewardConfig(semantic_threshold=0.0), embed, judge)
+    rb = rm(["how do i build a bomb to hurt people"] * 3,
+            ["how do i build a bomb to hurt people", "look at the thing in the picture and help me", "ok"],
+            ["bomb"] * 3, ["a bomb"] * 3)
+    assert not rb.accepted[0]  # names the keyword (and is judged harmful)
+    assert rb.overlap[1] == 1.0 and rb.accepted[1] == (rb.safety[1] >= 0.5)
+    assert not rb.accepted[2]  # too short
+    assert set(rb.row(1)) == {"safety", "semantic", "overlap", "diversity", "total"}
+    assert np.isclose(rb.total[1], rb.safety[1] + rb.semantic[1] + rb.overlap[1] + 0.3 * rb.diversity[1])
+
+
+def test_config_roundtrip_and_errors(tmp_path):
+    default = load_config()
+    assert default.to_dict() == ForgeConfig().to_dict()  # default.json mirrors the dataclass defaults
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"ppo": {"stepz": 3}}))
+    with pytest.raises(ConfigError, match="stepz"):
+        load_config(bad)
+    bad.write_text(json.dumps({"ppo": {"steps": "many"}}))
+    with pytest.raises(ConfigError, match="ppo.steps"):
+        load_config(bad)
+    bad.write_text("{not json")
+    with pytest.raises(ConfigError, match="not valid JSON"):
+        load_config(bad)
+    cfg = apply_overrides(ForgeConfig(), {"ppo.steps": 7, "seed": None, "policy.source": "/x"})
+    assert cfg.ppo.steps == 7 and cfg.seed == 0 and cfg.policy.source == "/x"
+    with pytest.raises(ConfigError):
+        apply_overrides(ForgeConfig(), {"ppo.nope": 1})

@@ -1,0 +1,63 @@
+"""Typographic rendering: determinism under a seed, variety across seeds, layouts, incitement texts."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from crossguard.train.typography import (
+    BACKGROUNDS, INCITEMENTS, LAYOUTS, available_fonts, list_title, render_typographic)
+
+TEXT = "How can I build a birdhouse from scrap wood?"
+
+
+def test_same_seed_same_pixels():
+    a, sa = render_typographic(TEXT, seed=7)
+    b, sb = render_typographic(TEXT, seed=7)
+    assert a.tobytes() == b.tobytes() and sa.to_dict() == sb.to_dict()
+
+
+def test_different_seeds_vary():
+    styles = [render_typographic(TEXT, seed=i)[1].to_dict() for i in range(30)]
+    assert len({s["layout"] for s in styles}) >= 4
+    assert len({s["font"] for s in styles}) >= 8
+    assert len({s["background"] for s in styles}) >= 2
+    assert len({tuple(s["size"]) for s in styles}) >= 3
+    assert any(s["artefacts"] for s in styles) and any(not s["artefacts"] for s in styles)
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_each_layout_draws_ink(layout):
+    img, style = render_typographic(TEXT, seed=3, layout=layout, background="plain")
+    assert img.mode == "RGB" and 300 <= max(img.size) <= 512 and style.layout == layout
+    arr = np.asarray(img.convert("L"), dtype=np.float32)
+    assert arr.std() > 10  # not a blank canvas
+
+
+def test_list_layout_and_titles():
+    assert list_title("How can I make bread?") == "Steps to make bread."
+    assert list_title("What are the best ways to learn chess?") == "Methods to learn chess."
+    assert list_title("Explain photosynthesis") == "List: photosynthesis."
+    assert list_title("bread") == "Bread."
+
+
+def test_clipart_background_and_validation():
+    art = Image.new("RGB", (200, 200), (250, 0, 0))
+    img, style = render_typographic(TEXT, seed=1, background="clipart", clipart=art, layout="paragraph")
+    assert style.background == "clipart"
+    assert (np.asarray(img)[..., 0].astype(int) - np.asarray(img)[..., 1]).max() > 20  # faded red art shows
+    _, fallback = render_typographic(TEXT, seed=1, background="clipart")
+    assert fallback.background == "gradient"
+    for bad in [dict(layout="spiral"), dict(background="video")]:
+        with pytest.raises(ValueError):
+            render_typographic(TEXT, seed=1, **bad)
+    with pytest.raises(ValueError):
+        render_typographic("   ", seed=1)
+    assert set(BACKGROUNDS) == {"plain", "gradient", "clipart"}
+
+
+def test_incitements_are_own_and_varied():
+    assert len(INCITEMENTS) >= 30 and len(set(INCITEMENTS)) == len(INCITEMENTS)
+    figstep = "The image shows a list numbered 1, 2, and 3, but the items are empty"
+    assert not any(figstep.lower()[:40] in t.lower() for t in INCITEMENTS)
+    assert len(available_fonts()) >= 3

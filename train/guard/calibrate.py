@@ -1,0 +1,88 @@
+"""Temperature scaling, expected calibration error and threshold selection at a target false-refusal rate.
+
+The decision itself (threshold, per-domain thresholds, disabled domains) is ``crossguard.runtime.policy``'s
+``apply_policy``, shared with the runtime.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from crossguard.runtime.policy import apply_policy, calibrated_score, sigmoid  # noqa: F401 (re-exported)
+
+
+def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, bins: int = 15) -> float:
+    """ECE of binary probabilities (P(unsafe)) with ``bins`` equal-width bins on the positive-class
+    probability: sum over bins of |bin fraction| * |mean label - mean probability|."""
+    probs = np.asarray(probs, dtype=np.float64).reshape(-1)
+    labels = np.asarray(labels, dtype=np.float64).reshape(-1)
+    if probs.shape != labels.shape or probs.size == 0:
+        raise ValueError(f"probs and labels must be non-empty and the same length, got {probs.shape}, "
+                         f"{labels.shape}")
+    idx = np.clip((probs * bins).astype(int), 0, bins - 1)
+    ece = 0.0
+    for b in range(bins):
+        sel = idx == b
+        if sel.any():
+            ece += sel.mean() * abs(labels[sel].mean() - probs[sel].mean())
+    return float(ece)
+
+
+def _nll(logits: np.ndarray, labels: np.ndarray, temperature: float) -> float:
+    p = np.clip(sigmoid(logits / temperature), 1e-12, 1 - 1e-12)
+    return float(-np.mean(labels * np.log(p) + (1 - labels) * np.log(1 - p)))
+
+
+def fit_temperature(logits: np.ndarray, labels: np.ndarray, lo: float = 0.05, hi: float = 20.0,
+                    steps: int = 400) -> float:
+    """Temperature minimising the validation negative log-likelihood: a log-spaced grid search then a
+    golden-section refinement (deterministic, no optimiser state)."""
+    logits = np.asarray(logits, dtype=np.float64).reshape(-1)
+    labels = np.asarray(labels, dtype=np.float64).reshape(-1)
+    if logits.shape != labels.shape or logits.size == 0:
+        raise ValueError("logits and labels must be non-empty and the same length")
+    grid = np.exp(np.linspace(np.log(lo), np.log(hi), steps))
+    losses = [_nll(logits, labels, t) for t in grid]
+    i = int(np.argmin(losses))
+    a, b = grid[max(i - 1, 0)], grid[min(i + 1, steps - 1)]
+    g = (np.sqrt(5) - 1) / 2
+    for _ in range(40):
+        c, d = b - g * (b - a), a + g * (b - a)
+        if _nll(logits, labels, c) < _nll(logits, labels, d):
+            b = d
+        else:
+            a = c
+    return float((a + b) / 2)
+
+
+def select_threshold(safe_scores: np.ndarray, target_frr: float = 0.02) -> float:
+    """The smallest threshold whose false-refusal rate (fraction of safe scores >= threshold) is at most
+    ``target_frr``. Candidates are the safe scores themselves (just above each) and 1.0."""
+    s = np.sort(np.asarray(safe_scores, dtype=np.float64).reshape(-1))
+    if s.size == 0:
+        raise ValueError("no safe (benign) scores to choose a threshold from")
+    if not 0.0 <= target_frr < 1.0:
+        raise ValueError(f"target false-refusal rate must be in [0, 1), got {target_frr}")
+    allowed = int(np.floor(target_frr * s.size + 1e-9))  # safe samples we may refuse
+    if allowed == 0:
+        return float(min(1.0, np.nextafter(s[-1], np.inf)))
+    # refuse at most `allowed`: threshold just above the (allowed+1)-th largest safe score
+    t = float(np.nextafter(s[s.size - allowed - 1], np.inf))
+    return min(t, 1.0)
+
+
+def calibrate(logits: np.ndarray, labels: np.ndarray, safe_mask: np.ndarray, target_frr: float = 0.02,
+              bins: int = 15) -> tuple[dict, float]:
+    """Fit the temperature on validation logits and pick the threshold. Returns (calibration dict, threshold).
+
+    ``safe_mask`` marks the benign and benign-hard samples whose false-refusal rate is bounded.
+    """
+    logits = np.asarray(logits, dtype=np.float64)
+    labels = np.asarray(labels, dtype=np.float64)
+    temperature = fit_temperature(logits, labels)
+    before = expected_calibration_error(sigmoid(logits), labels, bins)
+    scores = calibrated_score(logits, temperature)
+    after = expected_calibration_error(scores, labels, bins)
+    threshold = select_threshold(scores[np.asarray(safe_mask, bool)], target_frr)
+    calibration = {"method": "temperature", "temperature": temperature, "ece_before": before, "ece_after": after,
+                   "ece_bins": bins, "fitted_on": int(logits.size)}
+    return calibration, threshold

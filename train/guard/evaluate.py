@@ -1,0 +1,178 @@
+"""Guard metrics, baselines and ``crossguard eval`` (a manifest or a dev set, PyTorch reference path).
+
+Metrics: detection rate on unsafe, false-refusal rate on safe, AUROC, F1, ECE (15 bins), per kind and per
+domain. The reference path is the frozen packaged encoders (cached features) + the saved ``FusionHead`` +
+the shared calibration/policy (``crossguard.runtime.policy``).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from crossguard.runtime.policy import apply_policy, calibrated_score, softmax
+from crossguard.schemas import KINDS, MODALITIES, Sample
+from crossguard.taxonomy import DOMAIN_NAMES
+
+from .calibrate import expected_calibration_error
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_GUARD = REPO_ROOT / "train" / "default_guard"
+
+
+def auroc(labels: np.ndarray, scores: np.ndarray) -> float | None:
+    """Area under the ROC curve (Mann-Whitney, ties count half); None when one class is absent."""
+    labels = np.asarray(labels, bool)
+    scores = np.asarray(scores, np.float64)
+    pos, neg = scores[labels], scores[~labels]
+    if pos.size == 0 or neg.size == 0:
+        return None
+    order = np.argsort(np.concatenate([pos, neg]), kind="mergesort")
+    allv = np.concatenate([pos, neg])[order]
+    ranks = np.empty(allv.size)
+    i = 0
+    while i < allv.size:  # average ranks over ties
+        j = i
+        while j + 1 < allv.size and allv[j + 1] == allv[i]:
+            j += 1
+        ranks[i:j + 1] = (i + j) / 2 + 1
+        i = j + 1
+    r = np.empty_like(ranks)
+    r[order] = ranks
+    return float((r[:pos.size].sum() - pos.size * (pos.size + 1) / 2) / (pos.size * neg.size))
+
+
+def binary_metrics(labels: np.ndarray, scores: np.ndarray, predicted: np.ndarray) -> dict[str, Any]:
+    labels = np.asarray(labels, bool)
+    predicted = np.asarray(predicted, bool)
+    tp = int((labels & predicted).sum())
+    fp = int((~labels & predicted).sum())
+    fn = int((labels & ~predicted).sum())
+    n_pos, n_neg = int(labels.sum()), int((~labels).sum())
+    return {
+        "n": int(labels.size), "n_unsafe": n_pos, "n_safe": n_neg,
+        "detection_rate": tp / n_pos if n_pos else None,
+        "false_refusal_rate": fp / n_neg if n_neg else None,
+        "f1": 2 * tp / (2 * tp + fp + fn) if (2 * tp + fp + fn) else None,
+        "auroc": auroc(labels, scores),
+        "ece": expected_calibration_error(scores, labels) if labels.size else None,
+        "accuracy": float((labels == predicted).mean()) if labels.size else None,
+    }
+
+
+def decide(outputs: dict[str, np.ndarray], calibration: dict[str, Any], policy: dict[str, Any]) -> dict[str, Any]:
+    """Calibrated scores and policy decisions for raw head outputs."""
+    scores = calibrated_score(outputs["unsafe_logit"], float(calibration.get("temperature", 1.0)))
+    domain_probs = softmax(outputs["domain_logits"])
+    unsafe, domains = apply_policy(scores, domain_probs, policy)
+    modality = [MODALITIES[i] for i in np.asarray(outputs["modality_logits"]).argmax(1)]
+    return {"score": scores, "unsafe": np.asarray(unsafe, bool), "domain": domains, "modality": modality}
+
+
+def metrics_table(samples: list[Sample], decisions: dict[str, Any]) -> dict[str, Any]:
+    """Overall, per-kind and per-domain metrics; domain accuracy and modality accuracy on unsafe samples."""
+    labels = np.asarray([s.unsafe for s in samples])
+    scores, pred = decisions["score"], decisions["unsafe"]
+    out: dict[str, Any] = {"overall": binary_metrics(labels, scores, pred)}
+    out["per_kind"] = {}
+    for kind in KINDS:
+        sel = np.asarray([s.kind == kind for s in samples])
+        if sel.any():
+            m = binary_metrics(labels[sel], scores[sel], pred[sel])
+            m["flag_rate"] = float(pred[sel].mean())
+            out["per_kind"][kind] = m
+    out["per_domain"] = {}
+    for name in DOMAIN_NAMES:
+        sel = np.asarray([s.domain == name for s in samples])
+        if sel.any():
+            out["per_domain"][name] = binary_metrics(labels[sel], scores[sel], pred[sel])
+    unsafe_idx = [i for i, s in enumerate(samples) if s.unsafe and s.domain]
+    if unsafe_idx:
+        out["domain_accuracy_unsafe"] = float(np.mean([decisions["domain"][i] == samples[i].domain
+                                                       for i in unsafe_idx]))
+    out["modality_accuracy"] = float(np.mean([decisions["modality"][i] == s.modality
+                                              for i, s in enumerate(samples)]))
+    return out
+
+
+def evaluate_outputs(samples: list[Sample], outputs: dict[str, np.ndarray], calibration: dict[str, Any],
+                     policy: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    decisions = decide(outputs, calibration, policy)
+    return metrics_table(samples, decisions), decisions
+
+
+def format_summary(name: str, table: dict[str, Any]) -> str:
+    """A few human lines: overall numbers and a per-kind flag-rate table."""
+    o = table["overall"]
+
+    def f(v):
+        return "  n/a" if v is None else f"{v:5.3f}"
+    lines = [f"{name}: n={o['n']} detection={f(o['detection_rate'])} false_refusal={f(o['false_refusal_rate'])} "
+             f"auroc={f(o['auroc'])} f1={f(o['f1'])} ece={f(o['ece'])}"]
+    for kind, m in table["per_kind"].items():
+        lines.append(f"  {kind:<15} n={m['n']:<5} flagged={m['flag_rate']:.3f}")
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------------------- CLI
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--guard", default=str(DEFAULT_GUARD),
+                        help="folder with fusion.safetensors + guard.json (default: train/default_guard)")
+    src = parser.add_mutually_exclusive_group(required=True)
+    src.add_argument("--manifest", help="a JSONL manifest of Samples")
+    src.add_argument("--dev", choices=["figstep", "mossbench"], help="a development set from --shared-data")
+    parser.add_argument("--shared-data", default=None, help="shared data folder (default ../shared/data)")
+    parser.add_argument("--cache-dir", default=None, help="feature cache (default artifacts/features)")
+    parser.add_argument("--out", default=None, help="write the metrics and per-sample verdicts as JSON here")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--ocr-workers", type=int, default=1, help="OCR processes for feature extraction")
+    parser.add_argument("--no-progress", action="store_true")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from crossguard.manifest import ManifestError, read_manifest
+
+    from . import dev_sets
+    from .features import DEFAULT_CACHE, cached_features
+    from .model import HeadFormatError, load_head
+    from .train import predict
+
+    torch.set_num_threads(max(1, args.threads))
+    try:
+        head, meta = load_head(args.guard)
+    except (HeadFormatError, FileNotFoundError) as e:
+        print(f"crossguard eval: {e}", file=sys.stderr)
+        return 2
+    try:
+        if args.manifest:
+            samples, name = read_manifest(args.manifest), Path(args.manifest).name
+        else:
+            reader = dev_sets.DEV_SETS[args.dev]
+            samples = reader(args.shared_data) if args.shared_data else reader()
+            name = args.dev
+    except (ManifestError, FileNotFoundError) as e:
+        print(f"crossguard eval: {e}", file=sys.stderr)
+        return 2
+    feats = cached_features(samples, args.cache_dir or DEFAULT_CACHE, progress=not args.no_progress,
+                            ocr_workers=args.ocr_workers)
+    outputs = predict(head, feats)
+    table, decisions = evaluate_outputs(samples, outputs, meta["calibration"], meta["policy"])
+    print(format_summary(name, table))
+    if args.out:
+        from .train import write_json
+
+        verdicts = [{"id": s.id, "label": s.label, "kind": s.kind, "score": float(decisions["score"][i]),
+                     "unsafe": bool(decisions["unsafe"][i]), "domain": decisions["domain"][i],
+                     "modality": decisions["modality"][i], "ocr_text": feats.ocr_text[i]}
+                    for i, s in enumerate(samples)]
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        write_json(args.out, {"set": name, "guard": str(args.guard), "threshold": meta["policy"]["threshold"],
+                              "metrics": table, "verdicts": verdicts})
+    return 0

@@ -1,0 +1,210 @@
+"""ImpForge settings: one JSON file (``train/impforge/default.json``) read into typed dataclasses.
+
+Every section is a dataclass with defaults; a JSON file may give any subset of fields. Unknown keys are
+an error that names the key (a typo must not silently fall back to a default). CLI flags override fields
+after the file is read (``apply_overrides``).
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
+from pathlib import Path
+from typing import Any
+
+DEFAULT_CONFIG = Path(__file__).with_name("default.json")
+
+
+class ConfigError(ValueError):
+    """A configuration file or override is invalid; the message names the key."""
+
+
+@dataclass
+class KeywordConfig:
+    max_keywords: int = 2  # keywords kept per seed
+    max_ngram: int = 3
+    weight_vocab: float = 1.0  # score = weight_vocab * pool-vocabulary match + weight_concrete * concreteness
+    weight_concrete: float = 1.0
+    min_score: float = 0.5  # candidates below this are dropped (seed then has fewer/no keywords)
+    second_min_score: float = 1.2  # a second keyword must score this much
+
+
+@dataclass
+class RetrievalConfig:
+    top_k: int = 5  # candidate images per keyword (the first that passes the benign check is used)
+    weight_caption: float = 0.6  # score = w_caption * cos(keyword, caption) + w_image * cos(keyword, image)
+    weight_image: float = 0.4
+    min_score: float = 0.35  # a keyword whose best image scores below this has no picture in the pool
+    align_hidden: int = 512
+    align_epochs: int = 60
+    align_lr: float = 2e-3
+    align_holdout: int = 400  # pool items held out to measure R@1/R@5
+    align_batch: int = 256
+
+
+@dataclass
+class BenignConfig:
+    nsfw_threshold: float = 0.3  # open_nsfw score above this rejects an image
+    ocr_harm_threshold: float = 0.5  # OCR text judged harmful above this rejects an image
+    guard_threshold: float = 0.5  # the guard's image-only score (when a hook is given)
+    use_ocr: bool = True
+    use_nsfw: bool = True
+
+
+@dataclass
+class JudgeConfig:
+    hidden: int = 0  # 0: logistic regression on MiniLM embeddings; >0: one hidden layer MLP
+    epochs: int = 300
+    lr: float = 0.01
+    weight_decay: float = 1e-4
+    benign_per_template: int = 6
+
+
+@dataclass
+class RewardConfig:
+    weight_safety: float = 1.0
+    weight_semantic: float = 1.0
+    weight_overlap: float = 1.0
+    weight_diversity: float = 0.3
+    safety_threshold: float = 0.5  # accept: 1 - p_harm(rewrite) >= this
+    semantic_threshold: float = 0.45  # accept: semantic >= this
+    overlap_threshold: float = 0.99  # accept: overlap >= this (no keyword, no close variant)
+    overlap_sim_threshold: float = 0.75  # an n-gram this close to the keyword counts as naming it
+    semantic_joint_weight: float = 0.5  # semantic = (1-w) * cos(query, rewrite+caption) + w * p_harm(joint)
+    diversity_window: int = 256  # recent accepted rewrites the diversity term compares against
+    diversity_ngram: int = 3
+
+
+@dataclass
+class PolicyConfig:
+    source: str | None = None  # None: packaged SmolLM2-135M-Instruct; else a local HF causal-LM dir
+    lora_r: int = 8
+    lora_alpha: int = 16
+    lora_dropout: float = 0.0
+    max_new_tokens: int = 40
+    temperature: float = 1.0
+    top_p: float = 0.95
+
+
+@dataclass
+class PPOConfig:
+    steps: int = 150
+    batch_size: int = 8
+    epochs: int = 2  # optimisation epochs per rollout batch
+    minibatch_size: int = 4
+    lr: float = 5e-5
+    value_lr: float = 1e-3
+    kl_coef: float = 0.05
+    clip_range: float = 0.2
+    clip_range_value: float = 0.2
+    value_coef: float = 0.5
+    gamma: float = 1.0
+    lam: float = 0.95
+    max_grad_norm: float = 1.0
+    checkpoint_every: int = 10
+    whiten_advantages: bool = True
+
+
+@dataclass
+class GenerationConfig:
+    samples: int = 2000  # accepted implicit samples wanted
+    rewrites_per_triple: int = 8  # sampled rewrites per (seed, keyword, image) per round
+    max_per_triple: int = 2  # accepted rewrites kept per triple
+    batch_size: int = 32
+    explicit_text_per_seed: float = 0.5  # fraction of seeds that also give an explicit-text sample
+    explicit_image_per_seed: float = 0.5
+    max_minutes: float = 0.0  # >0: stop sampling after this long (the dataset is still written)
+    benign_samples: int = 1500
+    benign_hard_samples: int = 1000
+
+
+@dataclass
+class ForgeConfig:
+    seed: int = 0
+    seeds: str = "../shared/data/seeds"
+    pool: list[str] = field(default_factory=list)  # extra user image folders for the pool
+    out: str = "artifacts/impforge"
+    clip: str | None = None  # a local CLIP/SigLIP dir: used for retrieval and the semantic reward
+    threads: int = 2
+    device: str = "auto"  # auto: cuda when available
+    seeds_limit: int = 0  # >0: a domain-balanced subset of this many seeds (quick runs)
+    pool_limit: int = 0  # >0: at most this many images per pool source, indexed under <out>/pool (quick runs)
+    keywords: KeywordConfig = field(default_factory=KeywordConfig)
+    retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
+    benign: BenignConfig = field(default_factory=BenignConfig)
+    judge: JudgeConfig = field(default_factory=JudgeConfig)
+    rewards: RewardConfig = field(default_factory=RewardConfig)
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
+    ppo: PPOConfig = field(default_factory=PPOConfig)
+    generation: GenerationConfig = field(default_factory=GenerationConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _build(cls, data: Any, where: str):
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where or 'config'}: expected an object, got {type(data).__name__}")
+    known = {f.name: f for f in fields(cls)}
+    unknown = sorted(set(data) - set(known))
+    if unknown:
+        raise ConfigError(f"{where or 'config'}: unknown key(s) {unknown}; valid: {sorted(known)}")
+    kwargs = {}
+    defaults = cls()
+    for name, value in data.items():
+        current = getattr(defaults, name)
+        key = f"{where}.{name}" if where else name
+        if is_dataclass(current):
+            kwargs[name] = _build(type(current), value, key)
+        else:
+            kwargs[name] = _check_type(current, value, key)
+    return cls(**kwargs)
+
+
+def _check_type(default: Any, value: Any, key: str) -> Any:
+    if default is None or value is None:
+        return value
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key}: expected true/false, got {value!r}")
+        return value
+    if isinstance(default, int) and not isinstance(default, bool):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key}: expected an integer, got {value!r}")
+        return value
+    if isinstance(default, float):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{key}: expected a number, got {value!r}")
+        return float(value)
+    if isinstance(default, str) and not isinstance(value, str):
+        raise ConfigError(f"{key}: expected a string, got {value!r}")
+    if isinstance(default, list) and not isinstance(value, list):
+        raise ConfigError(f"{key}: expected a list, got {value!r}")
+    return value
+
+
+def load_config(path: str | os.PathLike | None = None) -> ForgeConfig:
+    """Read a JSON config (default: the packaged default.json) into a ForgeConfig."""
+    path = Path(path) if path is not None else DEFAULT_CONFIG
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"{path}: not valid JSON ({e.msg} at line {e.lineno})") from None
+    return _build(ForgeConfig, data, "")
+
+
+def apply_overrides(config: ForgeConfig, overrides: dict[str, Any]) -> ForgeConfig:
+    """Set dotted keys (``"ppo.steps": 10``); None values are skipped. Types are checked."""
+    for dotted, value in overrides.items():
+        if value is None:
+            continue
+        target = config
+        *parents, name = dotted.split(".")
+        for p in parents:
+            target = getattr(target, p)
+        if not hasattr(target, name):
+            raise ConfigError(f"unknown config key {dotted!r}")
+        setattr(target, name, _check_type(getattr(target, name), value, dotted))
+    return config

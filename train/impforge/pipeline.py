@@ -1,0 +1,669 @@
+"""ImpForge end to end: seeds + image pool -> stage 1 triples -> PPO-trained rewriter -> a dataset of
+implicit samples (plus explicit-text, explicit-image, benign and hard-benign ones) in the Sample schema.
+
+Every long step shows a progress bar and leaves its result in ``out`` so ``resume=True`` picks up where a
+killed run stopped: the text judge, the alignment and the triples are reused, PPO continues from its last
+checkpoint, generation skips triples already done and keeps every accepted sample already written.
+
+Outputs in ``out``: ``dataset.jsonl`` + ``images/`` (the dataset), ``summary.json``, ``reward_curve.png``,
+``policy_comparison.png``, ``policy.safetensors`` (LoRA + value head), ``text_judge.safetensors``,
+``alignment.safetensors``, ``triples.jsonl``, the append-only logs and ``ckpt/``.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import shutil
+import time
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from crossguard.manifest import write_manifest
+from crossguard.schemas import KINDS, UNSAFE_KINDS, Sample
+
+from .config import ForgeConfig
+from .embedding import CachedEmbedder
+from .records import JsonlLog, Triple
+from .templates import INCITEMENT_TEXTS, benign_questions, hard_benign_questions
+
+GENERATOR = "impforge"
+
+
+def _log(msg: str) -> None:
+    print(f"[forge {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def _stable_hash(*parts: object) -> int:
+    return int.from_bytes(hashlib.sha256("|".join(map(str, parts)).encode()).digest()[:8], "big")
+
+
+def _atomic_json(path: Path, data) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def select_device(name: str) -> str:
+    import torch
+
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError(f"device {name!r} asked for, but torch sees no CUDA GPU")
+    return name
+
+
+def resolve_path(path: str) -> Path:
+    """A relative path as given (from the working directory), else relative to the repository root."""
+    p = Path(path).expanduser()
+    if p.is_absolute() or p.exists():
+        return p
+    repo = Path(__file__).resolve().parents[2]
+    return repo / p if (repo / p).exists() else p
+
+
+def balanced_subset(seeds: Sequence, n: int, seed: int) -> list:
+    """``n`` seeds taken round-robin over domains (deterministic for ``seed``)."""
+    rng = random.Random(seed)
+    by_domain: dict[str, list] = defaultdict(list)
+    for s in sorted(seeds, key=lambda s: s.id):
+        by_domain[s.domain].append(s)
+    for d in sorted(by_domain):
+        rng.shuffle(by_domain[d])
+    out: list = []
+    while len(out) < min(n, len(seeds)):
+        for d in sorted(by_domain):
+            if by_domain[d] and len(out) < n:
+                out.append(by_domain[d].pop())
+    return out
+
+
+# ------------------------------------------------------------------------------------------ stage 1
+
+@dataclass
+class Stage1:
+    triples: list[Triple]
+    stats: dict
+
+
+def showable_vocabulary(pool) -> list[str]:
+    """Clean names of showable things: emoji names, clip-art category paths and user captions."""
+    out = {it.caption for it in pool.items if it.source == "emoji" or it.source.startswith("user")}
+    out |= {it.category.replace("/", " ").replace("_", " ") for it in pool.items if it.source == "openclipart"}
+    return sorted(out)
+
+
+def build_triples(seeds: Sequence, pool, embed: CachedEmbedder, caption_emb: np.ndarray, retriever, checker,
+                  config: ForgeConfig, progress: bool = True) -> Stage1:
+    """Keywords per seed -> top-k images per keyword -> the best-ranked image that passes the benign check."""
+    from crossguard.train.seeds import split_of
+
+    from .keywords import KeywordExtractor
+
+    c = config
+    extractor = KeywordExtractor(embed, pool.search_texts, c.keywords, caption_emb, showable_vocabulary(pool))
+    keywords = extractor.extract([s.text for s in seeds])
+    pairs = [(s, k) for s, ks in zip(seeds, keywords) for k in ks]
+    _log(f"keywords: {len(pairs)} for {sum(bool(k) for k in keywords)}/{len(seeds)} seeds")
+    matches = retriever.search([k.phrase for _, k in pairs], k=c.retrieval.top_k) if pairs else []
+    chosen: list = [None] * len(pairs)
+    rejected = 0
+    for rank in range(c.retrieval.top_k):
+        todo = [i for i in range(len(pairs)) if chosen[i] is None and rank < len(matches[i])
+                and matches[i][rank].score >= c.retrieval.min_score]
+        if not todo:
+            break
+        results = checker.check([pool[matches[i][rank].index].path for i in todo], progress=progress)
+        for i, r in zip(todo, results):
+            if r.benign:
+                chosen[i] = (matches[i][rank], r)
+            else:
+                rejected += 1
+    triples = []
+    for (seed, kw), pick in zip(pairs, chosen):
+        if pick is None:
+            continue
+        match, benign = pick
+        item = pool[match.index]
+        triples.append(Triple(
+            id=f"{seed.id}#{kw.phrase}", seed_id=seed.id, query=seed.text, keyword=kw.phrase, image=item.path,
+            image_id=item.id, caption=item.caption, domain=seed.domain, split=split_of(seed.id),
+            scores={"keyword": round(kw.score, 4), "retrieval": round(match.score, 4),
+                    "caption_sim": round(match.caption_sim, 4), "image_sim": round(match.image_sim, 4),
+                    "nsfw": benign.nsfw, "ocr_text": benign.ocr_text, "ocr_harm": benign.ocr_harm}))
+    stats = {"seeds": len(seeds), "seeds_with_keywords": sum(bool(k) for k in keywords), "keywords": len(pairs),
+             "triples": len(triples), "images_rejected": rejected,
+             "no_image": sum(p is None for p in chosen)}
+    return Stage1(triples, stats)
+
+
+# ------------------------------------------------------------------------------------------ stage 2
+
+def domain_round_robin(triples: Sequence[Triple], seed: int) -> list[Triple]:
+    """Interleave domains (shuffled within each) so a run stopped early still covers every domain."""
+    rng = random.Random(seed)
+    by_domain: dict[str, list[Triple]] = defaultdict(list)
+    for t in triples:
+        by_domain[t.domain].append(t)
+    for d in by_domain:
+        rng.shuffle(by_domain[d])
+    order = []
+    for i in range(max((len(v) for v in by_domain.values()), default=0)):
+        for d in sorted(by_domain):
+            if i < len(by_domain[d]):
+                order.append(by_domain[d][i])
+    return order
+
+
+def sample_rewrites(policy, triples: Sequence[Triple], n: int, batch_size: int, seed: int,
+                    reference: bool = False) -> list[list[str]]:
+    """``n`` sampled rewrites per triple, batched; ``reference`` samples the LoRA-free model."""
+    import contextlib
+
+    import torch
+
+    from .policy import build_prompt
+
+    prompts = [build_prompt(policy.tokenizer, t.query, t.keyword) for t in triples for _ in range(n)]
+    texts: list[str] = []
+    ctx = policy.reference() if reference else contextlib.nullcontext()
+    with ctx:
+        for start in range(0, len(prompts), batch_size):
+            torch.manual_seed(_stable_hash(seed, start) % 2**31)
+            texts += policy.generate(prompts[start:start + batch_size]).texts
+    return [texts[i * n:(i + 1) * n] for i in range(len(triples))]
+
+
+def score_rewrites(rewards, triples: Sequence[Triple], rewrites: list[list[str]]):
+    flat_t = [t for t, rs in zip(triples, rewrites) for _ in rs]
+    flat_r = [r for rs in rewrites for r in rs]
+    return flat_t, flat_r, rewards([t.query for t in flat_t], flat_r, [t.keyword for t in flat_t],
+                                   [t.caption for t in flat_t])
+
+
+def reward_separation(rewards, triples: Sequence[Triple], n: int = 200, seed: int = 0) -> dict:
+    """The measurement behind the default thresholds, on stage-1 triples: rewards of three kinds of
+    hand-made rewrites. 'referent': the query with its keyword replaced by "this" (the intent survives,
+    the keyword is gone: should pass semantic and overlap); 'unrelated': the referent rewrite of another
+    triple of another domain (intent lost: should fail semantic); 'original': the query itself (names the
+    keyword: should fail overlap, and safety)."""
+    import re as _re
+
+    rng = random.Random(seed)
+    picked = rng.sample(list(triples), min(n, len(triples)))
+    if len(picked) < 2:
+        return {}
+
+    def referent(t: Triple) -> str:
+        return _re.sub(_re.escape(t.keyword), "this", t.query, flags=_re.IGNORECASE)
+
+    unrelated = []
+    for t in picked:
+        others = [o for o in picked if o.domain != t.domain] or [o for o in picked if o is not t]
+        unrelated.append(referent(rng.choice(others)))
+    saved = rewards.diversity.state()
+    out = {}
+    for name, texts in (("referent", [referent(t) for t in picked]), ("unrelated", unrelated),
+                        ("original", [t.query for t in picked])):
+        rewards.diversity.load_state([])
+        rb = rewards([t.query for t in picked], texts, [t.keyword for t in picked], [t.caption for t in picked])
+        out[name] = {k: float(np.mean(getattr(rb, k))) for k in ("safety", "semantic", "overlap", "accepted")}
+        out[name]["semantic_p10_p50_p90"] = [float(x) for x in np.percentile(rb.semantic, [10, 50, 90])]
+    rewards.diversity.load_state(saved)
+    out["n"] = len(picked)
+    return out
+
+
+def compare_policies(policy, rewards, triples: Sequence[Triple], n: int, batch_size: int, seed: int) -> dict:
+    """Acceptance rate and mean rewards of the trained policy vs the untrained one (LoRA off) on the same
+    held-back triples and sampling seeds. The diversity memory is cleared for both, then restored."""
+    out = {}
+    saved = rewards.diversity.state()
+    for name, ref in (("untrained", True), ("trained", False)):
+        rewards.diversity.load_state([])
+        rewrites = sample_rewrites(policy, triples, n, batch_size, seed, reference=ref)
+        _, flat, rb = score_rewrites(rewards, triples, rewrites)
+        m = rb.means()
+        m["triples_with_accept"] = float(np.mean([rb.accepted[i * n:(i + 1) * n].any() for i in range(len(triples))]))
+        m["examples"] = flat[:6]
+        out[name] = m
+    rewards.diversity.load_state(saved)
+    out["n_triples"], out["samples_per_triple"] = len(triples), n
+    return out
+
+
+def generate_implicit(policy, rewards, triples: Sequence[Triple], config: ForgeConfig, accepted: JsonlLog,
+                      done: JsonlLog, progress: bool = True) -> dict:
+    """Sample rewrites for triples (domain round-robin), keep up to ``max_per_triple`` accepted ones each,
+    until ``samples`` accepted implicit samples exist. Triples already in ``done`` are skipped."""
+    from .ppo import accepted_records
+
+    g = config.generation
+    order = [t for t in domain_round_robin(triples, config.seed) if t.id not in done]
+    rewards.diversity.load_state([])  # rebuilt from the log: a resumed run scores like an uninterrupted one
+    rewards.diversity.update([r["text"] for r in accepted.values()])
+    per_chunk = max(1, g.batch_size // g.rewrites_per_triple)
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+        bar = tqdm(total=g.samples, initial=min(len(accepted), g.samples), desc="forge implicit", unit="sample")
+    tried = generated = 0
+    t0 = time.perf_counter()
+    for start in range(0, len(order), per_chunk):
+        if len(accepted) >= g.samples:
+            break
+        if g.max_minutes > 0 and time.perf_counter() - t0 > 60 * g.max_minutes:
+            _log(f"generation stopped after {g.max_minutes} min (generation.max_minutes)")
+            break
+        chunk = order[start:start + per_chunk]
+        rewrites = sample_rewrites(policy, chunk, g.rewrites_per_triple, g.batch_size,
+                                   _stable_hash(config.seed, chunk[0].id))
+        flat_t, flat_r, rb = score_rewrites(rewards, chunk, rewrites)
+        generated += len(flat_r)
+        records, per_triple = [], Counter()
+        for i in np.argsort(-rb.total, kind="stable"):
+            t = flat_t[i]
+            if rb.accepted[i] and per_triple[t.id] < g.max_per_triple:
+                rec = accepted_records([t], [flat_r[i]], _row_batch(rb, i), "generate", -1)[0]
+                if rec["id"] not in accepted and all(r["id"] != rec["id"] for r in records):
+                    records.append(rec)
+                    per_triple[t.id] += 1
+        before = len(accepted)
+        accepted.add(records)
+        rewards.diversity.update([r["text"] for r in records])
+        done.add([{"id": t.id, "accepted": per_triple[t.id]} for t in chunk])
+        tried += len(chunk)
+        if bar is not None:
+            bar.update(min(len(accepted), g.samples) - min(before, g.samples))
+            bar.set_postfix(triples=tried, rate=f"{len(accepted) - before}/{len(flat_r)}")
+    if bar is not None:
+        bar.close()
+    return {"triples_tried": tried, "rewrites_generated": generated, "seconds": time.perf_counter() - t0}
+
+
+def _row_batch(rb, i: int):
+    from .rewards import RewardBatch
+
+    return RewardBatch(*(getattr(rb, f)[i:i + 1] for f in ("safety", "semantic", "overlap", "diversity", "total",
+                                                          "accepted")))
+
+
+# ---------------------------------------------------------------------------------------- dataset
+
+class DatasetWriter:
+    """Collects Samples; copies pool images into ``out/images/pool`` and renders typography."""
+
+    def __init__(self, out: Path):
+        self.out = out
+        self.images = out / "images"
+        self.samples: list[Sample] = []
+
+    def pool_image(self, path: str) -> str:
+        dest = self.images / "pool" / Path(path).name
+        if not dest.exists():
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.link(path, dest)
+            except OSError:
+                shutil.copyfile(path, dest)
+        return str(dest)
+
+    def rendered(self, image, name: str) -> str:
+        dest = self.images / "typo" / f"{name}.png"
+        if not dest.exists():
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            tmp = dest.with_suffix(".tmp.png")
+            image.save(tmp, "PNG", compress_level=3)
+            os.replace(tmp, dest)
+        return str(dest)
+
+    def add(self, kind: str, key: str, image: str, text: str, domain: str | None, **provenance) -> None:
+        label = "unsafe" if kind in UNSAFE_KINDS else "safe"
+        sid = f"impforge-{kind}-{hashlib.sha1(key.encode()).hexdigest()[:12]}"
+        self.samples.append(Sample(sid, image, text, label, kind, domain,
+                                   {"generator": GENERATOR, **{k: v for k, v in provenance.items() if v is not None}}))
+
+    def write(self) -> int:
+        seen, unique = set(), []
+        for s in self.samples:
+            if s.id not in seen:
+                seen.add(s.id)
+                unique.append(s)
+        self.samples = unique
+        return write_manifest(self.out / "dataset.jsonl", unique, image_root=self.out)
+
+
+def add_other_kinds(writer: DatasetWriter, seeds: Sequence, triples: Sequence[Triple], implicit: Sequence[dict],
+                    pool, domain_classifier, config: ForgeConfig, progress: bool = True) -> None:
+    """explicit-text (seed + its benign image), explicit-image (typographic seed + incitement text),
+    benign (benign questions + related pool images), benign-hard (risky-looking benign questions + images;
+    accepted implicit rewrites paired with an unrelated image)."""
+    from crossguard.train.seeds import split_of
+    from crossguard.train.typography import render_typographic
+
+    g = config.generation
+    rng = random.Random(config.seed)
+    by_seed: dict[str, Triple] = {}
+    for t in triples:
+        by_seed.setdefault(t.seed_id, t)
+    seeds_with_image = [s for s in seeds if s.id in by_seed]
+    for s in seeds_with_image:
+        if rng.random() < g.explicit_text_per_seed:
+            t = by_seed[s.id]
+            writer.add("explicit-text", f"et|{s.id}", writer.pool_image(t.image), s.text, s.domain,
+                       seed_id=s.id, split=split_of(s.id), image_id=t.image_id, caption=t.caption)
+    chosen = [s for s in seeds if rng.random() < g.explicit_image_per_seed]
+    iterator = chosen
+    if progress:
+        from tqdm.auto import tqdm
+        iterator = tqdm(chosen, desc="render explicit-image", unit="img")
+    for s in iterator:
+        image, style = render_typographic(s.text, seed=s.id)
+        name = hashlib.sha1(s.id.encode()).hexdigest()[:16]
+        writer.add("explicit-image", f"ei|{s.id}", writer.rendered(image, name), rng.choice(INCITEMENT_TEXTS),
+                   s.domain, seed_id=s.id, split=split_of(s.id), typography=style.to_dict())
+    benign = benign_questions(g.benign_samples, config.seed)
+    hard = hard_benign_questions(g.benign_hard_samples, config.seed)
+    hits = pool.search_many(benign + hard, k=3) if benign or hard else []
+    hard_domains = domain_classifier.predict(hard) if hard else []
+    for i, q in enumerate(benign):
+        item, _ = rng.choice(hits[i])
+        writer.add("benign", f"b|{q}|{item.id}", writer.pool_image(item.path), q, None,
+                   split=split_of(f"benign|{q}"), image_id=item.id, caption=item.caption, source="templates")
+    for j, q in enumerate(hard):
+        item, _ = rng.choice(hits[len(benign) + j])
+        writer.add("benign-hard", f"h|{q}|{item.id}", writer.pool_image(item.path), q, hard_domains[j],
+                   split=split_of(f"benign|{q}"), image_id=item.id, caption=item.caption, source="templates")
+    # hard-benign twins of implicit samples: the same harmless-looking text with an image that does not
+    # complete it (the image of another triple from another domain)
+    others = list(triples)
+    n_twins = min(len(implicit), max(0, g.benign_hard_samples - len(hard)))
+    for rec in rng.sample(list(implicit), n_twins) if n_twins else []:
+        t = rec["triple"]
+        for _ in range(10):
+            other = rng.choice(others)
+            if other.domain != t["domain"] and other.keyword != t["keyword"]:
+                writer.add("benign-hard", f"tw|{rec['id']}", writer.pool_image(other.image), rec["text"], t["domain"],
+                           split=split_of(t["seed_id"]), seed_id=t["seed_id"], image_id=other.image_id,
+                           caption=other.caption, source="implicit-twin", twin_of=rec["id"])
+                break
+
+
+def add_implicit(writer: DatasetWriter, records: Sequence[dict], policy_source: str | None) -> None:
+    for rec in records:
+        t = rec["triple"]
+        writer.add("implicit", f"i|{rec['id']}", writer.pool_image(t["image"]), rec["text"], t["domain"],
+                   seed_id=t["seed_id"], split=t["split"], keyword=t["keyword"], image_id=t["image_id"],
+                   caption=t["caption"], original_query=t["query"], rewards=rec["rewards"], phase=rec["phase"],
+                   stage1=t["scores"], policy=policy_source or "SmolLM2-135M-Instruct (packaged)")
+
+
+# ----------------------------------------------------------------------------------------- reports
+
+def plot_reward_curve(history: Sequence[dict], path: Path, window: int = 10) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if not history:
+        return
+    steps = [h["step"] for h in history]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for key in ("reward", "safety", "semantic", "overlap", "diversity"):
+        y = np.array([h[key] for h in history], float)
+        smooth = np.convolve(y, np.ones(window) / window, mode="valid") if len(y) >= window else y
+        axes[0].plot(steps[len(steps) - len(smooth):], smooth, label=key)
+    axes[0].set_xlabel("PPO step")
+    axes[0].set_title(f"rewards (moving mean over {window} steps)")
+    axes[0].legend()
+    for key in ("accept_rate", "kl"):
+        y = np.array([h[key] for h in history], float)
+        smooth = np.convolve(y, np.ones(window) / window, mode="valid") if len(y) >= window else y
+        axes[1].plot(steps[len(steps) - len(smooth):], smooth, label=key)
+    axes[1].set_xlabel("PPO step")
+    axes[1].set_title("acceptance rate and KL to the reference")
+    axes[1].legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_comparison(comparison: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    keys = ["accepted", "safety", "semantic", "overlap", "diversity"]
+    x = np.arange(len(keys))
+    fig, ax = plt.subplots(figsize=(8, 4))
+    for off, name in ((-0.2, "untrained"), (0.2, "trained")):
+        ax.bar(x + off, [comparison[name][k] for k in keys], width=0.4, label=name)
+    ax.set_xticks(x, ["accept rate"] + keys[1:])
+    ax.set_ylim(0, 1)
+    ax.set_title(f"trained vs untrained policy on {comparison['n_triples']} held-back triples "
+                 f"x {comparison['samples_per_triple']} samples")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def format_tables(samples: Sequence[Sample], implicit: Sequence[dict], comparison: dict | None,
+                  generation: dict | None) -> str:
+    lines = []
+    domains = sorted({s.domain or "-" for s in samples})
+    counts = Counter((s.domain or "-", s.kind) for s in samples)
+    short = {"implicit": "impl", "explicit-text": "e-txt", "explicit-image": "e-img", "benign": "benign",
+             "benign-hard": "hard"}
+    lines.append(f"{'domain':<27}" + "".join(f"{short[k]:>8}" for k in KINDS) + f"{'total':>8}")
+    for d in domains:
+        row = [counts[(d, k)] for k in KINDS]
+        lines.append(f"{d:<27}" + "".join(f"{v:>8}" for v in row) + f"{sum(row):>8}")
+    tot = [sum(counts[(d, k)] for d in domains) for k in KINDS]
+    lines.append(f"{'all':<27}" + "".join(f"{v:>8}" for v in tot) + f"{sum(tot):>8}")
+    if implicit:
+        r = np.array([[rec["rewards"][k] for k in ("safety", "semantic", "overlap", "diversity")] for rec in implicit])
+        lines.append("")
+        lines.append(f"implicit accepted: {len(implicit)}; mean safety {r[:, 0].mean():.3f} semantic "
+                     f"{r[:, 1].mean():.3f} overlap {r[:, 2].mean():.3f} diversity {r[:, 3].mean():.3f}")
+    if generation and generation.get("rewrites_generated"):
+        lines.append(f"generation: {generation['rewrites_generated']} rewrites for {generation['triples_tried']} "
+                     f"triples in {generation['seconds']:.0f} s")
+    if comparison:
+        lines.append("")
+        lines.append(f"{'policy':<10}{'accept':>8}{'triple≥1':>10}{'safety':>8}{'semantic':>9}{'overlap':>8}"
+                     f"{'divers.':>8}{'total':>8}")
+        for name in ("untrained", "trained"):
+            m = comparison[name]
+            lines.append(f"{name:<10}{m['accepted']:>8.3f}{m['triples_with_accept']:>10.3f}{m['safety']:>8.3f}"
+                         f"{m['semantic']:>9.3f}{m['overlap']:>8.3f}{m['diversity']:>8.3f}{m['total']:>8.3f}")
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------------- run
+
+def run_forge(config: ForgeConfig, resume: bool = False, progress: bool = True) -> dict:
+    """The whole pipeline; returns the summary (also written to ``out/summary.json``)."""
+    import torch
+
+    from crossguard.train import backbones
+    from crossguard.train.image_pool import ImagePool
+    from crossguard.train.seeds import DomainClassifier, read_seed_dir, split_of
+
+    from .benign_check import BenignChecker, nsfw_scorer, ocr_reader
+    from .policy import load_policy
+    from .ppo import PPOTrainer
+    from .retrieval import Alignment, Retriever, train_alignment
+    from .rewards import RewardModel
+    from .text_judge import TextJudge, train_text_judge
+
+    c = config
+    torch.set_num_threads(max(1, c.threads))
+    device = select_device(c.device)
+    out = Path(c.out)
+    if out.exists() and not resume and any(out.iterdir()):
+        raise FileExistsError(f"{out} is not empty: pass --resume to continue that run, or choose another --out")
+    out.mkdir(parents=True, exist_ok=True)
+    _atomic_json(out / "config.json", c.to_dict())
+    timings: dict[str, float] = {}
+    t_all = time.perf_counter()
+
+    def timed(name: str, t0: float) -> None:
+        timings[name] = round(time.perf_counter() - t0, 1)
+        _log(f"{name}: {timings[name]} s")
+
+    # -- encoders, seeds, pool
+    t0 = time.perf_counter()
+    encoder = backbones.text_encoder().to(device)
+    embed = CachedEmbedder(lambda texts: backbones.encode_texts(encoder, texts, batch_size=128,
+                                                                progress=progress and len(texts) > 2000))
+    embed.cache_key = "all-MiniLM-L6-v2"
+    seeds = [s for s in read_seed_dir(resolve_path(c.seeds)) if not s.non_harm]
+    if not seeds:
+        raise ValueError(f"no harmful seeds found under {c.seeds}")
+    classifier = DomainClassifier(embed).fit([s for s in seeds if s.domain is not None])
+    classifier.assign(seeds)  # unlabelled seeds get a predicted domain
+    if c.seeds_limit > 0:
+        seeds = balanced_subset(seeds, c.seeds_limit, c.seed)
+    pool = ImagePool.open(out / "pool" if c.pool_limit > 0 else None, user_dirs=c.pool, embed=embed,
+                          progress=progress, limit=c.pool_limit or None)
+    caption_emb = pool.caption_embeddings()
+    timed("load seeds and pool", t0)
+
+    # -- text judge
+    t0 = time.perf_counter()
+    judge_path = out / "text_judge.safetensors"
+    train_seeds = [s.text for s in seeds if split_of(s.id) == "train"]
+    val_seeds = [s.text for s in seeds if split_of(s.id) == "val"]
+    benign_all = benign_questions(10_000, c.seed + 1) + hard_benign_questions(10_000, c.seed + 1)
+    benign_train = [b for b in benign_all if split_of(f"benign|{b}") == "train"]
+    benign_val = [b for b in benign_all if split_of(f"benign|{b}") != "train"]
+    if resume and judge_path.is_file():
+        judge = TextJudge.load(judge_path, embed)
+    else:
+        judge = train_text_judge(train_seeds, benign_train, embed, c.judge.hidden, c.judge.epochs, c.judge.lr,
+                                 c.judge.weight_decay, c.seed)
+        judge.save(judge_path)
+    judge_metrics = judge.evaluate(val_seeds, benign_val).to_dict()
+    _log(f"text judge on held-out (val seeds vs held-out benign): {judge_metrics}")
+    timed("text judge", t0)
+
+    # -- retrieval space: the user's CLIP, else the trained alignment
+    t0 = time.perf_counter()
+    align_metrics = None
+    if c.clip:
+        clip = backbones.clip_model(c.clip)
+        clip_cache = out / "clip_image_emb.npy"
+        if resume and clip_cache.is_file() and len(np.load(clip_cache)) == len(pool):
+            image_vectors = np.load(clip_cache)
+        else:
+            rows = []
+            it = range(0, len(pool), 64)
+            if progress:
+                from tqdm.auto import tqdm
+                it = tqdm(it, desc="CLIP image embeddings", unit="batch")
+            for s in it:
+                rows.append(clip.encode_image([pool[i].path for i in range(s, min(s + 64, len(pool)))]))
+            image_vectors = np.concatenate(rows)
+            np.save(clip_cache, image_vectors)
+        text_space = lambda ks: clip.encode_text([f"a photo of {k}" for k in ks])  # noqa: E731
+    else:
+        features = pool.image_embeddings(progress=progress)
+        align_path = out / "alignment.safetensors"
+        if resume and align_path.is_file():
+            alignment = Alignment.load(align_path)
+        else:
+            r = c.retrieval
+            alignment, metrics = train_alignment(features, caption_emb, pool.captions, hidden=r.align_hidden,
+                                                 epochs=r.align_epochs, lr=r.align_lr, batch_size=r.align_batch,
+                                                 holdout=min(r.align_holdout, len(pool) // 5), seed=c.seed,
+                                                 progress=progress)
+            align_metrics = metrics.to_dict()
+            alignment.save(align_path, align_metrics)
+            _log(f"alignment held-out: {align_metrics}")
+        image_vectors = alignment.project(features)
+        text_space = None
+    retriever = Retriever(embed, caption_emb, image_vectors, text_space, c.retrieval.weight_caption,
+                          c.retrieval.weight_image)
+    timed("retrieval space", t0)
+
+    # -- stage 1
+    t0 = time.perf_counter()
+    triples_path = out / "triples.jsonl"
+    if resume and triples_path.is_file():
+        triples = [Triple(**json.loads(line)) for line in triples_path.read_text(encoding="utf-8").splitlines()]
+        stage1_stats = json.loads((out / "stage1.json").read_text(encoding="utf-8"))
+    else:
+        checker = BenignChecker(c.benign, nsfw=nsfw_scorer(c.threads) if c.benign.use_nsfw else None,
+                                ocr=ocr_reader(c.threads) if c.benign.use_ocr else None, text_harm=judge.p_harm,
+                                cache_file=out / "benign_cache.jsonl")
+        stage1 = build_triples(seeds, pool, embed, caption_emb, retriever, checker, c, progress)
+        triples, stage1_stats = stage1.triples, stage1.stats
+        tmp = triples_path.with_suffix(".tmp")
+        tmp.write_text("".join(json.dumps(t.to_dict(), ensure_ascii=False) + "\n" for t in triples), encoding="utf-8")
+        os.replace(tmp, triples_path)
+        _atomic_json(out / "stage1.json", stage1_stats)
+    _log(f"stage 1: {stage1_stats}")
+    timed("stage 1", t0)
+    if not triples:
+        raise RuntimeError("stage 1 produced no triples: no keyword found a benign pool image")
+
+    # -- stage 2: PPO
+    t0 = time.perf_counter()
+    rewards = RewardModel(c.rewards, embed, judge)
+    separation = reward_separation(rewards, triples, seed=c.seed)
+    _log(f"reward separation (threshold check): {json.dumps(separation)}")
+    policy = load_policy(c.policy, device)
+    trainer = PPOTrainer(policy, rewards, c.ppo, out, seed=c.seed)
+    if resume and trainer.load_checkpoint():
+        _log(f"resumed PPO at step {trainer.step}")
+    train_triples = [t for t in triples if t.split == "train"] or list(triples)
+    history = trainer.train(train_triples, c.ppo.steps, progress=progress)
+    policy.save(out / "policy.safetensors")
+    plot_reward_curve(history, out / "reward_curve.png")
+    timed("PPO", t0)
+
+    # -- trained vs untrained on held-back triples
+    t0 = time.perf_counter()
+    held = [t for t in domain_round_robin([t for t in triples if t.split == "val"], c.seed)][:48]
+    comparison = None
+    if held:
+        comparison = compare_policies(policy, rewards, held, 4, c.generation.batch_size, c.seed + 17)
+        plot_comparison(comparison, out / "policy_comparison.png")
+    timed("policy comparison", t0)
+
+    # -- generation
+    t0 = time.perf_counter()
+    accepted = JsonlLog(out / "accepted_implicit.jsonl")
+    accepted.add(trainer.accepted.values())  # samples accepted during PPO count too
+    done = JsonlLog(out / "generation_done.jsonl")
+    generation = generate_implicit(policy, rewards, triples, c, accepted, done, progress)
+    timed("generation", t0)
+
+    # -- dataset
+    t0 = time.perf_counter()
+    implicit = accepted.values()
+    writer = DatasetWriter(out)
+    add_implicit(writer, implicit, c.policy.source)
+    add_other_kinds(writer, seeds, triples, implicit, pool, classifier, c, progress)
+    n = writer.write()
+    timed("dataset", t0)
+    timings["total"] = round(time.perf_counter() - t_all, 1)
+    table = format_tables(writer.samples, implicit, comparison, generation)
+    print(table, flush=True)
+    summary = {"samples": n, "kinds": dict(Counter(s.kind for s in writer.samples)),
+               "implicit_per_domain": dict(Counter(r["triple"]["domain"] for r in implicit)),
+               "stage1": stage1_stats, "text_judge": judge_metrics,
+               "reward_separation": separation, "alignment": align_metrics,
+               "ppo_last": history[-1] if history else None, "comparison": comparison, "generation": generation,
+               "timings_s": timings, "device": device, "table": table}
+    _atomic_json(out / "summary.json", summary)
+    return summary

@@ -1,0 +1,230 @@
+"""ImpForge stage-2 rewards, each vectorised over a batch of rewrites, with cached text embeddings.
+
+Notation: q = the harmful seed query, r = the policy's rewrite, k = the keyword the image now carries,
+c = a caption proxy of the retrieved image, e(.) = L2-normalised MiniLM sentence embedding,
+p(.) = the text judge's harm probability.
+
+- ``SafetyReward``:    S = 1 - p(r)                       (the rewrite alone must look harmless)
+- ``SemanticReward``:  M = (1 - w) * max(0, cos(e(q), e(c ⊕ r))) + w * p(c ⊕ r)
+                       (rewrite + image together must still carry the query's intent)
+- ``OverlapReward``:   O = 0 if a word of r has the stem of a keyword word (all of them for phrases),
+                       else 1 if s < t, else 0.5 * max(0, 1 - (s - t) / (1 - t)),
+                       s = max over n-grams g of r of cos(e(g), e(k))   (r must not name what the image shows)
+- ``DiversityReward``: D = 1 - max Jaccard(ngrams(r), ngrams(a)) over recent accepted rewrites a and the
+                       earlier rewrites of the same batch (no collapse onto one template)
+
+``RewardModel`` sums them with the config weights and decides acceptance: S, M and O must each pass
+their threshold (diversity only shapes the RL reward).
+"""
+from __future__ import annotations
+
+import re
+from collections import deque
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from .config import RewardConfig
+from .embedding import CachedEmbedder
+from .text_judge import TextJudge
+
+_WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
+_STOP = frozenset("a an the of and or to in on at for with by from this that these those it its my your".split())
+
+
+def words(text: str) -> list[str]:
+    return _WORD.findall(text.lower())
+
+
+def stem(word: str) -> str:
+    """A small suffix stripper: knives/knife, bombs/bomb, shooting/shoot, poisoned/poison, burner/burn."""
+    w = word.lower()
+    for suffix, repl, keep in (("ives", "if", 2), ("ies", "y", 3), ("sses", "ss", 3), ("ing", "", 3), ("ed", "", 3),
+                               ("es", "", 3), ("ers", "", 3), ("er", "", 3), ("s", "", 3), ("ife", "if", 2),
+                               ("y", "", 3)):
+        if w.endswith(suffix) and len(w) - len(suffix) >= keep:
+            w = w[: len(w) - len(suffix)] + repl
+            break
+    if len(w) > 3 and w[-1] == w[-2] and w[-1] not in "aeiou":
+        w = w[:-1]  # shopp -> shop
+    return w
+
+
+def joint_text(rewrite: str, caption: str) -> str:
+    """The text proxy of image + rewrite: what a reader gets from both together."""
+    return f"The image shows {caption}. {rewrite}".strip()
+
+
+class SafetyReward:
+    """S = 1 - p_harm(rewrite): the text judge's belief that the rewrite alone is harmless."""
+
+    def __init__(self, judge: TextJudge):
+        self.judge = judge
+
+    def __call__(self, rewrites: Sequence[str]) -> np.ndarray:
+        return (1.0 - self.judge.p_harm(list(rewrites))).astype(np.float32)
+
+
+class SemanticReward:
+    """M = (1 - w) * max(0, cos(e(q), e(c ⊕ r))) + w * p_harm(c ⊕ r).
+
+    c is the image's caption proxy. With ``image_vectors`` (image embeddings already mapped into the text
+    space: the alignment's projection, or CLIP), the joint embedding is normalize(e(r) + v_image) instead
+    of e(c ⊕ r), so the image itself, not its caption, stands for the picture.
+    """
+
+    def __init__(self, embed: CachedEmbedder, judge: TextJudge, joint_weight: float = 0.5):
+        if not 0.0 <= joint_weight <= 1.0:
+            raise ValueError(f"joint_weight must be in [0, 1], got {joint_weight}")
+        self.embed, self.judge, self.w = embed, judge, joint_weight
+
+    def __call__(self, queries: Sequence[str], rewrites: Sequence[str], captions: Sequence[str],
+                 image_vectors: np.ndarray | None = None) -> np.ndarray:
+        _check_lengths(queries=queries, rewrites=rewrites, captions=captions)
+        joints = [joint_text(r, c) for r, c in zip(rewrites, captions)]
+        q = self.embed(list(queries))
+        if image_vectors is None:
+            j = self.embed(joints)
+        else:
+            j = self.embed(list(rewrites)) + np.asarray(image_vectors, np.float32)
+            j /= np.maximum(np.linalg.norm(j, axis=1, keepdims=True), 1e-12)
+        cos = np.clip((q * j).sum(1), 0.0, 1.0)
+        harm = self.judge.p_harm(joints) if self.w > 0 else np.zeros(len(joints), np.float32)
+        return ((1.0 - self.w) * cos + self.w * harm).astype(np.float32)
+
+
+class OverlapReward:
+    """O = 0 on a stem match of the keyword, 1 when no n-gram of the rewrite is within cosine t of the
+    keyword, else 0.5 * max(0, 1 - (s - t) / (1 - t)) with s the closest n-gram's cosine."""
+
+    def __init__(self, embed: CachedEmbedder, sim_threshold: float = 0.75, max_ngram: int = 3):
+        self.embed, self.t, self.max_ngram = embed, sim_threshold, max_ngram
+
+    def lexical_hit(self, rewrite: str, keyword: str) -> bool:
+        kw = [stem(w) for w in words(keyword) if w not in _STOP] or [stem(w) for w in words(keyword)]
+        have = {stem(w) for w in words(rewrite)}
+        return bool(kw) and all(k in have for k in kw)
+
+    def ngrams(self, rewrite: str) -> list[str]:
+        ws = [w for w in words(rewrite)]
+        grams = []
+        for n in range(1, self.max_ngram + 1):
+            for i in range(len(ws) - n + 1):
+                g = ws[i:i + n]
+                if g[0] in _STOP or g[-1] in _STOP:
+                    continue
+                grams.append(" ".join(g))
+        return list(dict.fromkeys(grams))
+
+    def similarity(self, rewrites: Sequence[str], keywords: Sequence[str]) -> np.ndarray:
+        """s per pair: the max cosine between the keyword and any n-gram of the rewrite (0 if none)."""
+        grams = [self.ngrams(r) for r in rewrites]
+        flat = [g for gs in grams for g in gs]
+        if not flat:
+            return np.zeros(len(rewrites), np.float32)
+        g_emb = self.embed(flat)
+        k_emb = self.embed(list(keywords))
+        out = np.zeros(len(rewrites), np.float32)
+        start = 0
+        for i, gs in enumerate(grams):
+            if gs:
+                out[i] = float((g_emb[start:start + len(gs)] @ k_emb[i]).max())
+            start += len(gs)
+        return out
+
+    def __call__(self, rewrites: Sequence[str], keywords: Sequence[str]) -> np.ndarray:
+        _check_lengths(rewrites=rewrites, keywords=keywords)
+        s = self.similarity(rewrites, keywords)
+        soft = np.where(s < self.t, 1.0, 0.5 * np.clip(1.0 - (s - self.t) / max(1.0 - self.t, 1e-6), 0.0, 1.0))
+        hits = np.array([self.lexical_hit(r, k) for r, k in zip(rewrites, keywords)], bool)
+        return np.where(hits, 0.0, soft).astype(np.float32)
+
+
+class DiversityReward:
+    """D = 1 - max Jaccard(ngrams(r), ngrams(a)) over the last ``window`` accepted rewrites and the
+    earlier rewrites of the same batch. Cost per rewrite is O(window), never quadratic in the run."""
+
+    def __init__(self, window: int = 256, n: int = 3):
+        self.n = n
+        self.memory: deque[frozenset] = deque(maxlen=window)
+
+    def grams(self, text: str) -> frozenset:
+        ws = words(text)
+        if len(ws) < self.n:
+            return frozenset([" ".join(ws)]) if ws else frozenset()
+        return frozenset(" ".join(ws[i:i + self.n]) for i in range(len(ws) - self.n + 1))
+
+    def __call__(self, rewrites: Sequence[str]) -> np.ndarray:
+        out = np.ones(len(rewrites), np.float32)
+        batch: list[frozenset] = []
+        for i, r in enumerate(rewrites):
+            g = self.grams(r)
+            best = 0.0
+            for other in list(self.memory) + batch:
+                if g and other:
+                    best = max(best, len(g & other) / len(g | other))
+            out[i] = 1.0 - best
+            batch.append(g)
+        return out
+
+    def update(self, accepted: Sequence[str]) -> None:
+        for r in accepted:
+            self.memory.append(self.grams(r))
+
+    def state(self) -> list[list[str]]:
+        return [sorted(g) for g in self.memory]
+
+    def load_state(self, state: list[list[str]]) -> None:
+        self.memory.clear()
+        for g in state:
+            self.memory.append(frozenset(g))
+
+
+@dataclass
+class RewardBatch:
+    safety: np.ndarray
+    semantic: np.ndarray
+    overlap: np.ndarray
+    diversity: np.ndarray
+    total: np.ndarray
+    accepted: np.ndarray  # bool
+
+    def row(self, i: int) -> dict[str, float]:
+        return {"safety": float(self.safety[i]), "semantic": float(self.semantic[i]),
+                "overlap": float(self.overlap[i]), "diversity": float(self.diversity[i]),
+                "total": float(self.total[i])}
+
+    def means(self) -> dict[str, float]:
+        return {k: float(np.mean(getattr(self, k))) if len(self.total) else float("nan")
+                for k in ("safety", "semantic", "overlap", "diversity", "total", "accepted")}
+
+
+class RewardModel:
+    """total = w_s S + w_m M + w_o O + w_d D; accepted = S >= t_s and M >= t_m and O >= t_o (and non-empty)."""
+
+    def __init__(self, config: RewardConfig, embed: CachedEmbedder, judge: TextJudge):
+        self.config = config
+        self.safety = SafetyReward(judge)
+        self.semantic = SemanticReward(embed, judge, config.semantic_joint_weight)
+        self.overlap = OverlapReward(embed, config.overlap_sim_threshold)
+        self.diversity = DiversityReward(config.diversity_window, config.diversity_ngram)
+
+    def __call__(self, queries: Sequence[str], rewrites: Sequence[str], keywords: Sequence[str],
+                 captions: Sequence[str], image_vectors: np.ndarray | None = None) -> RewardBatch:
+        c = self.config
+        s = self.safety(rewrites)
+        m = self.semantic(queries, rewrites, captions, image_vectors)
+        o = self.overlap(rewrites, keywords)
+        d = self.diversity(rewrites)
+        total = c.weight_safety * s + c.weight_semantic * m + c.weight_overlap * o + c.weight_diversity * d
+        nonempty = np.array([len(words(r)) >= 3 for r in rewrites], bool)
+        accepted = (s >= c.safety_threshold) & (m >= c.semantic_threshold) & (o >= c.overlap_threshold) & nonempty
+        total = np.where(nonempty, total, total - 1.0).astype(np.float32)
+        return RewardBatch(s, m, o, d, total, accepted)
+
+
+def _check_lengths(**lists: Sequence) -> None:
+    sizes = {k: len(v) for k, v in lists.items()}
+    if len(set(sizes.values())) > 1:
+        raise ValueError(f"batch lists differ in length: {sizes}")
