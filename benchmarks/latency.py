@@ -31,7 +31,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw
+from crossguard.export.samples import load_font
+from crossguard.fileio import atomic_path, atomic_write_text
 
 from .metrics import json_safe, latency_summary
 
@@ -80,12 +82,6 @@ class TimingPlan:
 
 
 # ------------------------------------------------------------------------------------------ inputs
-def _font(size: int) -> ImageFont.ImageFont:
-    for path in ("/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf",
-                 "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"):
-        if os.path.exists(path):
-            return ImageFont.truetype(path, size)
-    return ImageFont.load_default()
 
 
 def photo_like_image(seed: int, size: int) -> Image.Image:
@@ -108,7 +104,7 @@ def typographic_image(text: str, size: int) -> Image.Image:
     """FigStep-style typography: black text lines on white."""
     img = Image.new("RGB", (size, size), (255, 255, 255))
     draw = ImageDraw.Draw(img)
-    font = _font(max(12, size // 14))
+    font = load_font(max(12, size // 14))
     draw.multiline_text((size // 16, size // 16), text, fill=(0, 0, 0), font=font, spacing=size // 40)
     return img
 
@@ -484,32 +480,14 @@ def run_latency(backends: Sequence[BackendSpec] = BACKENDS, plan: TimingPlan = T
 # ------------------------------------------------------------------------------------------ output
 def write_json(path: str | os.PathLike, obj: Any) -> Path:
     """Atomic JSON write (temp file + rename); nan becomes null."""
-    import tempfile
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(json_safe(obj), f, indent=1, allow_nan=False)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write_text(path, json.dumps(json_safe(obj), indent=1, allow_nan=False) + "\n")
 
 
 def save_figure(fig, path: str | os.PathLike) -> Path:
     """Atomic PNG write of a matplotlib figure."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    try:
+    with atomic_path(path, suffix=".tmp.png") as tmp:
         fig.savefig(tmp, dpi=110, bbox_inches="tight")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    return Path(path)
     return path
 
 

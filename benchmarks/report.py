@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
+from crossguard.fileio import atomic_write_text
 from crossguard.schemas import KINDS
 
 from .flops import DEVICES
@@ -112,17 +112,7 @@ def render(result: dict[str, Any]) -> str:
 
 def write_text(path: str | os.PathLike, text: str) -> Path:
     """Atomic text write."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write_text(path, text)
 
 
 def regenerate(results_dir: str | os.PathLike, out: str | os.PathLike | None = None,

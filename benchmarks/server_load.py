@@ -16,9 +16,7 @@ import base64
 import http.client
 import io
 import json
-import os
 import sys
-import tempfile
 import threading
 import time
 import urllib.parse
@@ -27,6 +25,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from crossguard.fileio import atomic_write_text
 from crossguard.schemas import Verdict
 
 
@@ -163,11 +162,7 @@ def format_table(r: dict) -> str:
 
 
 def _write_json(path: Path, obj: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(obj, f, indent=2)
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(obj, indent=2))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+from .fileio import atomic_path
 from .schemas import Sample, SchemaError
 
 
@@ -79,21 +79,14 @@ def write_manifest(path: str | os.PathLike, samples: Iterable[Sample],
     stored relative to it so the dataset folder can move. Returns the number of lines written."""
     path = Path(path)
     root = Path(image_root) if image_root is not None else path.parent
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
     count = 0
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            for s in samples:
-                d = s.to_dict()
-                try:
-                    d["image"] = str(Path(s.image).resolve().relative_to(root.resolve()))
-                except ValueError:
-                    pass
-                f.write(json.dumps(d, ensure_ascii=False) + "\n")
-                count += 1
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
+        for s in samples:
+            d = s.to_dict()
+            try:
+                d["image"] = str(Path(s.image).resolve().relative_to(root.resolve()))
+            except ValueError:
+                pass
+            f.write(json.dumps(d, ensure_ascii=False) + "\n")
+            count += 1
     return count

@@ -38,7 +38,8 @@ class FixedSample:
     ocr_text: str = ""
 
 
-def _font(size: int) -> ImageFont.ImageFont:
+def load_font(size: int) -> ImageFont.ImageFont:
+    """DejaVu Sans (bold if present) at ``size``, or Pillow's built-in font when DejaVu is missing."""
     for path in ("/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf",
                  "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"):
         if os.path.exists(path):
@@ -68,7 +69,7 @@ def generated_image(index: int, seed: int = 0, size: int = 256) -> Image.Image:
                                                                  fill=colour)
     word = IMAGE_WORDS[index % len(IMAGE_WORDS)]
     if word:
-        draw.text((12, size // 2), word, fill=(0, 0, 0), font=_font(28))
+        draw.text((12, size // 2), word, fill=(0, 0, 0), font=load_font(28))
     return img
 
 

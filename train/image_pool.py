@@ -20,7 +20,6 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 import time
 import unicodedata
 from collections.abc import Callable, Iterable, Sequence
@@ -29,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
+from crossguard.fileio import atomic_path, atomic_write_text
 
 from crossguard.runtime.preprocess import ImageLimits, InputError, load_image
 
@@ -302,26 +302,11 @@ def _fingerprint(pending: Sequence[_Pending], settings: dict) -> str:
     return h.hexdigest()
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _atomic_save_npy(path: Path, array: np.ndarray) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp.npy", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path, suffix=".tmp.npy") as tmp:
         np.save(tmp, array)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 # ------------------------------------------------------------------------------------------ the pool
@@ -425,8 +410,8 @@ class ImagePool:
             counts[it.source] = counts.get(it.source, 0) + 1
         meta = {"fingerprint": fingerprint, "settings": settings, "counts": counts, "items": len(items),
                 "skipped": len(skipped), "skipped_examples": skipped[:20], "index_seconds": round(seconds, 1)}
-        _atomic_write_text(index_path, "".join(json.dumps(asdict(it), ensure_ascii=False) + "\n" for it in items))
-        _atomic_write_text(cache / "meta.json", json.dumps(meta, indent=2))
+        atomic_write_text(index_path, "".join(json.dumps(asdict(it), ensure_ascii=False) + "\n" for it in items))
+        atomic_write_text(cache / "meta.json", json.dumps(meta, indent=2))
         for it in items:
             it.path = str(cache / it.path)
         return cls(cache, items, dict(meta, work=rendered), embed)
@@ -514,7 +499,7 @@ class ImagePool:
         if todo:
             known.update(zip(todo, np.asarray(embed(todo), dtype=np.float32)))
         if key:
-            _atomic_write_text(texts_file, json.dumps(texts, ensure_ascii=False))
+            atomic_write_text(texts_file, json.dumps(texts, ensure_ascii=False))
         return np.stack([known[t] for t in texts]).astype(np.float32)
 
     def search(self, query: str, k: int = 10, exclude_sources: Sequence[str] = ()) -> list[tuple[PoolItem, float]]:
