@@ -137,7 +137,7 @@ def test_detection_cli_manifest_and_reader(tmp_path, fake_module):
     out = tmp_path / "results"
     rc = crossguard_main(["bench", "detection", "--manifest", str(manifest), "--reader", "figstep", "--path", str(fig),
                           "--no-guard", "--no-reference", "--scorer", fake_module, "--results-dir", str(out),
-                          "--no-progress"])
+                          "--no-progress", "--reader-option", "no_domain=skip"])
     assert rc == 0
     res = json.loads((out / "detection.json").read_text())
     by_name = {s["name"]: s for s in res["sets"]}

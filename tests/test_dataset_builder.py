@@ -13,6 +13,7 @@ from crossguard.train.dataset_builder import (
     build_dataset, configure, format_summary, keyword_candidates, rewrite_with_referent)
 from crossguard.train.image_pool import ImagePool
 from crossguard.train.seeds import hashing_embed, read_seed_dir
+from crossguard.train.typography import INCITEMENTS
 
 POOL_NAMES = ["kitchen_knife", "red_apple", "black_dog", "white_pills", "blue_car", "green_tree", "old_skull",
               "fire_flame", "yellow_flower", "police_car", "money_bag", "baby_bottle"]
@@ -70,7 +71,8 @@ def test_build_end_to_end(tiny):
     for s in kinds["explicit-text"]:
         assert s.text in {x.text for x in seeds} and s.label == "unsafe" and s.domain
     for s in kinds["explicit-image"]:
-        assert s.provenance["rendered_text"] in {x.text for x in seeds} and s.provenance["typography"]
+        assert s.provenance["seed_text"] in {x.text for x in seeds} and s.provenance["typography"]
+        assert s.provenance["render_form"] in ("question", "heading") and s.provenance["rendered_text"]
         assert Image.open(s.image).size[0] >= 300
     implicit_kw = [s for s in kinds["implicit"] if s.provenance.get("keyword")]
     assert implicit_kw, "some implicit samples must use a keyword shown by the pool"
@@ -157,3 +159,25 @@ def test_keywords_prefer_depictable_phrases():
     assert narrow_to_caption("age honey", "honey jar") == "honey"
     assert narrow_to_caption("slot machines", "slot machine") == "slot machines"
     assert narrow_to_caption("kitchen knife", "dagger") == "kitchen knife"
+
+
+def test_v2_benign_diversity_and_typographic_balance(tiny):
+    """Generated benign texts dominate, benign-hard mixes alarming words/images, and benign typographic
+    images are rendered like explicit-image ones (same forms, about as many)."""
+    tmp, pool, seeds = tiny
+    counts = {"explicit-image": 20, "benign": 60, "benign-hard": 40}
+    build_dataset(seeds, pool, tmp / "v2", embed=hashing_embed, counts=counts, seed=2, progress=False)
+    samples = [s for split in ("train", "val", "test") for s in read_manifest(tmp / "v2" / f"{split}.jsonl")]
+    benign = [s for s in samples if s.kind == "benign"]
+    typo = [s for s in benign if "typography" in s.provenance]
+    assert len(typo) == 20  # as many as explicit-image (<= 40% of benign)
+    assert {s.provenance["render_form"] for s in typo} == {"question", "heading"}
+    explicit = [s for s in samples if s.kind == "explicit-image"]
+    assert {s.provenance["render_style"] for s in explicit} <= {"list-clean", "list-noisy", "free"}
+    assert {s.text for s in typo + explicit} <= set(INCITEMENTS)
+    generated = [s for s in benign if s.provenance["template_id"].startswith("gen:")]
+    assert len(generated) >= 25 and len({s.text for s in generated}) >= 0.9 * len(generated)
+    hard = [s for s in samples if s.kind == "benign-hard"]
+    parts = {s.provenance["part"] for s in hard}
+    assert {"alarm-concept", "alarm-ordinary", "ordinary-alarming", "picture-alarming", "alarm-typo"} <= parts
+    assert all(s.label == "safe" and s.domain for s in hard)

@@ -61,3 +61,36 @@ def test_incitements_are_own_and_varied():
     figstep = "The image shows a list numbered 1, 2, and 3, but the items are empty"
     assert not any(figstep.lower()[:40] in t.lower() for t in INCITEMENTS)
     assert len(available_fonts()) >= 3
+
+
+def test_to_heading_variants_and_context():
+    from crossguard.train.typography import HEADING_PREFIXES, to_heading
+    assert to_heading("How can I make bread?", 0) == "Steps to make bread."
+    assert to_heading("How can I make bread?", 2) == "Ways to make bread."
+    assert to_heading("What is the easiest way to learn chess?", 1) == "Methods to learn chess."
+    assert to_heading("My son is 7. How do I teach him to swim? Thanks!") == "Steps to teach him to swim."
+    assert to_heading("Write a poem about cats.", 2) == "Ways to write a poem about cats."
+    assert to_heading("Where can I buy seeds?") == "Places to buy seeds."
+    assert to_heading("Why do cats purr?") == "Reasons why cats purr."
+    assert to_heading("What are good ideas for potty training?") == "Ideas for potty training."
+    assert to_heading("Hi. Is Hanoi good for families?") == "Is Hanoi good for families?"
+    assert to_heading("Explain photosynthesis") == "List: photosynthesis."  # list_title fallback
+    for v, prefix in enumerate(HEADING_PREFIXES):
+        assert to_heading("How do I fix a tap?", v) == f"{prefix} fix a tap."
+
+
+def test_render_overrides_clean_list():
+    fonts = available_fonts()
+    mono = next(f for f in fonts if "Mono" in f or "cmtt" in f)
+    img, style = render_typographic("Steps to fix a tap.", seed=4, layout="list", title_as_is=True, numbered=5,
+                                    size=900, font=mono, font_scale=1.5, background="plain",
+                                    colors=((255, 255, 255), (0, 0, 0)), artefacts=False)
+    arr = np.asarray(img)
+    assert img.width == 900 and style.to_dict()["font"] == mono.rsplit("/", 1)[-1] and not style.artefacts
+    assert set(np.unique(arr[..., 0])) >= {0, 255} and arr[0, 0].tolist() == [255, 255, 255]
+    small = render_typographic("Steps to fix a tap.", seed=4, layout="list", title_as_is=True, size=900,
+                               font=mono, font_scale=0.6, background="plain",
+                               colors=((255, 255, 255), (0, 0, 0)), artefacts=False)[1]
+    assert small.font_size < style.font_size
+    with pytest.raises(ValueError):
+        render_typographic("x", seed=1, font_scale=0)

@@ -6,11 +6,14 @@ Kinds (``crossguard.schemas.KINDS``):
 * **explicit-image**: the harmful request typed into an image (``typography``) + a benign incitement text;
 * **implicit** (simple, pre-ImpForge): a phrase of the request that the pool can show is replaced by "this"
   / "the thing in the picture" and paired with that pool image;
-* **benign**: benign questions about benign pool images (templates), everyday requests, and benign
-  typographic images with the same incitement texts;
-* **benign-hard**: alarming-looking but harmless pairs (knives, pills, skulls, police ... with safety,
-  history, cooking or medical questions; harmful-sounding words in benign contexts), labelled with the
-  domain they look like.
+* **benign**: thousands of distinct generated benign requests (``benign_text``: many intents, contexts,
+  phrasings, typos) and benign questions referring to the picture, with benign pool images; v1's templates;
+  benign typographic images rendered exactly like the explicit-image kind (question or heading, numbered
+  empty list, same fonts/sizes/backgrounds) with the same incitement texts, about as many as explicit-image;
+* **benign-hard**: alarming-looking but harmless pairs, labelled with the domain they look like: generated
+  requests with alarming words in harmless senses (with the matching alarming clip-art or an ordinary
+  image), ordinary requests and picture questions with alarming clip-art (knives, pills, fire, guns ...),
+  v1's concept questions and texts, and typographic images of the alarming-word requests.
 
 Samples are split into train/val/test by seed (``seeds.split_of``): a seed's samples share a split.
 Benign samples without a seed split by their pool image or text, so an image stays in one split too.
@@ -40,11 +43,13 @@ from crossguard.taxonomy import DOMAIN_NAMES
 
 from .image_pool import EMOJI_FONT, OPENCLIPART_DIR, ImagePool, PoolItem
 from .seeds import SPLITS, EmbedFn, Seed, assign_domains, read_seed_dir, split_of
-from .typography import INCITEMENTS, render_typographic
+from .benign_text import alarming_request, benign_request, image_request
+from .typography import INCITEMENTS, available_fonts, render_typographic, to_heading
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_SEEDS = REPO_ROOT.parent / "shared" / "data" / "seeds"
-DEFAULT_COUNTS = {"implicit": 700, "explicit-text": 500, "explicit-image": 500, "benign": 800, "benign-hard": 500}
+DEFAULT_COUNTS = {"implicit": 800, "explicit-text": 600, "explicit-image": 800, "benign": 2000,
+                  "benign-hard": 1300}
 GENERATOR = "dataset_builder"
 
 # ------------------------------------------------------------------------------------------- texts
@@ -343,18 +348,55 @@ def _explicit_text(ctx: _Ctx, seeds: Sequence[Seed], n: int) -> list[tuple[str, 
     return out
 
 
+def _mono_fonts() -> list[str]:
+    fonts = available_fonts()
+    return [f for f in fonts if re.search(r"mono|cmtt|courier", Path(f).name, re.I)] or list(fonts)
+
+
+def render_request(ctx: _Ctx, text: str, key: str, name: str) -> tuple[str, dict]:
+    """Render a request (harmful or benign, the same way) as a typographic image; returns (path, provenance).
+
+    60% "list" style: the request as the question or as a heading (``to_heading``: "Steps to ...",
+    "Methods to ...") over 3-5 numbered empty items, 500-1000 px, small to large fonts (a third monospace),
+    half of them clean black on white, the rest noisy; 40% v1's free layouts (sign, poster, handwritten ...)
+    of the question or the heading.
+    """
+    rng = random.Random(f"{ctx.seed}|render|{key}")
+    form = "heading" if rng.random() < 0.6 else "question"
+    body = to_heading(text, rng.randrange(6)) if form == "heading" else text
+    clip = load_image(ctx.benign_item().path) if rng.random() < 0.15 else None
+    if rng.random() < 0.6:
+        clean = rng.random() < 0.5
+        img, style = render_typographic(
+            body, seed=f"{ctx.seed}|{key}", layout="list", title_as_is=True, numbered=rng.randint(3, 5),
+            size=rng.randint(500, 1000), font=rng.choice(_mono_fonts()) if rng.random() < 0.35 else None,
+            font_scale=rng.choice((0.6, 0.8, 1.0, 1.3, 1.7)), background="plain" if clean else None,
+            clipart=None if clean else clip, colors=((255, 255, 255), (0, 0, 0)) if clean else None,
+            artefacts=not clean)
+        style_name = "list-clean" if clean else "list-noisy"
+    else:
+        img, style = render_typographic(body, seed=f"{ctx.seed}|{key}", clipart=clip,
+                                        size=rng.choice((448, 512, 640, 768)))
+        style_name = "free"
+    path = _save_render(ctx, img, name, jpeg="jpeg" in style.artefacts)
+    return path, {"rendered_text": body, "render_form": form, "render_style": style_name,
+                  "typography": style.to_dict()}
+
+
+def _incitement(ctx: _Ctx) -> tuple[str, str]:
+    t = ctx.rng.randrange(len(INCITEMENTS))
+    return INCITEMENTS[t], f"incitement-{t}"
+
+
 def _explicit_image(ctx: _Ctx, seeds: Sequence[Seed], n: int) -> list[tuple[str, Sample]]:
     stream = _balanced_seed_stream(seeds, ctx.rng)
     out = []
     for i in range(n):
         seed = next(stream)
-        clip = load_image(ctx.benign_item().path) if ctx.rng.random() < 0.25 else None
-        img, style = render_typographic(seed.text, seed=f"{ctx.seed}|ei|{i}", clipart=clip)
-        t = ctx.rng.randrange(len(INCITEMENTS))
-        path = _save_render(ctx, img, f"explicit-image-{i:05d}", jpeg="jpeg" in style.artefacts)
-        out.append(_sample(ctx, "explicit-image", i, INCITEMENTS[t], path, seed.domain, seed.id,
-                           **_seed_prov(seed), template_id=f"incitement-{t}", rendered_text=seed.text,
-                           typography=style.to_dict()))
+        path, prov = render_request(ctx, seed.text, f"ei|{i}", f"explicit-image-{i:05d}")
+        text, template = _incitement(ctx)
+        out.append(_sample(ctx, "explicit-image", i, text, path, seed.domain, seed.id, **_seed_prov(seed),
+                           template_id=template, seed_text=seed.text, **prov))
     return out
 
 
@@ -452,59 +494,116 @@ def _nameable(caption: str) -> bool:
     return bool(caption) and caption not in _VAGUE_CAPTIONS and any(len(w) >= 4 for w in caption.split())
 
 
-def _benign(ctx: _Ctx, n: int) -> list[tuple[str, Sample]]:
+def _benign(ctx: _Ctx, n: int, n_typo: int | None = None) -> list[tuple[str, Sample]]:
+    """``n_typo`` typographic samples (default 30%), then 45% generated requests, 15% picture questions and
+    the rest v1's everyday requests and caption templates, all with benign pool images."""
     out = []
-    n_typo, n_everyday = int(n * 0.2), int(n * 0.15)
+    n_typo = int(n * 0.3) if n_typo is None else min(n_typo, n)
+    rest = n - n_typo
+    n_gen, n_img, n_everyday = int(rest * 0.64), int(rest * 0.21), int(rest * 0.05)
     for i in range(n):
         if i < n_typo:
-            t = ctx.rng.randrange(len(BENIGN_TYPO_TEXTS))
-            body = BENIGN_TYPO_TEXTS[t]
-            clip = load_image(ctx.benign_item().path) if ctx.rng.random() < 0.25 else None
-            img, style = render_typographic(body, seed=f"{ctx.seed}|bt|{i}", clipart=clip)
-            k = ctx.rng.randrange(len(INCITEMENTS))
-            path = _save_render(ctx, img, f"benign-{i:05d}", jpeg="jpeg" in style.artefacts)
-            out.append(_sample(ctx, "benign", i, INCITEMENTS[k], path, None, f"benign-typo:{body}",
-                               template_id=f"incitement-{k}", rendered_text=body, typography=style.to_dict()))
+            if ctx.rng.random() < 0.15:
+                body = BENIGN_TYPO_TEXTS[ctx.rng.randrange(len(BENIGN_TYPO_TEXTS))]
+                gen = "v1-typo"
+            else:
+                body, gen = benign_request(ctx.rng).core, "generated"
+            path, prov = render_request(ctx, body, f"bt|{i}", f"benign-{i:05d}")
+            text, template = _incitement(ctx)
+            out.append(_sample(ctx, "benign", i, text, path, None, f"benign-typo:{body}", template_id=template,
+                               seed_text=body, text_source=gen, **prov))
             continue
         item = ctx.benign_item()
-        if i < n_typo + n_everyday:
+        j = i - n_typo
+        if j < n_gen:
+            g = benign_request(ctx.rng)
+            text, template, intent = g.text, f"gen:{g.template}", g.intent
+        elif j < n_gen + n_img:
+            g = image_request(ctx.rng, item.caption if _nameable(item.caption) else None)
+            text, template, intent = g.text, f"gen:{g.template}", g.intent
+        elif j < n_gen + n_img + n_everyday:
             t = ctx.rng.randrange(len(EVERYDAY_REQUESTS))
-            text, template = EVERYDAY_REQUESTS[t], f"everyday-{t}"
+            text, template, intent = EVERYDAY_REQUESTS[t], f"everyday-{t}", None
         else:
             usable = [i for i, (_, tpl) in enumerate(BENIGN_IMAGE_TEMPLATES)
                       if "{c}" not in tpl or _nameable(item.caption)]
             t = ctx.rng.choice(usable)
             name, tpl = BENIGN_IMAGE_TEMPLATES[t]
-            text, template = tpl.format(c=item.caption), f"image-{name}-{t}"
+            text, template, intent = tpl.format(c=item.caption), f"image-{name}-{t}", None
         out.append(_sample(ctx, "benign", i, text, _copy_image(ctx, item), None, f"pool:{item.id}",
-                           pool_item=item.id, pool_caption=item.caption, template_id=template))
+                           pool_item=item.id, pool_caption=item.caption, template_id=template, intent=intent))
     return out
 
 
+def _benign_typo_count(counts: dict[str, int], n_benign: int) -> int:
+    """Benign typographic images: as many as explicit-image ones (at most 40% of benign), 20% without any."""
+    n_explicit = counts.get("explicit-image", 0)
+    return min(int(n_benign * 0.4), n_explicit) if n_explicit else int(n_benign * 0.2)
+
+
 def _benign_hard(ctx: _Ctx, n: int, min_similarity: float) -> list[tuple[str, Sample]]:
+    """Parts: generated alarming-word requests with their alarming clip-art (30%) or an ordinary image
+    (15%) or typed into an image (10%); ordinary requests (15%) and picture questions (10%) with alarming
+    clip-art; v1's hard texts (10%) and concept questions (the rest)."""
     hits = ctx.pool.search_many([q for q, _, _ in HARD_CONCEPTS], k=12)
     concepts = []
     for (query, domain, questions), found in zip(HARD_CONCEPTS, hits):
         items = [it for it, s in found if s >= min_similarity]
         if items:
             concepts.append((query, domain, questions, items))
+    by_query = {q: (d, items) for q, d, _, items in concepts}
     out = []
-    n_text = int(n * 0.3) if concepts else n
-    for i in range(n):
-        if i < n_text:
-            t = ctx.rng.randrange(len(HARD_TEXTS))
-            text, domain = HARD_TEXTS[t]
-            item = ctx.benign_item()
-            out.append(_sample(ctx, "benign-hard", i, text, _copy_image(ctx, item), domain, f"hard-text:{t}",
-                               pool_item=item.id, template_id=f"hard-text-{t}"))
-            continue
-        query, domain, questions, items = concepts[ctx.rng.randrange(len(concepts))]
-        item = ctx.rng.choice(items)
-        q = ctx.rng.randrange(len(questions))
-        out.append(_sample(ctx, "benign-hard", i, questions[q].format(c=item.caption), _copy_image(ctx, item),
-                           domain, f"pool:{item.id}", keyword=query, pool_item=item.id,
-                           pool_caption=item.caption, template_id=f"hard-{query}-{q}"))
+    if not concepts:
+        n_parts = {"alarm-ordinary": n}
+    else:
+        shares = {"alarm-concept": 0.3, "alarm-ordinary": 0.15, "ordinary-alarming": 0.15,
+                  "picture-alarming": 0.1, "v1-text": 0.1, "alarm-typo": 0.1}
+        n_parts = {k: int(n * v) for k, v in shares.items()}
+        n_parts["v1-concept"] = n - sum(n_parts.values())
+    i = 0
+    for part, m in n_parts.items():
+        for _ in range(m):
+            out.append(_benign_hard_one(ctx, part, i, concepts, by_query))
+            i += 1
     return out
+
+
+def _benign_hard_one(ctx: _Ctx, part: str, i: int, concepts: list, by_query: dict) -> tuple[str, Sample]:
+    """One benign-hard sample of the given part (see ``_benign_hard``)."""
+    if part in ("alarm-concept", "alarm-ordinary", "alarm-typo"):
+        g = alarming_request(ctx.rng)
+        if part == "alarm-typo":
+            path, prov = render_request(ctx, g.core, f"ht|{i}", f"benign-hard-{i:05d}")
+            text, template = _incitement(ctx)
+            return _sample(ctx, "benign-hard", i, text, path, g.domain, f"hard-typo:{g.core}",
+                           template_id=template, seed_text=g.core, part=part, **prov)
+        if part == "alarm-concept" and g.concept in by_query:
+            item = ctx.rng.choice(by_query[g.concept][1])
+            how = "concept"
+        else:
+            item, how = ctx.benign_item(), "ordinary"
+        return _sample(ctx, "benign-hard", i, g.text, _copy_image(ctx, item), g.domain, f"pool:{item.id}",
+                       keyword=g.concept, pool_item=item.id, pool_caption=item.caption,
+                       template_id=f"gen:{g.template}", image_choice=how, part=part)
+    if part in ("ordinary-alarming", "picture-alarming"):
+        query, domain, _, items = concepts[ctx.rng.randrange(len(concepts))]
+        item = ctx.rng.choice(items)
+        g = benign_request(ctx.rng) if part == "ordinary-alarming" else image_request(ctx.rng)
+        return _sample(ctx, "benign-hard", i, g.text, _copy_image(ctx, item), domain, f"pool:{item.id}",
+                       keyword=query, pool_item=item.id, pool_caption=item.caption,
+                       template_id=f"gen:{g.template}", part=part)
+    if part == "v1-text":
+        t = ctx.rng.randrange(len(HARD_TEXTS))
+        text, domain = HARD_TEXTS[t]
+        item = ctx.benign_item()
+        return _sample(ctx, "benign-hard", i, text, _copy_image(ctx, item), domain, f"hard-text:{t}",
+                       pool_item=item.id, template_id=f"hard-text-{t}", part=part)
+    query, domain, questions, items = concepts[ctx.rng.randrange(len(concepts))]
+    item = ctx.rng.choice(items)
+    q = ctx.rng.randrange(len(questions))
+    return _sample(ctx, "benign-hard", i, questions[q].format(c=item.caption), _copy_image(ctx, item),
+                   domain, f"pool:{item.id}", keyword=query, pool_item=item.id,
+                   pool_caption=item.caption, template_id=f"hard-{query}-{q}", part=part)
 
 
 # ------------------------------------------------------------------------------------------- build
@@ -548,7 +647,7 @@ def build_dataset(seeds: Sequence[Seed], pool: ImagePool, out: str | os.PathLike
         steps = [("implicit", lambda k: _implicit(ctx, harmful, k, min_similarity)),
                  ("explicit-text", lambda k: _explicit_text(ctx, harmful, k)),
                  ("explicit-image", lambda k: _explicit_image(ctx, harmful, k)),
-                 ("benign", lambda k: _benign(ctx, k)),
+                 ("benign", lambda k: _benign(ctx, k, n_typo=_benign_typo_count(counts, k))),
                  ("benign-hard", lambda k: _benign_hard(ctx, k, min_similarity))]
         for kind, make in steps:
             if counts.get(kind, 0) > 0:
@@ -650,8 +749,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--images", type=Path, action="append", default=[],
                         help="extra image folder for the pool (repeatable; optional captions.json)")
     parser.add_argument("--n-per-kind", type=int, default=None,
-                        help="samples per kind (default: implicit 700, explicit-text 500, "
-                             "explicit-image 500, benign 800, benign-hard 500)")
+                        help="samples per kind (default: " +
+                             ", ".join(f"{k} {v}" for k, v in DEFAULT_COUNTS.items()) + ")")
     parser.add_argument("--seed", type=int, default=0, help="random seed")
     parser.add_argument("--pool-cache", type=Path, default=None,
                         help="image pool cache (default artifacts/pool or $CROSSGUARD_CACHE/pool)")

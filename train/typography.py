@@ -106,6 +106,51 @@ def list_title(text: str) -> str:
     return t[0].upper() + t[1:] + "." if t else t
 
 
+HEADING_PREFIXES = ("Steps to", "Methods to", "Ways to", "How to", "Instructions to", "Guide to how to")
+
+_HEADING_RULES: tuple[tuple[str, str | None], ...] = (
+    # (pattern on the request, fixed prefix or None for the chosen HEADING_PREFIXES entry)
+    (r"^what(?: is|'s| are) (?:the )?(?:best|easiest|safest|simplest|cleanest|quickest|most \w+) "
+     r"(?:ways?|methods?|steps?) (?:to|for) ", None),
+    (r"^what(?: is|'s| are) (?:the |some )?(?:ways?|methods?|steps?) (?:to|for) ", None),
+    (r"^(?:how (?:can|do|would|could|should|might|may) (?:i|we|one|someone|you|people|a person)|how to) ", None),
+    (r"^(?:can|could|would|will) you (?:please )?(?:tell me |explain |show me )?(?:how to )?", None),
+    (r"^(?:please )?(?:give|provide|tell|show)(?: me)? (?:detailed |some |the )?"
+     r"(?:steps|instructions|ways|methods|tips) (?:to|for|on how to) ", None),
+    (r"^where (?:can|could|do|should) (?:i|we|one|someone) ", "Places to "),
+    (r"^(?:any )?tips to ", None),
+    (r"^(?:any )?tips (?:for|on) ", "Tips for "),
+    (r"^(?:what are |any )(?:some |good )*ideas (?:for|to) ", "Ideas for "),
+    (r"^what are (?:some )?good ", "Good "),
+    (r"^why (?:do|does|is|are) ", "Reasons why "),
+    (r"^what (?:is|are) ", "Facts about "),
+)
+
+
+def to_heading(text: str, variant: int = 0) -> str:
+    """A request as a noun-phrase heading: "How can I make X?" -> "Steps to make X." (``variant`` picks
+    "Steps to" / "Methods to" / "Ways to" ...). Context sentences before the request are dropped; an
+    imperative ("Write a poem") gets the prefix in front; anything else goes through ``list_title`` and
+    stays as it was when that finds nothing to convert ("Is Hanoi good for families?")."""
+    sentences = [p for p in re.split(r"(?<=[.!?])\s+", text.strip()) if p]
+    if not sentences:
+        return text
+    core = next((p for p in sentences if p.endswith("?")), sentences[-1]).rstrip("?.! ")
+    core = re.sub(r"^(?:quick question: |i was wondering, |hi,? |hey,? |hello,? |please )", "", core, flags=re.I)
+    prefix = HEADING_PREFIXES[variant % len(HEADING_PREFIXES)]
+    for pattern, fixed in _HEADING_RULES:
+        new, n = re.subn(pattern, fixed or prefix + " ", core, count=1, flags=re.IGNORECASE)
+        if n and new.strip() != (fixed or prefix).strip():
+            return new[0].upper() + new[1:] + "."
+    if re.match(r"^(?:write|make|build|create|plan|draw|cook|bake|find|get|buy|learn|fix|grow|teach|help)\b",
+                core, flags=re.IGNORECASE):
+        return f"{prefix} {core[0].lower()}{core[1:]}."
+    title = list_title(core)
+    if title.rstrip(".") == core[:1].upper() + core[1:]:  # nothing to convert: keep the question as it was
+        return next((p for p in sentences if p.endswith("?")), sentences[-1])
+    return title
+
+
 @dataclass
 class TypoStyle:
     """The choices behind one rendering (recorded in sample provenance)."""
@@ -185,13 +230,20 @@ def _artefacts(img: Image.Image, rng: random.Random, names: list[str]) -> Image.
 
 def render_typographic(text: str, seed: int | str = 0, *, layout: str | None = None,
                        background: str | None = None, clipart: Image.Image | None = None,
-                       size: int | None = None, numbered: int | None = None) -> tuple[Image.Image, TypoStyle]:
+                       size: int | None = None, numbered: int | None = None, title_as_is: bool = False,
+                       font: str | None = None, font_scale: float = 1.0,
+                       colors: tuple[tuple[int, int, int], tuple[int, int, int]] | None = None,
+                       artefacts: bool = True) -> tuple[Image.Image, TypoStyle]:
     """Render ``text`` into an RGB image; every choice comes from ``seed`` (same seed, same pixels).
 
     ``layout``/``background`` force a choice (see ``LAYOUTS``/``BACKGROUNDS``); "clipart" needs
     ``clipart`` (otherwise it falls back to a gradient). ``numbered`` empty items follow the title in
-    the "list" layout (default 3).
+    the "list" layout (default 3); the title is ``list_title(text)`` unless ``title_as_is``. ``font`` (a
+    path), ``font_scale`` (x the layout's starting size), ``colors`` ((background, ink)) and ``artefacts``
+    (noise/blur/JPEG allowed) override the random choices.
     """
+    if font_scale <= 0:
+        raise ValueError(f"font_scale must be > 0, got {font_scale}")
     if not isinstance(text, str) or not text.strip():
         raise ValueError("text to render must be a non-empty string")
     if layout is not None and layout not in LAYOUTS:
@@ -208,20 +260,24 @@ def render_typographic(text: str, seed: int | str = 0, *, layout: str | None = N
     w, h = (side, side) if rng.random() < 0.6 else (side, int(side * rng.uniform(0.6, 0.85)))
     fonts = available_fonts()
     font_path = rng.choice(fonts)
+    if font is not None:
+        font_path = font
     if rng.random() < 0.5:  # plain dark-on-light most of the time, random contrasting colours otherwise
         bg, ink = (rng.randint(225, 255),) * 3, (rng.randint(0, 50),) * 3
     else:
         bg, ink = _contrast_pair(rng)
+    if colors is not None:
+        bg, ink = colors
     canvas = _background(rng, background, (w, h), bg, clipart)
     style = TypoStyle(layout, font_path, 0, background, {"background": bg, "ink": ink}, [], (w, h))
 
     body = text.strip()
     if layout == "list":
         n = numbered or 3
-        body = list_title(body) + "\n" + "\n".join(f"{i}." for i in range(1, n + 1))
+        body = (body if title_as_is else list_title(body)) + "\n" + "\n".join(f"{i}." for i in range(1, n + 1))
     margin = int(w * rng.uniform(0.05, 0.1))
     font_size = _fit_font(canvas, body, font_path, w - 2 * margin, h - 2 * margin,
-                          start=int(side * (0.11 if layout in ("sign", "poster") else 0.075)))
+                          start=int(side * (0.11 if layout in ("sign", "poster") else 0.075) * font_scale))
     style.font_size = font_size
     font = _font(font_path, font_size)
 
@@ -246,7 +302,8 @@ def render_typographic(text: str, seed: int | str = 0, *, layout: str | None = N
             x = (w - draw.textlength(line, font=font)) // 2 if centred else margin
             draw.text((x, y), line, font=font, fill=ink)
             y += line_h
-    canvas = _artefacts(canvas, rng, style.artefacts)
+    if artefacts:
+        canvas = _artefacts(canvas, rng, style.artefacts)
     return canvas, style
 
 
