@@ -67,7 +67,7 @@ class RewardConfig:
     weight_overlap: float = 1.0
     weight_diversity: float = 0.3
     safety_threshold: float = 0.5  # accept: 1 - p_harm(rewrite) >= this
-    semantic_threshold: float = 0.45  # accept: semantic >= this
+    semantic_threshold: float = 0.65  # accept: semantic >= this (referent rewrites ~0.82+, unrelated ~0.57-: see reward_separation)
     overlap_threshold: float = 0.99  # accept: overlap >= this (no keyword, no close variant)
     overlap_sim_threshold: float = 0.75  # an n-gram this close to the keyword counts as naming it
     semantic_joint_weight: float = 0.5  # semantic = (1-w) * cos(query, rewrite+caption) + w * p_harm(joint)
@@ -113,6 +113,8 @@ class GenerationConfig:
     batch_size: int = 32
     explicit_text_per_seed: float = 0.5  # fraction of seeds that also give an explicit-text sample
     explicit_image_per_seed: float = 0.5
+    compare_triples: int = 48  # held-back (val) triples for the trained-vs-untrained comparison
+    compare_samples: int = 4  # rewrites per triple and policy in that comparison
     max_minutes: float = 0.0  # >0: stop sampling after this long (the dataset is still written)
     benign_samples: int = 1500
     benign_hard_samples: int = 1000

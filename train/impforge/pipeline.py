@@ -575,6 +575,9 @@ def run_forge(config: ForgeConfig, resume: bool = False, progress: bool = True) 
             image_vectors = np.concatenate(rows)
             np.save(clip_cache, image_vectors)
         text_space = lambda ks: clip.encode_text([f"a photo of {k}" for k in ks])  # noqa: E731
+    elif c.retrieval.weight_image <= 0:
+        _log("retrieval.weight_image is 0: caption similarity only (no image features, no alignment)")
+        image_vectors, text_space = None, None
     else:
         features = pool.image_embeddings(progress=progress)
         align_path = out / "alignment.safetensors"
@@ -633,10 +636,11 @@ def run_forge(config: ForgeConfig, resume: bool = False, progress: bool = True) 
 
     # -- trained vs untrained on held-back triples
     t0 = time.perf_counter()
-    held = [t for t in domain_round_robin([t for t in triples if t.split == "val"], c.seed)][:48]
+    held = domain_round_robin([t for t in triples if t.split == "val"], c.seed)[:c.generation.compare_triples]
     comparison = None
-    if held:
-        comparison = compare_policies(policy, rewards, held, 4, c.generation.batch_size, c.seed + 17)
+    if held and c.generation.compare_samples > 0:
+        comparison = compare_policies(policy, rewards, held, c.generation.compare_samples, c.generation.batch_size,
+                                      c.seed + 17)
         plot_comparison(comparison, out / "policy_comparison.png")
     timed("policy comparison", t0)
 
@@ -667,3 +671,26 @@ def run_forge(config: ForgeConfig, resume: bool = False, progress: bool = True) 
                "timings_s": timings, "device": device, "table": table}
     _atomic_json(out / "summary.json", summary)
     return summary
+
+
+def measure_alignment(n_items: int = 2000, holdout: int = 400, seed: int = 0, epochs: int = 60,
+                      out: str | os.PathLike | None = None, progress: bool = True) -> dict:
+    """Train the image-text alignment on a random subset of the pool (EfficientNet features of ``n_items``
+    thumbnails, no full-pool pass) and report held-out R@1/R@5; saves the weights when ``out`` is given."""
+    from crossguard.train import backbones
+    from crossguard.train.image_pool import ImagePool
+    from crossguard.train.seeds import default_embed
+
+    from .retrieval import train_alignment
+
+    pool = ImagePool.open(embed=default_embed(), progress=progress)
+    idx = sorted(random.Random(seed).sample(range(len(pool)), min(n_items, len(pool))))
+    caption_emb = pool.caption_embeddings()[idx]
+    _, features = backbones.encode_images(backbones.image_encoder(), [pool[i].path for i in idx],
+                                          progress=progress)
+    model, metrics = train_alignment(features, caption_emb, [pool.search_texts[i] for i in idx], epochs=epochs,
+                                     holdout=holdout, seed=seed, progress=progress)
+    result = {**metrics.to_dict(), "pool_items_used": len(idx), "chance_r1": 1.0 / holdout}
+    if out is not None:
+        model.save(Path(out), result)
+    return result
