@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -30,3 +31,36 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
     return Path(path)
+
+
+def replace_dir(new: str | os.PathLike, dst: str | os.PathLike) -> None:
+    """Move the finished directory ``new`` to ``dst``. An existing ``dst`` is moved aside first, put back if
+    the move fails, and removed afterwards, so ``dst`` is always either the old or the new directory."""
+    new, dst = Path(new), Path(dst)
+    if not dst.exists():
+        os.replace(new, dst)
+        return
+    old = Path(tempfile.mkdtemp(prefix=f".{dst.name}.old-", dir=dst.parent))
+    os.replace(dst, old / dst.name)
+    try:
+        os.replace(new, dst)
+    except BaseException:
+        os.replace(old / dst.name, dst)
+        raise
+    finally:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+@contextmanager
+def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield an empty temporary directory beside ``path``; it replaces ``path`` (see ``replace_dir``) when the
+    block succeeds and is deleted when it raises."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        yield tmp
+        replace_dir(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

@@ -141,6 +141,6 @@ class Verdict:
 
     def summary(self) -> str:
         """One human line: label, score, domain, modality, latency."""
-        dom = f" domain={self.domain}" if self.domain else ""
+        dom = f" domain={self.domain}" if self.domain and self.unsafe else ""  # a safe pair has no harm domain
         return (f"{self.label.upper()} score={self.score:.3f} (threshold {self.threshold:.3f}){dom} "
                 f"modality={self.modality} backend={self.backend} latency={self.latency_ms:.1f} ms")

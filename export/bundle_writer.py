@@ -13,6 +13,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Mapping
 
+from crossguard.fileio import replace_dir
 from crossguard.runtime.bundle import write_manifest_hashes
 from crossguard.runtime.preprocess import IMAGE_MEAN, IMAGE_SIZE, IMAGE_STD, TEXT_MAX_TOKENS
 from crossguard.schemas import MODALITIES
@@ -110,24 +111,11 @@ def write_bundle(out_dir: str | os.PathLike, graphs: Mapping[str, Mapping[str, A
             **dict(extra or {}),
         }
         write_manifest_hashes(tmp, manifest)  # the runtime's own hashing: "files" = sha256 of every file
-        _replace_dir(tmp, out_dir)
+        replace_dir(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out_dir
 
 
-def _replace_dir(new: Path, dst: Path) -> None:
-    """Move ``new`` to ``dst``; an existing ``dst`` is moved aside first and removed afterwards."""
-    if dst.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{dst.name}.old-", dir=dst.parent))
-        os.replace(dst, old / dst.name)
-        try:
-            os.replace(new, dst)
-        except BaseException:
-            os.replace(old / dst.name, dst)  # put the previous bundle back
-            raise
-        finally:
-            shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(new, dst)
+

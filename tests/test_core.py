@@ -113,3 +113,20 @@ def test_cli_lists_commands_and_rejects_unknown(capsys):
     for name in COMMANDS:
         assert name in out
     assert main(["nosuch"]) == 2
+
+
+def test_atomic_dir_keeps_the_old_directory_when_the_block_fails(tmp_path):
+    from crossguard.fileio import atomic_dir
+
+    target = tmp_path / "bundle"
+    with atomic_dir(target) as d:
+        (d / "a.txt").write_text("v1")
+    with pytest.raises(RuntimeError):
+        with atomic_dir(target) as d:
+            (d / "a.txt").write_text("half")
+            raise RuntimeError("crash")
+    assert (target / "a.txt").read_text() == "v1"
+    with atomic_dir(target) as d:
+        (d / "b.txt").write_text("v2")
+    assert sorted(p.name for p in target.iterdir()) == ["b.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bundle"]  # no temporary leftovers

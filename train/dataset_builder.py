@@ -36,6 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
+from crossguard.fileio import replace_dir
 from crossguard.manifest import write_manifest
 from crossguard.runtime.preprocess import load_image
 from crossguard.schemas import KINDS, UNSAFE_KINDS, Sample
@@ -666,13 +667,7 @@ def build_dataset(seeds: Sequence[Seed], pool: ImagePool, out: str | os.PathLike
                        seeds_by_domain_method=dict(Counter(s.domain_method for s in harmful)))
         (tmp / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
         preview_sheet(rows, tmp / "preview.png")
-        if out.exists():
-            old = out.with_name(f".{out.name}.old-{os.getpid()}")
-            os.replace(out, old)
-            os.replace(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out)
+        replace_dir(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -11,8 +11,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
-import tempfile
 import warnings
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -21,6 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from crossguard.fileio import atomic_dir
 from crossguard.schemas import MODALITIES
 from crossguard.taxonomy import DOMAIN_NAMES, NUM_DOMAINS
 
@@ -206,20 +205,9 @@ def save_head(path_dir: str | os.PathLike, head: FusionHead, config: dict[str, A
         "policy": validate_policy(policy if policy is not None else DEFAULT_POLICY),
         "metrics": metrics or {},
     }
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-    try:
+    with atomic_dir(path) as tmp:
         save_file(state, str(tmp / WEIGHTS_FILE), metadata={"format": "pt"})
         (tmp / CONFIG_FILE).write_text(json.dumps(meta, indent=2, sort_keys=False) + "\n", encoding="utf-8")
-        if path.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.old.", dir=path.parent))
-            os.replace(path, old / "x")
-            os.replace(tmp, path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return path
 
 
