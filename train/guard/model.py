@@ -12,13 +12,14 @@ import json
 import math
 import os
 import warnings
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from crossguard.configs import from_dict_strict
 from crossguard.fileio import atomic_dir
 from crossguard.schemas import MODALITIES
 from crossguard.taxonomy import DOMAIN_NAMES, NUM_DOMAINS
@@ -49,11 +50,7 @@ class FusionConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> FusionConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown fusion config key(s): {sorted(unknown)}")
-        return cls(**d)
+        return from_dict_strict(cls, d, "fusion config")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -14,7 +14,7 @@ import math
 import os
 import random
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from crossguard.configs import from_dict_strict
 from crossguard.schemas import KIND_TO_MODALITY, MODALITIES, Sample
 from crossguard.taxonomy import DOMAIN_NAMES
 
@@ -57,11 +58,7 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown training config key(s): {sorted(unknown)}; known: {sorted(known)}")
-        cfg = cls(**d)
+        cfg = from_dict_strict(cls, d, "training config")
         fusion_config_for(cfg.arch, cfg.fusion)  # validates arch and fusion overrides
         return cfg
 
