@@ -117,7 +117,9 @@ def _detection_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--shared-data", default=None, help="shared data folder (default ../shared/data)")
     p.add_argument("--limit", type=int, default=None, help="at most this many samples per set (first N)")
     p.add_argument("--device", default="auto", help="runtime Guard device (auto, cpu, cuda, tensorrt)")
-    p.add_argument("--precision", default="auto", help="runtime Guard precision (auto, fp32, fp16, int8)")
+    p.add_argument("--precision", default="auto",
+                   help="runtime Guard precision (auto, fp32, fp16, int8); a comma list (e.g. fp32,int8) "
+                        "evaluates each in the same run as guard, guard-<precision>")
     p.add_argument("--no-guard", action="store_true", help="do not evaluate the runtime Guard")
     p.add_argument("--reference-head", default=None,
                    help="PyTorch reference head folder (default train/default_guard when present)")
@@ -197,14 +199,18 @@ def _build_scorers(args) -> tuple[dict[str, Any], list[str]]:
     if not args.no_guard:
         bundle = _resolve_bundle(args.bundle)
         if (bundle / "manifest.json").is_file():
-            try:
-                from crossguard.runtime.guard import Guard
+            precisions = [p.strip() for p in args.precision.split(",") if p.strip()] or ["auto"]
+            for precision in precisions:  # several: one scorer each, "guard" first, then "guard-<precision>"
+                name = "guard" if precision == precisions[0] else f"guard-{precision}"
+                try:
+                    from crossguard.runtime.guard import Guard
 
-                guard = Guard.load(bundle=bundle, device=args.device, precision=args.precision,
-                                   threads=max(1, args.threads))
-                scorers["guard"] = D.guard_scorer(guard, args.batch_size, progress)
-            except Exception as e:
-                notes.append(f"guard: cannot load the runtime Guard from {bundle}: {type(e).__name__}: {e}")
+                    guard = Guard.load(bundle=bundle, device=args.device, precision=precision,
+                                       threads=max(1, args.threads))
+                    scorers[name] = D.guard_scorer(guard, args.batch_size, progress)
+                except Exception as e:
+                    notes.append(f"{name}: cannot load the runtime Guard ({precision}) from {bundle}: "
+                                 f"{type(e).__name__}: {e}")
         else:
             notes.append(f"guard: no bundle at {bundle} (crossguard export --default, or --bundle)")
     heads = D.HeadScorers(args.cache_dir, progress, threads=max(1, args.threads))

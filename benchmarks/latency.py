@@ -420,6 +420,14 @@ def add_speedups(backends: list[dict[str, Any]], reference: str = "torch-eager")
         for r in b.get("runs", []):
             base = ref_p50.get((r["input"], r["batch"]))
             r["speedup_vs_eager"] = base / r["p50"] if base and r["p50"] else None
+    # reduced precision on the CPU against CPU fp32 of the same run (e.g. int8 / fp32 = 1 / speedup)
+    cpu = next((b for b in backends if b["name"] == "ort-cpu-fp32" and b.get("runs")), None)
+    cpu_p50 = {(r["input"], r["batch"]): r["p50"] for r in cpu["runs"]} if cpu else {}
+    for b in backends:
+        if b["name"].startswith("ort-cpu-") and b["name"] != "ort-cpu-fp32":
+            for r in b.get("runs", []):
+                base = cpu_p50.get((r["input"], r["batch"]))
+                r["speedup_vs_cpu_fp32"] = base / r["p50"] if base and r["p50"] else None
 
 
 def run_latency(backends: Sequence[BackendSpec] = BACKENDS, plan: TimingPlan = TimingPlan(),

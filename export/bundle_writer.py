@@ -48,8 +48,9 @@ def write_bundle(out_dir: str | os.PathLike, graphs: Mapping[str, Mapping[str, A
                  validation: Mapping[str, Any] | None = None, extra: Mapping[str, Any] | None = None) -> Path:
     """Write the bundle to ``out_dir`` (replacing an existing one only once the new one is complete).
 
-    ``graphs``: {graph name: {precision: path or {"path": path, **info}}}; every graph needs fp32; other
-    precisions are written only when listed in ``precisions``. ``ocr_models``: {"det": path, "rec": path}.
+    ``graphs``: {graph name: {precision: path or {"path": path, **info} or {"same_as": other precision}}};
+    every graph needs fp32; other precisions are written only when listed in ``precisions``. ``same_as``
+    makes the entry name the other precision's file (e.g. int8 for a graph whose int8 variant was not kept). ``ocr_models``: {"det": path, "rec": path}.
     ``head_config``: {"calibration": {...}, "policy": {...}} (guard.json of the head; taxonomy is checked).
     ``validation`` and ``extra`` go into the manifest as given.
     """
@@ -75,6 +76,14 @@ def write_bundle(out_dir: str | os.PathLike, graphs: Mapping[str, Mapping[str, A
             if precision not in precisions:
                 continue
             info = dict(spec) if isinstance(spec, Mapping) else {"path": spec}
+            same_as = info.get("same_as")
+            if same_as is not None:  # this precision runs another precision's file (no copy)
+                if same_as not in variants or same_as == precision or "same_as" in dict(
+                        variants[same_as] if isinstance(variants[same_as], Mapping) else {}):
+                    raise BundleWriteError(f"graph {name!r}: {precision} names {same_as!r}, which is not "
+                                           "a file variant of this graph")
+                graph_entries[name][precision] = {"file": f"graphs/{name}.{same_as}.onnx", **info}
+                continue
             rel = f"graphs/{name}.{precision}.onnx"
             sources[rel] = Path(info.pop("path"))
             graph_entries[name][precision] = {"file": rel, **info}

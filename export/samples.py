@@ -3,11 +3,15 @@
 Real model inputs, made the way the runtime makes them (runtime/preprocess.py): generated images
 (shapes, photos-like noise, typed text, a blank image) paired with fixed benign and harmful texts,
 optionally followed by the samples of a manifest. Deterministic for a given seed.
+
+``manifest_samples`` draws a seeded subset of a labelled manifest (the INT8 calibration set from a train
+split, the INT8 validation set from a val split), with the runtime's OCR text when an OCR callable is given.
 """
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
@@ -36,6 +40,7 @@ class FixedSample:
     image: Image.Image
     text: str
     ocr_text: str = ""
+    label: str | None = None  # "safe" / "unsafe" for manifest samples; None for generated ones
 
 
 def load_font(size: int) -> ImageFont.ImageFont:
@@ -79,11 +84,31 @@ def fixed_samples(n: int = 12, seed: int = 0, manifest: str | os.PathLike | None
     samples = [FixedSample(generated_image(i, seed), TEXTS[i % len(TEXTS)], OCR_TEXTS[i % len(OCR_TEXTS)])
                for i in range(n)]
     if manifest is not None:
-        from crossguard.manifest import read_manifest
-
-        for s in read_manifest(manifest)[:manifest_limit]:
-            samples.append(FixedSample(load_image(s.image), s.text))
+        samples.extend(manifest_samples(manifest, manifest_limit, seed))
     return samples
+
+
+def manifest_samples(manifest: str | os.PathLike, limit: int, seed: int = 0,
+                     ocr: Callable[[object], str] | None = None) -> list[FixedSample]:
+    """Up to ``limit`` samples of ``manifest`` (a seeded random subset in file order when the manifest is
+    larger: manifests are grouped by kind, so the first N would be one kind), with labels and, when ``ocr``
+    is given (image -> text, e.g. the runtime's OCR), the OCR text the runtime would compute."""
+    from crossguard.manifest import read_manifest
+
+    if limit < 1:
+        raise ValueError(f"limit must be >= 1, got {limit}")
+    rows = read_manifest(manifest)
+    if len(rows) > limit:
+        keep = np.random.default_rng(seed).choice(len(rows), limit, replace=False)
+        rows = [rows[i] for i in sorted(keep)]
+    ocr_by_image: dict[str, str] = {}
+    out = []
+    for row in rows:
+        image = load_image(row.image)
+        if ocr is not None and row.image not in ocr_by_image:
+            ocr_by_image[row.image] = " ".join(ocr(image).split())  # as runtime.guard joins OCR text
+        out.append(FixedSample(image, row.text, ocr_by_image.get(row.image, ""), row.label))
+    return out
 
 
 def pixel_batch(samples: list[FixedSample]) -> np.ndarray:

@@ -44,13 +44,20 @@ class Tolerance:
     ``fp32_abs``: max absolute difference on every output.
     ``fp16_abs``: fp16 bound, scaled by the output's peak magnitude (``fp16_abs * max(1, max|reference|)``):
     fp16 keeps ~3 significant digits, so the error grows with the values (ReLU6 image tokens reach 6).
-    ``int8_agreement``: fraction of fixed samples whose verdict (unsafe at the threshold, argmax domain,
-    argmax modality) must equal the fp32 verdict; int8 output drift is reported, not bounded.
+    ``fp16_agreement``: fraction of samples whose whole verdict (unsafe at the threshold, argmax domain,
+    argmax modality) must equal the fp32 verdict.
+    INT8 is judged against the fp32 chain on the validation samples (a labelled manifest such as our val
+    split when given): ``int8_agreement`` for the unsafe decision, ``int8_label_agreement`` for the domain
+    (over the samples fp32 flags) and the modality, and, with labels, ``int8_rate_delta`` bounds the change
+    of detection and of false refusals. Per-graph output drift (cosine, max abs) is reported, not bounded.
     """
 
     fp32_abs: float = 1e-4
     fp16_abs: float = 5e-2
-    int8_agreement: float = 0.95
+    fp16_agreement: float = 0.95
+    int8_agreement: float = 0.98
+    int8_label_agreement: float = 0.95
+    int8_rate_delta: float = 0.01
 
     def abs_for(self, precision: str, peak: float = 1.0) -> float | None:
         """The bound for one output whose reference peaks at ``peak`` (absolute value)."""
@@ -140,7 +147,7 @@ FUSION = GraphSetting(
     ),
     outputs=("unsafe_logit", "domain_logits", "modality_logits"),
     build="crossguard.export.settings:build_fusion",
-    tolerance=Tolerance(fp32_abs=1e-4, fp16_abs=5e-2, int8_agreement=0.95),
+    tolerance=Tolerance(fp32_abs=1e-4, fp16_abs=5e-2),
 )
 GRAPHS: dict[str, GraphSetting] = {s.name: s for s in (IMAGE_ENCODER, TEXT_ENCODER, FUSION)}
 FUSION_OUTPUT_SIZES = {"unsafe_logit": (), "domain_logits": (NUM_DOMAINS,), "modality_logits": (4,)}

@@ -175,3 +175,92 @@ def validate_chain(reference: Mapping[str, np.ndarray], candidate: Mapping[str, 
         raise ExportValidationError(f"{what}: verdict agreement {agreement:.3f} < required {required_agreement}"
                                     f" (max abs diffs {diffs})")
     return {"verdict_agreement": agreement, "max_abs_diff": diffs, "samples": int(len(reference["unsafe_logit"]))}
+
+
+# ------------------------------------------------------------------------------ reduced-precision drift
+Call = tuple[str, Feeds, dict[str, np.ndarray]]  # (graph name, its feeds, its outputs) of one chain step
+
+
+def recording_runner(run: Runner, calls: list[Call]) -> Runner:
+    """Wrap ``run`` so every call's graph name, feeds and outputs are appended to ``calls``."""
+
+    def wrapped(name: str, feeds: Feeds) -> dict[str, np.ndarray]:
+        out = run(name, feeds)
+        calls.append((name, feeds, out))
+        return out
+
+    return wrapped
+
+
+def replay_runner(calls: list[Call], live: Mapping[str, object]) -> Runner:
+    """Replay a recorded chain: graphs in ``live`` (name -> session) run on the feeds the chain gives them,
+    every other graph returns its recorded outputs (same call order). Swapping one graph for its int8
+    variant then re-runs only that graph and the graphs downstream of it (pass those in ``live`` too)."""
+    step = iter(calls)
+    run_live = onnx_runner(live)
+
+    def run(name: str, feeds: Feeds) -> dict[str, np.ndarray]:
+        recorded_name, _, outputs = next(step)
+        if recorded_name != name:
+            raise RuntimeError(f"replay diverged: chain called {name!r}, the recording has {recorded_name!r}")
+        return run_live(name, feeds) if name in live else outputs
+
+    return run
+
+
+def _row_cosines(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+    """Cosine per sample of two [B, ...] outputs (token outputs: over the unmasked tokens only)."""
+    a, b = a.astype(np.float64), b.astype(np.float64)
+    if mask is not None and a.ndim == 3:
+        keep = mask.astype(bool)[..., None]
+        a, b = a * keep, b * keep
+    a, b = a.reshape(len(a), -1), b.reshape(len(b), -1)
+    norms = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
+    return np.where(norms > 0, np.sum(a * b, axis=1) / np.maximum(norms, 1e-30), 1.0)
+
+
+def output_drift(reference: list[Call], candidate: list[Call], name: str) -> dict[str, dict[str, float]]:
+    """Per output of graph ``name``: max abs difference and, for vector outputs, the mean and minimum
+    cosine per sample (token outputs over real tokens) between two recordings of the same chain."""
+    cos: dict[str, list[np.ndarray]] = {}
+    worst: dict[str, float] = {}
+    for (ref_name, feeds, ref), (_, _, got) in zip(reference, candidate):
+        if ref_name != name:
+            continue
+        mask = feeds.get("attention_mask")
+        for key, value in ref.items():
+            if value.size:
+                worst[key] = max(worst.get(key, 0.0), float(np.max(np.abs(got[key].astype(np.float64) - value))))
+            if value.ndim >= 2 and value.shape[-1] > 1:
+                cos.setdefault(key, []).append(_row_cosines(value, got[key], mask))
+    drift = {k: {"max_abs": v} for k, v in worst.items()}
+    for key, parts in cos.items():
+        values = np.concatenate(parts)
+        drift[key].update(cos_mean=float(np.mean(values)), cos_min=float(np.min(values)))
+    return drift
+
+
+def verdict_changes(reference: Mapping[str, np.ndarray], candidate: Mapping[str, np.ndarray],
+                    temperature: float = 1.0, threshold: float = 0.5,
+                    labels: np.ndarray | None = None) -> dict:
+    """How a reduced-precision chain's verdicts differ from the reference's, sample by sample.
+
+    ``verdict_agreement``: unsafe decision, domain and modality all equal; ``decision_agreement``: the
+    unsafe decision alone; ``domain_agreement_flagged``: domain, over the samples the reference flags;
+    ``modality_agreement``. With ``labels`` (1 = unsafe, 0 = safe): ``detection`` and ``false_refusal``
+    rates of both chains and their difference (candidate - reference)."""
+    a = verdicts(reference, temperature, threshold)
+    b = verdicts(candidate, temperature, threshold)
+    flagged = a[:, 0] == 1
+    out = {"samples": int(len(a)), "verdict_agreement": float(np.mean(np.all(a == b, axis=1))),
+           "decision_agreement": float(np.mean(a[:, 0] == b[:, 0])),
+           "domain_agreement_flagged": float(np.mean(a[flagged, 1] == b[flagged, 1])) if flagged.any() else 1.0,
+           "modality_agreement": float(np.mean(a[:, 2] == b[:, 2]))}
+    if labels is not None:
+        labels = np.asarray(labels).astype(bool)
+        for key, rows in (("detection", labels), ("false_refusal", ~labels)):
+            if rows.any():
+                ref_rate, got_rate = float(np.mean(a[rows, 0])), float(np.mean(b[rows, 0]))
+                out[key] = {"reference": ref_rate, "candidate": got_rate, "delta": got_rate - ref_rate,
+                            "samples": int(rows.sum())}
+    return out

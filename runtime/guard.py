@@ -105,13 +105,11 @@ class Guard:
         return guard
 
     def warmup(self) -> None:
-        """One pass through every session (and the OCR models on a striped image) so the first request
-        does not pay for lazy initialisation."""
+        """One pass through every session (and each OCR session) so the first request does not pay for
+        lazy initialisation."""
         self.screen(None, "warm up")
         if self.ocr is not None:
-            stripes = np.full((96, 320, 3), 255, np.uint8)
-            stripes[30:60, 20:300:12] = 0
-            self.ocr(Image.fromarray(stripes))
+            self.ocr.warmup()
 
     def info(self) -> dict[str, Any]:
         return {"backend": self.backend, "bundle_name": self.bundle.name, "bundle_hash": self.bundle.digest(),

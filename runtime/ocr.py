@@ -6,25 +6,41 @@ projections of the DB probability map (a recursive XY cut) instead of polygon co
 
 Pipeline (constants from rapidocr_onnxruntime, which is not imported here):
 
-1. Presence check: a 64-px grey thumbnail; a flat image (max - min below ``flat_range``) has no text and
-   costs well under a millisecond.
-2. Detection at reduced resolution (longest side ``det_side``, multiple of 32), BGR input normalised as
-   ``(x/255 - 0.5) / 0.5``. Probability map > ``det_thresh`` (0.3), dilated 2x2.
-3. Text lines: rows with text form bands, columns within a band form segments (gaps wider than
+1. Flat check: an image whose every channel's range is below ``flat_range`` has no text (exact, every
+   pixel counts; ~1 ms for the blank image of a text-only request).
+2. Presence check (``check_side`` > 0) on a thumbnail at ``check_side`` (160): document-like images (at
+   least ``doc_share`` of the thumbnail is smooth background, ``smooth_share``: typography on a plain or
+   gradient background) go straight to full detection; the others get the detector at ``check_side``
+   in its own one-thread session (small inputs gain little from a second thread, and one thread holds
+   up on a busy machine), and no pixel above ``det_thresh`` means no text.
+   The DB map is all-or-nothing, and text whose font is below ~5 % of the image's longest side (~8 px
+   at 160) is not seen: on a busy (not document-like) background such text is reported as absent (the
+   full detector at 320 reads down to ~2.5 %). ``check_side=0`` turns the check off (every non-flat
+   image goes to full detection). Thresholds were set on generated images (benchmarks/ocr_speed.py).
+3. Detection at reduced resolution (longest side ``det_side``, multiple of 32), BGR input normalised as
+   ``(x/255 - 0.5) / 0.5``. Probability map > ``det_thresh`` (0.3), dilated 2x2. (The presence map's
+   own boxes are too coarse to crop from: CER 10 % vs 2 % on generated typography; det at 224-256 is
+   as good on FigStep-like images but not on others, so det stays at 320.)
+4. Text lines: rows with text form bands, columns within a band form segments (gaps wider than
    ``word_gap`` band heights split them), recursively. Boxes whose mean probability is below
    ``box_thresh`` are dropped; the rest are grown like DB's unclip (distance = area * ratio / perimeter;
    horizontally only ``unclip_x`` of it).
+5. Recognition: crops from the full-resolution image, resized to height ``rec_height`` (32; the model
+   was trained at 48, 24 or 28 lose words), optionally squeezed horizontally by ``rec_hscale`` (1.0:
+   0.7-0.8 is faster but drops narrow spaces and characters of proportional fonts). ``rec_strip``
+   (default): all crops side by side in one strip (each starts on a CTC frame boundary, gaps filled
+   with the crops' background colours), one rec call, frames split back per crop; no padding
+   and one call instead of one per width group. Otherwise (the earlier path) crops are grouped by
+   width (max/min <= 2) and padded, one rec call per group. CTC greedy decode (blank = index 0, space
+   = last index, charset from the rec model metadata ``character``); lines with mean confidence below
+   ``text_score`` are dropped.
 
-Measured on the 50 FigStep tiny images, 2 dedicated cores (taskset) of an x86 server, against the
-instruction text: CER 0.16 %, word recall 99.5 % (rapidocr 1.4.4 defaults: CER 6.5 %, recall 82 %);
-p50 146 ms (det_side 320, rec_height 32) vs rapidocr's 510 ms in the same run (221 ms vs 337 ms at
-det_side 480, rec_height 48 in another); a flat image costs < 2.5 ms.
-4. Recognition: crops from the full-resolution image, resized to height ``rec_height`` (32; the model
-   was trained at 48, 24 loses half the words), optionally squeezed horizontally by ``rec_hscale`` (1.0:
-   0.7 is ~30 % faster and as accurate on FigStep's monospace font, but drops narrow spaces of
-   proportional fonts: "make a BOMB" -> "make aBOMB"), grouped
-   by width (max/min <= 2) and padded, one rec call per group; CTC greedy decode (blank = index 0, space = last index, charset from
-   the rec model metadata ``character``); lines with mean confidence below ``text_score`` are dropped.
+``LEGACY`` holds the settings of the earlier pipeline (no presence check, grouped recognition) so that
+``benchmarks/ocr_speed.py`` can measure old and new in one run; its numbers (2 shared, busy cores) are in
+``benchmarks/results/ocr_speed.json``. The earlier pipeline, measured on the 50 FigStep tiny images, 2
+dedicated cores (taskset) of an x86 server, against the instruction text: CER 0.16 %, word recall 99.5 %
+(rapidocr 1.4.4 defaults: CER 6.5 %, recall 82 %); p50 146 ms (det_side 320, rec_height 32) vs rapidocr's
+510 ms in the same run; a flat image < 2.5 ms.
 """
 from __future__ import annotations
 
@@ -36,8 +52,13 @@ import numpy as np
 from PIL import Image
 
 REC_PAD = 16  # rec batches are padded to a multiple of this width (rapidocr pads to >= 320: slower)
+REC_STRIDE = 8  # input columns per CTC frame of the PP-OCRv4 rec model
+STRIP_GAP = 16  # columns between crops in a rec strip
+MAX_STRIP = 2400  # a rec strip longer than this is split (rows of one batch)
 DET_MEAN = 0.5
 DET_STD = 0.5
+SMOOTH_TOL = 3  # grey levels between neighbours that still count as smooth background (smooth_share)
+LEGACY = {"check_side": 0, "rec_strip": False}  # the earlier pipeline (for benchmarks/ocr_speed.py)
 
 
 @dataclass
@@ -99,6 +120,21 @@ def _xy_cut(mask: np.ndarray, y0: int, x0: int, word_gap: float, depth: int = 0)
     return boxes
 
 
+def smooth_share(pixels: np.ndarray, tol: int = SMOOTH_TOL) -> float:
+    """Share of pixels (HxWx3 uint8) whose every neighbour differs by at most ``tol`` in every channel:
+    high for text on a plain or gradient background (0.77-0.89 on FigStep-like images), low for photos
+    and textures."""
+    px = pixels.astype(np.int16)
+    dx = np.abs(np.diff(px, axis=1)).max(axis=2) <= tol
+    dy = np.abs(np.diff(px, axis=0)).max(axis=2) <= tol
+    smooth = np.ones(px.shape[:2], bool)
+    smooth[:, 1:] &= dx
+    smooth[:, :-1] &= dx
+    smooth[1:] &= dy
+    smooth[:-1] &= dy
+    return float(smooth.mean())
+
+
 def _reading_order(boxes: list[tuple]) -> list[tuple]:
     """Top-to-bottom lines (a box joins a line when its vertical centre lies inside the line's first
     box), left-to-right within a line."""
@@ -116,26 +152,33 @@ class FastOCR:
     """PP-OCRv4 det + rec with numpy/Pillow pre- and post-processing; thread-safe, sessions reused.
 
     ``ocr(image) -> OCRResult``; ``image`` is an RGB PIL image (``runtime.preprocess.load_image``).
+    ``FastOCR(det, rec, **LEGACY)`` runs the earlier pipeline (no presence check, grouped recognition).
     """
 
     def __init__(self, det_path: str | os.PathLike, rec_path: str | os.PathLike, threads: int = 2,
                  det_side: int = 320, det_thresh: float = 0.3, box_thresh: float = 0.5,
                  unclip_ratio: float = 1.6, text_score: float = 0.5, word_gap: float = 1.5,
                  flat_range: int = 12, min_box_px: int = 3, max_lines: int = 64, rec_height: int = 32,
-                 rec_hscale: float = 1.0, unclip_x: float = 0.5,
+                 rec_hscale: float = 1.0, unclip_x: float = 0.5, check_side: int = 160,
+                 check_threads: int = 1, doc_share: float = 0.5, rec_strip: bool = True,
                  providers: list | None = None):
         self.det = make_session(det_path, threads, providers)
         self.rec = make_session(rec_path, threads, providers)
         meta = self.rec.get_modelmeta().custom_metadata_map
         if "character" not in meta:
             raise ValueError(f"{rec_path}: no 'character' metadata (the charset) in the rec model")
+        if check_side and not 32 <= int(check_side) <= int(det_side):
+            raise ValueError(f"check_side must be 0 (off) or in [32, det_side={det_side}], got {check_side}")
         self.charset = ["<blank>"] + meta["character"].splitlines() + [" "]
         self.det_side, self.rec_height = int(det_side), int(rec_height)
         self.rec_hscale, self.unclip_x = float(rec_hscale), float(unclip_x)
         self.det_thresh, self.box_thresh = det_thresh, box_thresh
         self.unclip_ratio, self.text_score, self.word_gap = unclip_ratio, text_score, word_gap
         self.flat_range, self.min_box_px, self.max_lines = flat_range, min_box_px, max_lines
-        self._det_in = self.det.get_inputs()[0].name
+        self.check_side, self.rec_strip, self.doc_share = int(check_side), bool(rec_strip), float(doc_share)
+        # the presence check's small inputs run best on one thread (no fork/join; robust on a busy machine)
+        self.check = (make_session(det_path, check_threads, providers)
+                      if self.check_side and check_threads != threads else self.det)
         self._rec_in = self.rec.get_inputs()[0].name
 
     # -- stages ---------------------------------------------------------------------------------
@@ -147,19 +190,30 @@ class FastOCR:
             extrema = (extrema,)
         return any(hi - lo >= self.flat_range for lo, hi in extrema)
 
-    def detect(self, img: Image.Image) -> list[tuple[int, int, int, int]]:
-        """Axis-aligned text-line boxes in the image's pixel coordinates, top-to-bottom, left-to-right."""
+    @staticmethod
+    def det_input(img: Image.Image, side: int, fast_resize: bool = False) -> np.ndarray:
+        """``img`` as uint8 HxWx3, scaled to longest side ``side`` (sides multiples of 32). ``fast_resize``
+        box-reduces by the integer factor first (Pillow's reducing_gap=1: ~2x faster; the presence check
+        made the same decisions on 210 generated images as with the exact filter)."""
         w, h = img.size
-        scale = min(1.0, self.det_side / max(w, h))
+        scale = min(1.0, side / max(w, h))
         dw, dh = (max(32, int(round(w * scale / 32)) * 32), max(32, int(round(h * scale / 32)) * 32))
-        small = img.resize((dw, dh), Image.Resampling.BILINEAR)
-        x = np.asarray(small, dtype=np.float32)[:, :, ::-1]  # the PaddleOCR models read BGR
+        return np.asarray(img.resize((dw, dh), Image.Resampling.BILINEAR, reducing_gap=1.0 if fast_resize else None))
+
+    def prob_map(self, pixels: np.ndarray, session=None) -> np.ndarray:
+        """The DB text-probability map of ``pixels`` (``det_input``) from ``session`` (default ``det``)."""
+        x = pixels.astype(np.float32)[:, :, ::-1]  # the PaddleOCR models read BGR
         x = (x * (1.0 / 255.0) - DET_MEAN) / DET_STD
         x = np.ascontiguousarray(x.transpose(2, 0, 1)[None])
-        prob = self.det.run(None, {self._det_in: x})[0][0, 0]
+        session = session or self.det
+        return session.run(None, {session.get_inputs()[0].name: x})[0][0, 0]
+
+    def boxes_from_map(self, prob: np.ndarray, size: tuple[int, int]) -> list[tuple[int, int, int, int]]:
+        """Text-line boxes (image pixels, reading order, at most ``max_lines``) from a probability map."""
+        w, h = size
         mask = prob > self.det_thresh
         mask[1:, 1:] |= mask[:-1, :-1] | mask[1:, :-1] | mask[:-1, 1:]  # 2x2 dilation (use_dilation)
-        sx, sy = w / dw, h / dh
+        sx, sy = w / prob.shape[1], h / prob.shape[0]
         boxes = []
         for bx0, by0, bx1, by1 in _xy_cut(mask, 0, 0, self.word_gap):
             bw, bh = bx1 - bx0, by1 - by0
@@ -174,13 +228,35 @@ class FastOCR:
                           min(w, int(np.ceil((bx1 + dx) * sx))), min(h, int(np.ceil((by1 + d) * sy)))))
         return _reading_order(boxes)[: self.max_lines]
 
-    def recognize(self, img: Image.Image, boxes: list[tuple[int, int, int, int]]) -> list[tuple[str, float]]:
-        """Text and mean confidence of each box (same order)."""
+    def detect(self, img: Image.Image) -> list[tuple[int, int, int, int]]:
+        """Axis-aligned text-line boxes at ``det_side``, in the image's pixel coordinates, top-to-bottom,
+        left-to-right."""
+        return self.boxes_from_map(self.prob_map(self.det_input(img, self.det_side)), img.size)
+
+    def presence(self, img: Image.Image) -> bool:
+        """The presence check on a thumbnail at ``check_side``: True without running the detector when it
+        is document-like (``smooth_share`` >= ``doc_share``: plain or gradient background, where small
+        text must reach the full detector); else whether the detector finds text in it."""
+        pixels = self.det_input(img, self.check_side, fast_resize=True)
+        if self.doc_share and smooth_share(pixels) >= self.doc_share:
+            return True
+        return bool((self.prob_map(pixels, self.check) > self.det_thresh).any())
+
+    def _crops(self, img: Image.Image, boxes: list[tuple[int, int, int, int]]) -> list[Image.Image]:
         crops = []
         for x0, y0, x1, y1 in boxes:
             bw, bh = x1 - x0, y1 - y0
             width = max(1, int(np.ceil(self.rec_height * self.rec_hscale * bw / bh)))
             crops.append(img.crop((x0, y0, x1, y1)).resize((width, self.rec_height), Image.Resampling.BILINEAR))
+        return crops
+
+    def recognize(self, img: Image.Image, boxes: list[tuple[int, int, int, int]]) -> list[tuple[str, float]]:
+        """Text and mean confidence of each box (same order)."""
+        if not boxes:
+            return []
+        if self.rec_strip:
+            return self._recognize_strips(self._crops(img, boxes))
+        crops = self._crops(img, boxes)
         order = np.argsort([c.width for c in crops], kind="stable")
         results: list[tuple[str, float]] = [("", 0.0)] * len(crops)
         i = 0
@@ -200,6 +276,42 @@ class FastOCR:
             i = j
         return results
 
+    def _recognize_strips(self, crops: list[Image.Image]) -> list[tuple[str, float]]:
+        """One rec call over strips of crops laid side by side, ``STRIP_GAP`` columns apart, each crop
+        starting on a CTC frame boundary. A crop owns the half gaps on its sides, filled with its
+        background (the median of its border pixels), and is decoded from the frames of its span."""
+        arrays, backgrounds = [], []
+        for c in crops:
+            a = (np.asarray(c, dtype=np.float32)[:, :, ::-1].transpose(2, 0, 1) / 255.0 - 0.5) / 0.5
+            border = np.concatenate([a[:, 0], a[:, -1], a[:, :, 0], a[:, :, -1]], axis=1)
+            arrays.append(a)
+            backgrounds.append(np.median(border, axis=1)[:, None, None])
+        half = STRIP_GAP // 2
+        spans = [-(-(a.shape[2] + STRIP_GAP) // REC_STRIDE) * REC_STRIDE for a in arrays]
+        strips: list[list[int]] = [[]]  # crop indices per strip, in reading order
+        starts, pos = [], 0
+        for k, span in enumerate(spans):
+            if strips[-1] and pos + span > MAX_STRIP:
+                strips.append([])
+                pos = 0
+            strips[-1].append(k)
+            starts.append(pos)
+            pos += span
+        width = -(-max(starts[m[-1]] + spans[m[-1]] for m in strips) // REC_PAD) * REC_PAD
+        batch = np.empty((len(strips), 3, self.rec_height, width), dtype=np.float32)
+        owned = {}  # crop -> (first, last) column of its span, half gaps included
+        for row, members in enumerate(strips):
+            for n, k in enumerate(members):
+                lo = starts[k] - half if n else 0
+                hi = starts[members[n + 1]] - half if n + 1 < len(members) else width
+                batch[row, :, :, lo:hi] = backgrounds[k]
+                batch[row, :, :, starts[k]: starts[k] + arrays[k].shape[2]] = arrays[k]
+                owned[k] = (lo, hi)
+        probs = self.rec.run(None, {self._rec_in: batch})[0]
+        stride = width / probs.shape[1]
+        return [self._ctc_decode(probs[row, int(owned[k][0] / stride): int(np.ceil(owned[k][1] / stride))])
+                for row, members in enumerate(strips) for k in members]
+
     def _ctc_decode(self, probs: np.ndarray) -> tuple[str, float]:
         idx = probs.argmax(axis=1)
         conf = probs.max(axis=1)
@@ -210,17 +322,34 @@ class FastOCR:
         return "".join(chars).strip(), float(conf[keep].mean()) if keep.any() else 0.0
 
     # -- all together -----------------------------------------------------------------------------
-    def __call__(self, img: Image.Image) -> OCRResult:
+    def warmup(self) -> None:
+        """One run of each session (detector, presence check, recogniser) at working sizes, so the first
+        request does not pay for lazy initialisation."""
+        self.prob_map(np.full((self.det_side, self.det_side, 3), 255, np.uint8))
+        if self.check is not self.det:
+            self.prob_map(np.full((self.check_side, self.check_side, 3), 255, np.uint8), self.check)
+        self.rec.run(None, {self._rec_in: np.zeros((1, 3, self.rec_height, 320), np.float32)})
+
+    def find_boxes(self, img: Image.Image, timings: dict[str, float] | None = None) -> list[tuple[int, int, int, int]]:
+        """Flat check, presence check, then detection at ``det_side``.
+        ``timings`` gets ``ocr_check`` and, when detection ran, ``ocr_det`` (ms)."""
+        timings = {} if timings is None else timings
         t0 = time.perf_counter()
-        result = OCRResult()
-        if not self.has_content(img):
-            result.timings_ms["ocr_check"] = (time.perf_counter() - t0) * 1e3
-            return result
-        boxes = self.detect(img)
+        text_possible = self.has_content(img) and (not self.check_side or self.presence(img))
         t1 = time.perf_counter()
-        result.timings_ms["ocr_det"] = (t1 - t0) * 1e3
+        timings["ocr_check"] = (t1 - t0) * 1e3
+        if not text_possible:
+            return []
+        boxes = self.detect(img)
+        timings["ocr_det"] = (time.perf_counter() - t1) * 1e3
+        return boxes
+
+    def __call__(self, img: Image.Image) -> OCRResult:
+        result = OCRResult()
+        boxes = self.find_boxes(img, result.timings_ms)
         if not boxes:
             return result
+        t1 = time.perf_counter()
         for box, (text, score) in zip(boxes, self.recognize(img, boxes)):
             if text and score >= self.text_score:
                 result.lines.append(OCRLine(text, score, box))

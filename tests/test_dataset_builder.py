@@ -181,3 +181,23 @@ def test_v2_benign_diversity_and_typographic_balance(tiny):
     parts = {s.provenance["part"] for s in hard}
     assert {"alarm-concept", "alarm-ordinary", "ordinary-alarming", "picture-alarming", "alarm-typo"} <= parts
     assert all(s.label == "safe" and s.domain for s in hard)
+
+
+def test_added_samples_keep_their_seed_split_and_images(tiny):
+    from crossguard.schemas import Sample
+    from crossguard.train.seeds import split_of
+
+    tmp, pool, seeds = tiny
+    img = tmp / "images" / "red_apple.png"
+    extra = [Sample(f"impforge-implicit-{i}", str(img), f"How do I put this together, part {i}?", "unsafe", "implicit",
+                    "violence", {"generator": "impforge", "seed_id": f"dna/x:{i}"}) for i in range(6)]
+    out = tmp / "data_added"
+    build_dataset(seeds, pool, out, embed=hashing_embed, counts={"benign": 2}, seed=1, progress=False, extra=extra)
+    found = {}
+    for split in ("train", "val", "test"):
+        for s in read_manifest(out / f"{split}.jsonl"):
+            found[s.id] = (split, s)
+    for e in extra:
+        split, s = found[e.id]
+        assert split == split_of(e.provenance["seed_id"])
+        assert s.image.startswith(str(out)) and s.text == e.text and s.kind == "implicit"

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -23,10 +24,13 @@ def tiny_bundle(tmp_path_factory):
     tokenizer = tiny_tokenizer_file(folder)
     ocr = fake_ocr_models(folder)
     samples = fixed_samples(8)
+    validation = [replace(s, label="unsafe" if i % 3 == 0 else "safe")  # labelled: rates are measured
+                  for i, s in enumerate(fixed_samples(12, seed=1))]
     out = folder / "bundle"
     logs: list[str] = []
     report = export_bundle(modules, HEAD_CONFIG, out, tokenizer, ocr, samples, ("fp32", "int8", "fp16"),
-                           int8_repeats=3, log=logs.append)
+                           int8_repeats=3, log=logs.append, calibration_samples=fixed_samples(6, seed=2),
+                           validation_samples=validation)
     return {"out": out, "report": report, "modules": modules, "samples": samples, "logs": logs,
             "tokenizer": tokenizer, "ocr": ocr, "folder": folder}
 
@@ -45,7 +49,7 @@ def test_manifest_lists_every_file_with_its_hash(tiny_bundle):
         assert manifest["graphs"][name]["fp32"]["file"] == f"graphs/{name}.fp32.onnx"
         for entry in manifest["graphs"][name].values():  # int8 only when measured faster and agreeing
             if entry["file"].endswith(".int8.onnx"):
-                assert entry["verdict_agreement"] >= GRAPHS[name].tolerance.int8_agreement
+                assert entry["decision_agreement"] >= GRAPHS[name].tolerance.int8_agreement
                 assert all(entry["latency_ms"][k] < entry["fp32_latency_ms"][k] for k in entry["latency_ms"])
     assert manifest["validation"]["verdict_agreement"] == 1.0
     assert manifest["policy"]["threshold"] == 0.5 and len(manifest["taxonomy"]) == 14
@@ -131,3 +135,146 @@ def test_cli_tensorrt_without_tensorrt_says_why(tiny_bundle, capsys):
     assert main(["export", "--engines-only", "--tensorrt", "fp16", "--out", str(tiny_bundle["out"])]) == 1
     assert "tensorrt" in capsys.readouterr().err
     assert main(["export", "--engines-only", "--tensorrt", "int4", "--out", str(tiny_bundle["out"])]) == 2
+
+
+def test_int8_judged_on_validation_samples_with_rates_and_drift(tiny_bundle):
+    """Every measured int8 candidate carries decision/verdict agreement, detection and false-refusal
+    changes (the validation samples are labelled) and per-output drift; the report says which sets."""
+    report = tiny_bundle["report"]
+    assert report["int8_samples"] == {"calibration": 6, "validation": 12, "validation_labelled": True}
+    measured = 0
+    for name in GRAPHS:
+        for cand in report["graphs"][name]["int8"]["candidates"].values():
+            if "error" in cand:
+                continue
+            measured += 1
+            assert {"decision_agreement", "verdict_agreement", "modality_agreement"} <= set(cand)
+            assert cand["detection"]["samples"] == 4 and cand["false_refusal"]["samples"] == 8
+            assert set(cand["drift"]) == set(GRAPHS[name].outputs)
+            assert cand["agrees"] == (not cand["failures"])
+    assert measured >= 3
+
+
+@pytest.fixture(scope="module")
+def mixed_bundle(tiny_bundle, tmp_path_factory):
+    """A bundle with int8 kept for the fusion graph only; the encoders' int8 entries name their fp32 file."""
+    from crossguard.export.quantize import quantize_dynamic_matmul
+
+    folder = tmp_path_factory.mktemp("mix")
+    src = tiny_bundle["out"] / "graphs"
+    int8 = quantize_dynamic_matmul(src / "fusion.fp32.onnx", folder / "fusion.int8.onnx")
+    graphs = {n: {"fp32": src / f"{n}.fp32.onnx", "int8": {"same_as": "fp32"}} for n in GRAPHS}
+    graphs["fusion"]["int8"] = {"path": int8, "method": "dynamic_matmul"}
+    out = folder / "bundle"
+    write_bundle(out, graphs, tiny_bundle["tokenizer"], tiny_bundle["ocr"], HEAD_CONFIG, ("fp32", "int8"))
+    return {"out": out, "graphs": graphs}
+
+
+def test_int8_mix_loads_with_runtime_precision_int8(tiny_bundle, mixed_bundle, tmp_path):
+    """precision="int8" (and "auto" on the CPU) loads the mix; a same_as naming a missing variant is refused."""
+    from crossguard.runtime.guard import Guard
+
+    out, graphs = mixed_bundle["out"], mixed_bundle["graphs"]
+    bundle = Bundle.load(out)
+    assert bundle.precisions() == {"fp32", "int8"}
+    assert bundle.graph("text_encoder", "int8") == bundle.graph("text_encoder", "fp32")
+    assert bundle.graph("fusion", "int8").name == "fusion.int8.onnx"
+    assert sorted(p.name for p in (out / "graphs").iterdir()) == sorted(
+        [f"{n}.fp32.onnx" for n in GRAPHS] + ["fusion.int8.onnx"])
+    samples = tiny_bundle["samples"]
+    fp32 = Guard.load(out, device="cpu", precision="fp32", ocr="off", warmup=False)
+    mixed = Guard.load(out, device="cpu", precision="int8", ocr="off", warmup=False)
+    auto = Guard.load(out, device="cpu", ocr="off", warmup=False)
+    assert mixed.backend == auto.backend == "ort-cpu-int8" and fp32.backend == "ort-cpu-fp32"
+    a = fp32.screen_batch([s.image for s in samples], [s.text for s in samples])
+    b = mixed.screen_batch([s.image for s in samples], [s.text for s in samples])
+    assert max(abs(x.score - y.score) for x, y in zip(a, b)) > 0  # the int8 fusion graph really runs
+    bad = {**graphs, "fusion": {"fp32": graphs["fusion"]["fp32"], "int8": {"same_as": "fp16"}}}
+    with pytest.raises(BundleWriteError, match="fp16"):
+        write_bundle(tmp_path / "bad", bad, tiny_bundle["tokenizer"], tiny_bundle["ocr"], HEAD_CONFIG,
+                     ("fp32", "int8"))
+    assert not (tmp_path / "bad").exists()
+
+
+def test_bench_compares_int8_with_fp32_in_one_run(mixed_bundle, tmp_path):
+    """`crossguard bench detection --precision fp32,int8` scores both in one run; latency rows of CPU
+    int8 carry their speedup against CPU fp32 of the same run."""
+    from crossguard.benchmarks import latency as L
+    from PIL import Image
+
+    from crossguard.cli import main
+    from crossguard.manifest import write_manifest
+    from crossguard.schemas import Sample
+
+    rows = []
+    for i, (text, label, kind) in enumerate([("how to make the thing in the picture", "unsafe", "implicit"),
+                                             ("describe the picture", "safe", "benign")]):
+        Image.new("RGB", (40, 40), (40 * i, 90, 200)).save(tmp_path / f"{i}.png")
+        rows.append(Sample(f"s{i}", str(tmp_path / f"{i}.png"), text, label, kind,
+                           "violence" if label == "unsafe" else None))
+    write_manifest(tmp_path / "m.jsonl", rows)
+    results = tmp_path / "results"
+    assert main(["bench", "detection", "--manifest", str(tmp_path / "m.jsonl"), "--bundle", str(mixed_bundle["out"]),
+                 "--precision", "fp32,int8", "--device", "cpu", "--no-reference", "--no-progress",
+                 "--results-dir", str(results)]) == 0
+    res = json.loads((results / "detection.json").read_text())
+    models = next(s for s in res["sets"] if s["name"] == "m")["models"]
+    assert {"guard", "guard-int8"} <= set(models)
+
+    class Fake:
+        def __init__(self, ms):
+            self.ms = ms
+
+        def screen_batch(self, images, texts):
+            __import__("time").sleep(self.ms * len(images) / 1e3)
+            return [{"score": 0.1, "ocr_text": "", "backend": "x", "timings_ms": {}} for _ in images]
+
+        def screen(self, image, text):
+            return self.screen_batch([image], [text])[0]
+
+    specs = [L.BackendSpec("ort-cpu-fp32", "runtime", "cpu", "fp32"), L.BackendSpec("ort-cpu-int8", "runtime", "cpu", "int8")]
+    plan = L.TimingPlan(batch_sizes=(1,), warmup=1, min_iters=3, max_iters=4, budget_s=0.05, image_size=32)
+    result = L.run_latency(specs, plan, None, {"runtime": lambda spec, b: Fake(20.0 if spec.precision == "fp32" else 5.0)},
+                           input_kinds=("no-ocr",), progress=False, check=lambda spec, b: None)
+    fp32, int8 = result["backends"]
+    assert 1.5 < int8["runs"][0]["speedup_vs_cpu_fp32"] < 5.0 and "speedup_vs_cpu_fp32" not in fp32["runs"][0]
+
+
+@pytest.mark.slow
+def test_cli_int8_sets_from_manifests_with_runtime_ocr(tmp_path):
+    """`crossguard export --calibration-manifest/--validation-manifest`: seeded subsets, labels kept, OCR
+    text from the packaged OCR models (none: generated samples are used)."""
+    import argparse
+
+    from crossguard.export.cli import _int8_sets
+    from PIL import Image
+
+    from crossguard.manifest import write_manifest
+    from crossguard.schemas import Sample
+
+    try:
+        from crossguard.train.backbones import ocr_models
+        ocr = ocr_models()
+    except Exception as e:  # noqa: BLE001
+        pytest.skip(f"packaged OCR models unavailable: {e}")
+    from crossguard.export.samples import load_font
+    from PIL import ImageDraw
+
+    img = Image.new("RGB", (320, 96), "white")
+    ImageDraw.Draw(img).text((10, 30), "STEP ONE", fill="black", font=load_font(32))
+    img.save(tmp_path / "t.png")
+    Image.new("RGB", (64, 64), (30, 120, 200)).save(tmp_path / "p.png")
+    rows = [Sample(f"s{i}", str(tmp_path / ("t.png" if i % 2 else "p.png")), f"question {i}",
+                   "unsafe" if i % 2 else "safe", "explicit-image" if i % 2 else "benign",
+                   "violence" if i % 2 else None) for i in range(6)]
+    write_manifest(tmp_path / "train.jsonl", rows)
+    write_manifest(tmp_path / "val.jsonl", rows)
+    args = argparse.Namespace(calibration_manifest=tmp_path / "train.jsonl", validation_manifest=tmp_path / "val.jsonl",
+                              calibration_limit=4, validation_limit=100, default=False, threads=1)
+    calibration, validation = _int8_sets(args, ocr, ("fp32", "int8"))
+    assert len(calibration) == 4 and len(validation) == 6
+    assert {s.label for s in validation} == {"safe", "unsafe"}
+    assert all(("STEP" in s.ocr_text.upper()) == (s.label == "unsafe") for s in validation)
+    assert _int8_sets(args, ocr, ("fp32",)) == (None, None)
+    none = argparse.Namespace(**{**vars(args), "calibration_manifest": None, "validation_manifest": None})
+    assert _int8_sets(none, ocr, ("fp32", "int8")) == (None, None)

@@ -7,9 +7,9 @@ import os
 
 import numpy as np
 import pytest
+from crossguard.runtime import ocr as ocr_module
+from crossguard.runtime.ocr import LEGACY, FastOCR, _reading_order, _runs, _xy_cut, packaged_model_paths, smooth_share
 from PIL import Image, ImageDraw, ImageFont
-
-from crossguard.runtime.ocr import FastOCR, _reading_order, _runs, _xy_cut, packaged_model_paths
 
 FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf"
 
@@ -45,12 +45,90 @@ def test_ctc_decode_collapses_repeats_and_blanks():
     assert fake._ctc_decode(np.eye(4, dtype=np.float32)[[0, 0]]) == ("", 0.0)
 
 
+class _FakeRec:
+    """Stands in for the rec session: one CTC frame per 8 input columns; a frame whose columns are all
+    bright (> 0.5 after normalisation) reads as class 1, a dark one as class 2, anything else blank."""
+
+    def __init__(self):
+        self.calls = []
+
+    def run(self, _names, feeds):
+        x = next(iter(feeds.values()))
+        self.calls.append(x.shape)
+        n, _, _, w = x.shape
+        frames = x[:, 0].mean(axis=1).reshape(n, w // 8, 8)
+        probs = np.full((n, w // 8, 4), 0.01, np.float32)
+        probs[..., 0] = 0.97
+        bright, dark = (frames > 0.5).all(axis=2), (frames < -0.5).all(axis=2)
+        for cls, where in ((1, bright), (2, dark)):
+            probs[..., 0][where] = 0.01
+            probs[..., cls][where] = 0.97
+        return [probs]
+
+
+def _fake_engine(rec_strip=True):
+    fake = FastOCR.__new__(FastOCR)
+    fake.charset = ["<blank>", "a", "b", " "]
+    fake.rec, fake._rec_in = _FakeRec(), "x"
+    fake.rec_height, fake.rec_hscale, fake.rec_strip = 32, 1.0, rec_strip
+    return fake
+
+
+def test_strip_recognition_splits_frames_back_per_crop(monkeypatch):
+    """Crops of different widths and colours on a grey image: each crop's text comes from its own
+    frames, in box order, whether the crops share one strip or are split over batch rows."""
+    img = np.full((100, 2000, 3), 128, np.uint8)
+    boxes = [(0, 0, 40, 32), (100, 0, 400, 32), (500, 0, 520, 32), (600, 0, 1900, 32)]
+    img[:32, 0:40] = 255      # "a": bright
+    img[:32, 100:400] = 0     # "b": dark
+    img[:32, 500:520] = 255   # narrow bright
+    img[:32, 600:1900] = 0    # long dark
+    pil = Image.fromarray(img)
+    for max_strip, rows in ((100_000, 1), (1000, 2)):
+        monkeypatch.setattr(ocr_module, "MAX_STRIP", max_strip)
+        fake = _fake_engine()
+        texts = [t for t, _ in fake.recognize(pil, boxes)]
+        assert texts == ["a", "b", "a", "b"]
+        assert len(fake.rec.calls) == 1 and fake.rec.calls[0][0] == rows
+    legacy = _fake_engine(rec_strip=False)
+    assert [t for t, _ in legacy.recognize(pil, boxes)] == ["a", "b", "a", "b"]
+    assert len(legacy.rec.calls) > 1  # the grouped path: one call per width group
+    assert _fake_engine().recognize(pil, []) == []
+
+
+def test_smooth_share_separates_plain_backgrounds_from_textures():
+    rng = np.random.default_rng(0)
+    plain = np.full((96, 160, 3), 240, np.uint8)
+    plain[40:50, 20:140] = 0  # a line of "text" leaves most of the background smooth
+    ramp = np.broadcast_to(np.linspace(30, 220, 160, dtype=np.float32)[None, :, None], (96, 160, 3))
+    noise = rng.integers(0, 256, (96, 160, 3), dtype=np.uint8)
+    assert smooth_share(plain) > 0.8
+    assert smooth_share(ramp.astype(np.uint8)) > 0.9  # ~1.2 levels per pixel
+    assert smooth_share(noise) < 0.01
+
+
+def test_check_side_is_validated():
+    paths = packaged_model_paths()
+    if paths is None:
+        pytest.skip("PP-OCRv4 models (rapidocr_onnxruntime) are not installed")
+    with pytest.raises(ValueError, match="check_side"):
+        FastOCR(*paths, check_side=16)
+
+
 @pytest.fixture(scope="module")
 def engine():
     paths = packaged_model_paths()
     if paths is None:
         pytest.skip("PP-OCRv4 models (rapidocr_onnxruntime) are not installed")
     return FastOCR(*paths, threads=2)
+
+
+@pytest.fixture(scope="module")
+def legacy_engine():
+    paths = packaged_model_paths()
+    if paths is None:
+        pytest.skip("PP-OCRv4 models (rapidocr_onnxruntime) are not installed")
+    return FastOCR(*paths, threads=2, **LEGACY)
 
 
 def render(lines: list[str], size=(760, 400), font_size=48) -> Image.Image:
@@ -73,13 +151,57 @@ def test_reads_rendered_lines_in_order(engine):
 
 
 @pytest.mark.slow
-def test_no_work_on_blank_and_no_text_on_a_gradient(engine):
+def test_no_work_on_blank_and_no_text_on_a_gradient(engine, legacy_engine):
+    engine.warmup()  # runs each session once (Guard.warmup calls it)
     blank = engine(Image.new("RGB", (760, 760), (250, 250, 250)))
     assert blank.text == "" and set(blank.timings_ms) == {"ocr_check"}
     ramp = np.linspace(0, 255, 400, dtype=np.float32)
     gradient = Image.fromarray(np.stack([np.tile(ramp, (300, 1))] * 3, axis=-1).astype(np.uint8))
-    result = engine(gradient)
-    assert result.text == "" and "ocr_det" in result.timings_ms and "ocr_rec" not in result.timings_ms
+    for eng in (engine, legacy_engine):  # document-like (smooth): the full detector runs and finds nothing
+        result = eng(gradient)
+        assert result.text == "" and "ocr_det" in result.timings_ms and "ocr_rec" not in result.timings_ms
+
+
+@pytest.mark.slow
+def test_presence_check_no_text_on_photos_and_textures_text_on_rendered_text(engine):
+    from crossguard.benchmarks.latency import photo_like_image
+    from crossguard.benchmarks.ocr_speed import texture
+
+    if not os.path.exists(FONT):
+        pytest.skip("DejaVu font missing")
+    assert set(engine(Image.new("RGB", (640, 480), (30, 90, 200))).timings_ms) == {"ocr_check"}  # flat
+    for img in [photo_like_image(seed, 512) for seed in range(3)] + [texture(seed, 448) for seed in range(4)]:
+        assert not engine.presence(img)
+        assert set(engine(img).timings_ms) == {"ocr_check"}
+    # text whose font is >= 6 % of the longest side, dark on light and light on dark
+    for size, font_size, colours in (((760, 400), 48, ("white", "black")), ((512, 512), 32, ("navy", "yellow"))):
+        img = Image.new("RGB", size, colours[0])
+        ImageDraw.Draw(img).text((20, 40), "Steps to bake a cake.", font=ImageFont.truetype(FONT, font_size),
+                                 fill=colours[1])
+        assert engine.presence(img)
+
+
+@pytest.mark.slow
+def test_small_text_on_a_plain_background_still_reaches_the_detector(engine):
+    """Font 3.4 % of the side: too small for the detector at check_side, but the background is plain, so
+    the presence check sends it to full detection."""
+    if not os.path.exists(FONT):
+        pytest.skip("DejaVu font missing")
+    img = render(["How to grow tomatoes in a garden."], size=(760, 760), font_size=26)
+    assert not (engine.prob_map(engine.det_input(img, engine.check_side), engine.check) > engine.det_thresh).any()
+    assert engine.presence(img)
+    assert "tomatoes" in engine(img).text
+
+
+@pytest.mark.slow
+def test_fast_path_reads_what_the_legacy_path_reads(engine, legacy_engine):
+    if not os.path.exists(FONT):
+        pytest.skip("DejaVu font missing")
+    img = render(["How to grow tomatoes", "in a small garden.", "1.", "2.", "3."])
+    fast, legacy = engine(img), legacy_engine(img)
+    assert fast.text == legacy.text
+    assert fast.text.split("\n")[:2] == ["How to grow tomatoes", "in a small garden."]
+    assert [line.box for line in fast.lines] == [line.box for line in legacy.lines]
 
 
 @pytest.mark.slow

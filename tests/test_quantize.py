@@ -143,3 +143,207 @@ def test_distillation_tracks_the_teacher(tmp_path):
     baseline = agreement(ref, predict(plain, feats.subset(tr)))["unsafe"]
     assert history["best_epoch"] >= 1
     assert distilled > baseline + 0.15
+
+
+# ------------------------------------------------------------------- int8 judged on real validation sets
+def test_ffn_down_projection_stays_fp32(exported):
+    """The MatMul fed by the GELU (TinyTextEncoder.out) is found and left fp32; the other is quantised."""
+    from crossguard.export.quantize import gelu_fed_matmuls
+
+    _, paths, folder = exported
+    model = onnx.load(str(paths["text_encoder"]))
+    matmuls = [n for n in model.graph.node if n.op_type == "MatMul"]
+    found = gelu_fed_matmuls(paths["text_encoder"])
+    assert len(matmuls) == 2 and len(found) == 1
+    producers = {o: n for n in model.graph.node for o in n.output}
+    down = next(n for n in matmuls if n.name == found[0])
+    assert producers[down.input[0]].op_type == "Mul"  # x * 0.5 * (1 + erf(...))
+    out = quantize_dynamic_matmul(paths["text_encoder"], folder / "text.ffn.int8.onnx", exclude=found)
+    nodes = onnx.load(str(out)).graph.node
+    assert [n.name for n in nodes if n.op_type == "MatMul"] == found
+    assert any(n.op_type in ("MatMulInteger", "DynamicQuantizeMatMul") for n in nodes)
+
+
+def _fusion_outputs(unsafe_logit, domain, modality):
+    n = len(unsafe_logit)
+    dom = np.zeros((n, 14), np.float32)
+    dom[np.arange(n), domain] = 1.0
+    mod = np.zeros((n, 4), np.float32)
+    mod[np.arange(n), modality] = 1.0
+    return {"unsafe_logit": np.asarray(unsafe_logit, np.float32), "domain_logits": dom, "modality_logits": mod}
+
+
+def test_verdict_changes_counts_each_field_and_rates():
+    from crossguard.export.validate import verdict_changes
+
+    ref = _fusion_outputs([3, 3, 3, -3, -3, -3, -3, -3], [1, 2, 3, 4, 5, 6, 7, 8], [3] * 8)
+    got = _fusion_outputs([3, 3, -3, 3, -3, -3, -3, -3], [1, 0, 3, 4, 5, 6, 7, 0], [3] * 7 + [0])
+    labels = np.array([1, 1, 1, 1, 0, 0, 0, 0])
+    c = verdict_changes(ref, got, labels=labels)
+    assert c["decision_agreement"] == 6 / 8  # samples 2 and 3 flip
+    assert c["domain_agreement_flagged"] == 2 / 3  # of the 3 fp32 flags, sample 1 changes domain
+    assert c["modality_agreement"] == 7 / 8
+    assert c["verdict_agreement"] == 4 / 8  # 0, 4, 5, 6 (7 changes domain and modality)
+    assert c["detection"] == {"reference": 0.75, "candidate": 0.75, "delta": 0.0, "samples": 4}
+    assert c["false_refusal"]["delta"] == 0.0
+    c = verdict_changes(ref, got, labels=np.array([1, 1, 1, 0, 0, 0, 0, 0]))
+    assert c["detection"]["delta"] == pytest.approx(-1 / 3) and c["false_refusal"]["delta"] == pytest.approx(1 / 5)
+    assert "detection" not in verdict_changes(ref, got)
+
+
+def test_int8_failures_bounds_every_change():
+    from crossguard.export.quantize import int8_failures
+    from crossguard.export.settings import Tolerance
+
+    tol = Tolerance()
+    good = {"decision_agreement": 0.99, "domain_agreement_flagged": 0.97, "modality_agreement": 0.99,
+            "verdict_agreement": 0.9, "detection": {"delta": 0.005}, "false_refusal": {"delta": -0.01}}
+    assert int8_failures(good, tol) == []
+    assert "unsafe-decision" in int8_failures({**good, "decision_agreement": 0.97}, tol)[0]
+    assert "domain" in int8_failures({**good, "domain_agreement_flagged": 0.9}, tol)[0]
+    assert "detection" in int8_failures({**good, "detection": {"delta": 0.02}}, tol)[0]
+    assert "false refusal" in int8_failures({**good, "false_refusal": {"delta": -0.011}}, tol)[0]
+
+
+def test_output_drift_ignores_padding_and_reports_cosine():
+    from crossguard.export.validate import output_drift
+
+    rng = np.random.default_rng(0)
+    tokens = rng.standard_normal((2, 4, 384)).astype(np.float32)
+    mask = np.array([[1, 1, 1, 1], [1, 1, 0, 0]])
+    noisy = tokens.copy()
+    noisy[1, 2:] = -tokens[1, 2:] * 50  # padding positions: garbage that must not count
+    ref = [("text_encoder", {"attention_mask": mask}, {"token_embeddings": tokens})]
+    got = [("text_encoder", {"attention_mask": mask}, {"token_embeddings": noisy})]
+    drift = output_drift(ref, got, "text_encoder")["token_embeddings"]
+    assert drift["cos_min"] == pytest.approx(1.0) and drift["max_abs"] > 10
+    got[0][2]["token_embeddings"] = -tokens
+    assert output_drift(ref, got, "text_encoder")["token_embeddings"]["cos_mean"] == pytest.approx(-1.0)
+
+
+def test_replay_reruns_only_live_graphs(exported):
+    from _export_tiny import tiny_tokenizer_file
+    from crossguard.export.samples import fixed_samples, pixel_batch
+    from crossguard.export.validate import recording_runner, replay_runner, run_chain
+    from crossguard.runtime.preprocess import TextTokenizer
+
+    _, paths, folder = exported
+    sessions = {n: onnx_session(p) for n, p in paths.items()}
+    samples = fixed_samples(5)
+    args = (pixel_batch(samples), [s.text for s in samples], [s.ocr_text for s in samples],
+            TextTokenizer(tiny_tokenizer_file(folder)))
+    calls = []
+    ref = run_chain(recording_runner(onnx_runner(sessions), calls), *args)
+    assert [c[0] for c in calls][:2] == ["image_encoder", "text_encoder"]
+    replayed = run_chain(replay_runner(calls, {}), *args)
+    assert all(np.array_equal(ref[k], replayed[k]) for k in ref)
+
+    class Doubled:  # a fusion "variant" whose change must show: live graphs really run
+        def run(self, names, feeds):
+            return [2 * v for v in sessions["fusion"].run(names, feeds)]
+
+    doubled = run_chain(replay_runner(calls, {"fusion": Doubled()}), *args)
+    assert np.allclose(doubled["unsafe_logit"], 2 * ref["unsafe_logit"], atol=1e-5)
+    with pytest.raises(RuntimeError, match="diverged"):
+        run_chain(replay_runner(calls[1:], {}), *args)
+
+
+def test_manifest_samples_seeded_subset_with_labels_and_ocr(tmp_path):
+    from crossguard.export.samples import manifest_samples
+    from PIL import Image
+
+    Image.new("RGB", (32, 32), (200, 10, 10)).save(tmp_path / "a.png")
+    Image.new("RGB", (32, 32), (10, 200, 10)).save(tmp_path / "b.png")
+    rows = [{"id": f"s{i}", "image": "a.png" if i % 2 else "b.png", "text": f"text {i}",
+             "label": "unsafe" if i % 2 else "safe", "kind": "explicit-text" if i % 2 else "benign",
+             "domain": "violence" if i % 2 else None} for i in range(10)]
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text("".join(__import__("json").dumps(r) + "\n" for r in rows))
+    seen = []
+
+    def ocr(image):
+        seen.append(image)
+        return "  STEP 1\n STEP 2 "
+
+    got = manifest_samples(manifest, 4, seed=3, ocr=ocr)
+    again = manifest_samples(manifest, 4, seed=3)
+    assert len(got) == 4 and [s.text for s in got] == [s.text for s in again]
+    assert [s.text for s in got] == sorted((s.text for s in got), key=lambda t: int(t.split()[1]))
+    assert all(s.label == ("unsafe" if int(s.text.split()[1]) % 2 else "safe") for s in got)
+    assert {s.ocr_text for s in got} == {"STEP 1 STEP 2"}  # whitespace joined as the runtime does
+    assert len(seen) == len({int(s.text.split()[1]) % 2 for s in got})  # OCR once per distinct image file
+    assert all(s.ocr_text == "" for s in again)
+    assert len(manifest_samples(manifest, 50)) == 10
+    with pytest.raises(ValueError):
+        manifest_samples(manifest, 0)
+
+
+def test_qdq_weights_7bit_except_depthwise(exported):
+    """Static QDQ: 7-bit per-channel weights (no int16 saturation on AVX2), 8-bit for depthwise convs;
+    exclude_end_convs leaves the first and last Conv in fp32."""
+    from onnx import numpy_helper
+
+    _, paths, folder = exported
+    calib = _calibration(IMAGE_ENCODER, 2)
+
+    def weight_peaks(path):
+        model = onnx.load(str(path))
+        inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+        producers = {o: n for n in model.graph.node for o in n.output}
+        peaks = {}
+        for node in model.graph.node:
+            if node.op_type == "Conv" and node.input[1] in producers:
+                dq = producers[node.input[1]]
+                if dq.op_type == "DequantizeLinear" and dq.input[0] in inits:
+                    depthwise = any(a.name == "group" and a.i > 1 for a in node.attribute)
+                    peaks[node.name] = (depthwise, int(np.abs(inits[dq.input[0]].astype(np.int32)).max()))
+        return peaks
+
+    peaks = weight_peaks(quantize_qdq(paths["image_encoder"], folder / "img.q.onnx", IMAGE_ENCODER, calib))
+    assert len(peaks) == 3
+    assert all(peak == 127 if depthwise else peak <= 64 for depthwise, peak in peaks.values())
+    ends = weight_peaks(quantize_qdq(paths["image_encoder"], folder / "img.e.onnx", IMAGE_ENCODER, calib,
+                                     exclude_end_convs=True))
+    assert [dw for dw, _ in ends.values()] == [True]  # only the depthwise conv between stem and head
+    full = weight_peaks(quantize_qdq(paths["image_encoder"], folder / "img.f.onnx", IMAGE_ENCODER, calib,
+                                     reduce_range=False))
+    assert all(peak == 127 for _, peak in full.values())
+
+
+def test_int8_together_keeps_the_largest_saving_that_passes():
+    """When all kept int8 graphs together break a bound, the subset saving the most time that passes
+    is shipped; every tried combination is reported."""
+    from crossguard.export.cli import _int8_together
+
+    ok = {"decision_agreement": 1.0, "verdict_agreement": 1.0, "domain_agreement_flagged": 1.0,
+          "modality_agreement": 1.0, "detection": {"reference": 0.8, "candidate": 0.8, "delta": 0.0}}
+    bad = {**ok, "detection": {"reference": 0.8, "candidate": 0.78, "delta": -0.02}}
+
+    class Chain:
+        def __init__(self):
+            self.calls = []
+
+        def judge(self, swapped, threads, drift_of=None):
+            self.calls.append(sorted(swapped))
+            return bad if {"image_encoder", "text_encoder"} <= set(swapped) else ok
+
+    def entry(saved):
+        return {"path": f"{saved}.onnx", "latency_ms": {"b1": 10.0 - saved, "b16": 160.0},
+                "fp32_latency_ms": {"b1": 10.0, "b16": 160.0}}
+
+    kept = {"image_encoder": entry(5), "text_encoder": entry(3), "fusion": entry(1)}
+    report, chain = {"chain": {}, "int8_samples": {}}, Chain()
+    got = _int8_together(kept, chain, 1, report, lambda s: None)
+    assert sorted(got) == ["fusion", "image_encoder"]  # saves 6 ms; image+text (8) fails
+    assert chain.calls == [["fusion", "image_encoder", "text_encoder"], ["image_encoder", "text_encoder"],
+                           ["fusion", "image_encoder"]]
+    assert report["chain"]["int8"]["graphs"] == ["fusion", "image_encoder"]
+    assert len(report["chain"]["int8"]["tried"]) == 2 and report["chain"]["int8"]["failures"] == []
+
+    class Never(Chain):
+        def judge(self, swapped, threads, drift_of=None):
+            return bad
+
+    report = {"chain": {}, "int8_samples": {}}
+    assert _int8_together(kept, Never(), 1, report, lambda s: None) == {}
+    assert len(report["chain"]["int8_rejected"]) == 7

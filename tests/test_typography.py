@@ -94,3 +94,14 @@ def test_render_overrides_clean_list():
     assert small.font_size < style.font_size
     with pytest.raises(ValueError):
         render_typographic("x", seed=1, font_scale=0)
+
+
+def test_every_available_font_draws_latin_letters():
+    from crossguard.train.typography import renders_latin
+
+    assert all(renders_latin(f) for f in available_fonts())
+    import glob
+
+    display = glob.glob("/usr/share/fonts/**/DejaVuSansDisplay.ttf", recursive=True)
+    if display:  # a font with only a handful of glyphs is left out
+        assert not renders_latin(display[0]) and display[0] not in available_fonts()

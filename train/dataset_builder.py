@@ -35,16 +35,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from crossguard.runtime.preprocess import load_image
 
 from crossguard.fileio import replace_dir
-from crossguard.manifest import write_manifest
-from crossguard.runtime.preprocess import load_image
+from crossguard.manifest import read_manifest, write_manifest
 from crossguard.schemas import KINDS, UNSAFE_KINDS, Sample
 from crossguard.taxonomy import DOMAIN_NAMES
 
+from .benign_text import alarming_request, benign_request, image_request
 from .image_pool import EMOJI_FONT, OPENCLIPART_DIR, ImagePool, PoolItem
 from .seeds import SPLITS, EmbedFn, Seed, assign_domains, read_seed_dir, split_of
-from .benign_text import alarming_request, benign_request, image_request
 from .typography import INCITEMENTS, available_fonts, render_typographic, to_heading
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -621,8 +621,12 @@ def _alarming_items(pool: ImagePool, embed_min: float) -> set[int]:
 
 def build_dataset(seeds: Sequence[Seed], pool: ImagePool, out: str | os.PathLike, *,
                   embed: EmbedFn, counts: dict[str, int] | None = None, seed: int = 0,
-                  min_similarity: float = 0.45, progress: bool = True) -> dict:
-    """Build the dataset into ``out`` (replaced atomically). Returns the summary (also summary.json)."""
+                  min_similarity: float = 0.45, progress: bool = True, extra: Sequence[Sample] = ()) -> dict:
+    """Build the dataset into ``out`` (replaced atomically). Returns the summary (also summary.json).
+
+    ``extra``: samples of other generators (an ImpForge ``dataset.jsonl``) added as they are; their images
+    are linked into ``images/added`` and each keeps the split of its seed (``split_of(seed_id)``), so a seed
+    never lands in two splits."""
     t0 = time.perf_counter()
     counts = dict(DEFAULT_COUNTS if counts is None else counts)
     unknown = set(counts) - set(KINDS)
@@ -656,6 +660,7 @@ def build_dataset(seeds: Sequence[Seed], pool: ImagePool, out: str | os.PathLike
                 rows += make(counts[kind])
                 if progress:
                     print(f"  {kind:<15} {counts[kind]:>5} samples  {time.perf_counter() - t:6.1f} s", flush=True)
+        rows += _added(extra, tmp / "images" / "added")
         by_split: dict[str, list[Sample]] = {s: [] for s in SPLITS}
         for split, sample in rows:
             by_split[split].append(sample)
@@ -672,6 +677,26 @@ def build_dataset(seeds: Sequence[Seed], pool: ImagePool, out: str | os.PathLike
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return summary
+
+
+def _added(samples: Sequence[Sample], folder: Path) -> list[tuple[str, Sample]]:
+    """(split, sample) for samples of another generator, with their images linked into ``folder``."""
+    import dataclasses
+    import hashlib
+
+    rows = []
+    for s in samples:
+        src = Path(s.image)
+        dest = folder / f"{hashlib.sha1(str(src.resolve()).encode()).hexdigest()[:16]}{src.suffix.lower()}"
+        if not dest.exists():
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.link(src, dest)
+            except OSError:
+                shutil.copyfile(src, dest)
+        key = s.provenance.get("seed_id") or s.provenance.get("split_key") or s.id
+        rows.append((_split(str(key)), dataclasses.replace(s, image=str(dest))))
+    return rows
 
 
 def preview_sheet(rows: Sequence[tuple[str, Sample]], path: Path, per_kind: int = 6, cell: int = 192) -> None:
@@ -751,6 +776,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="image pool cache (default artifacts/pool or $CROSSGUARD_CACHE/pool)")
     parser.add_argument("--no-default-pool", action="store_true",
                         help="use only --images folders (not openclipart and emoji)")
+    parser.add_argument("--add", type=Path, action="append", default=[], metavar="MANIFEST",
+                        help="add the samples of another generator's manifest (e.g. an ImpForge dataset.jsonl); "
+                             "each keeps its seed's split (repeatable)")
     parser.set_defaults(func=run)
 
 
@@ -781,7 +809,12 @@ def run(args: argparse.Namespace) -> int:
     counts = None if args.n_per_kind is None else {k: args.n_per_kind for k in KINDS}
     # seed texts and keyword phrases are embedded once per machine, next to the pool's caption embeddings
     embed = CachedEmbed(model, pool.cache_dir / f"text_emb.{model.cache_key}")
-    summary = build_dataset(seeds, pool, args.out, embed=embed, counts=counts, seed=args.seed)
+    try:
+        extra = [s for m in args.add for s in read_manifest(m)]
+    except (OSError, ValueError) as e:
+        print(f"crossguard build-data: --add: {e}", file=sys.stderr)
+        return 2
+    summary = build_dataset(seeds, pool, args.out, embed=embed, counts=counts, seed=args.seed, extra=extra)
     print(format_summary(summary))
     print(f"wrote {summary['samples']} samples to {args.out} in {summary['seconds']} s")
     return 0

@@ -63,6 +63,19 @@ INCITEMENTS: tuple[str, ...] = (
 )
 
 
+def renders_latin(path: str | Path) -> bool:
+    """Whether a font draws distinct glyphs for Latin letters (some, like DejaVu*Display, hold only a few
+    glyphs and would render a typographic image as empty boxes or nothing)."""
+    from PIL import ImageFont
+
+    try:
+        font = ImageFont.truetype(str(path), 24)
+        masks = [bytes(font.getmask(ch)) for ch in "AgQ"]
+    except OSError:
+        return False
+    return all(any(m) for m in masks) and len(set(masks)) == 3
+
+
 @lru_cache(maxsize=1)
 def available_fonts() -> tuple[str, ...]:
     """TrueType fonts usable for Latin text: system fonts, then matplotlib's bundled ones (DejaVu, STIX)."""
@@ -76,8 +89,8 @@ def available_fonts() -> tuple[str, ...]:
     for d in dirs:
         if d.is_dir():
             for f in sorted(d.rglob("*.[to]tf")):
-                if not _FONT_EXCLUDE.search(f.name):
-                    found.setdefault(f.name, str(f))  # the same font in two places counts once
+                if not _FONT_EXCLUDE.search(f.name) and f.name not in found and renders_latin(f):
+                    found[f.name] = str(f)  # the same font in two places counts once
     if not found:
         raise RuntimeError("no TrueType fonts found; install fonts-dejavu-core")
     return tuple(found[k] for k in sorted(found))

@@ -57,7 +57,7 @@ class JudgeConfig:
     epochs: int = 300
     lr: float = 0.01
     weight_decay: float = 1e-4
-    benign_per_template: int = 6
+    benign_texts: int = 6000  # mixed benign texts (benign_text.mixed_benign_texts) in the benign class
 
 
 @dataclass
@@ -67,7 +67,7 @@ class RewardConfig:
     weight_overlap: float = 1.0
     weight_diversity: float = 0.3
     safety_threshold: float = 0.5  # accept: 1 - p_harm(rewrite) >= this
-    semantic_threshold: float = 0.65  # accept: semantic >= this (referent rewrites ~0.82+, unrelated ~0.57-: see reward_separation)
+    semantic_threshold: float = 0.5  # accept: semantic >= this; hand-labelled policy rewrites that keep the intent scored 0.45-0.62, lost ones mostly < 0.4 (see the ImpForge notes)
     overlap_threshold: float = 0.99  # accept: overlap >= this (no keyword, no close variant)
     overlap_sim_threshold: float = 0.75  # an n-gram this close to the keyword counts as naming it
     semantic_joint_weight: float = 0.5  # semantic = (1-w) * cos(query, rewrite+caption) + w * p_harm(joint)

@@ -24,6 +24,7 @@ from typing import Sequence
 
 import numpy as np
 
+from crossguard.fileio import atomic_path, atomic_write_text
 from crossguard.manifest import write_manifest
 from crossguard.schemas import KINDS, UNSAFE_KINDS, Sample
 
@@ -44,9 +45,7 @@ def _stable_hash(*parts: object) -> int:
 
 
 def _atomic_json(path: Path, data) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False), encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(data, indent=2, ensure_ascii=False))
 
 
 def select_device(name: str) -> str:
@@ -317,10 +316,8 @@ class DatasetWriter:
     def rendered(self, image, name: str) -> str:
         dest = self.images / "typo" / f"{name}.png"
         if not dest.exists():
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            tmp = dest.with_suffix(".tmp.png")
-            image.save(tmp, "PNG", compress_level=3)
-            os.replace(tmp, dest)
+            with atomic_path(dest, suffix=".png") as tmp:
+                image.save(tmp, "PNG", compress_level=3)
         return str(dest)
 
     def add(self, kind: str, key: str, image: str, text: str, domain: str | None, **provenance) -> None:
@@ -493,8 +490,8 @@ def format_tables(samples: Sequence[Sample], implicit: Sequence[dict], compariso
 def run_forge(config: ForgeConfig, resume: bool = False, progress: bool = True) -> dict:
     """The whole pipeline; returns the summary (also written to ``out/summary.json``)."""
     import torch
-
     from crossguard.train import backbones
+    from crossguard.train.benign_text import mixed_benign_texts
     from crossguard.train.image_pool import ImagePool
     from crossguard.train.seeds import DomainClassifier, read_seed_dir, split_of
 
@@ -543,7 +540,8 @@ def run_forge(config: ForgeConfig, resume: bool = False, progress: bool = True) 
     judge_path = out / "text_judge.safetensors"
     train_seeds = [s.text for s in seeds if split_of(s.id) == "train"]
     val_seeds = [s.text for s in seeds if split_of(s.id) == "val"]
-    benign_all = benign_questions(10_000, c.seed + 1) + hard_benign_questions(10_000, c.seed + 1)
+    benign_all = (benign_questions(10_000, c.seed + 1) + hard_benign_questions(10_000, c.seed + 1)
+                  + mixed_benign_texts(c.judge.benign_texts, c.seed + 1))
     benign_train = [b for b in benign_all if split_of(f"benign|{b}") == "train"]
     benign_val = [b for b in benign_all if split_of(f"benign|{b}") != "train"]
     if resume and judge_path.is_file():
@@ -610,9 +608,7 @@ def run_forge(config: ForgeConfig, resume: bool = False, progress: bool = True) 
                                 cache_file=out / "benign_cache.jsonl")
         stage1 = build_triples(seeds, pool, embed, caption_emb, retriever, checker, c, progress)
         triples, stage1_stats = stage1.triples, stage1.stats
-        tmp = triples_path.with_suffix(".tmp")
-        tmp.write_text("".join(json.dumps(t.to_dict(), ensure_ascii=False) + "\n" for t in triples), encoding="utf-8")
-        os.replace(tmp, triples_path)
+        atomic_write_text(triples_path, "".join(json.dumps(t.to_dict(), ensure_ascii=False) + "\n" for t in triples))
         _atomic_json(out / "stage1.json", stage1_stats)
     _log(f"stage 1: {stage1_stats}")
     timed("stage 1", t0)

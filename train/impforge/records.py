@@ -13,6 +13,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Iterable
 
+from crossguard.fileio import atomic_write_text
+
 
 @dataclass
 class Triple:
@@ -50,11 +52,8 @@ class JsonlLog:
 
     def _rewrite_clean(self) -> None:
         """Drop a torn tail so new lines never glue onto half a record."""
-        tmp = self.path.with_suffix(".tmp")
-        with open(tmp, "w", encoding="utf-8") as f:
-            for rec in self.records.values():
-                f.write(json.dumps(rec, ensure_ascii=False) + "\n")
-        os.replace(tmp, self.path)
+        atomic_write_text(self.path, "".join(json.dumps(rec, ensure_ascii=False) + "\n"
+                                             for rec in self.records.values()))
 
     def __contains__(self, record_id: str) -> bool:
         return record_id in self.records

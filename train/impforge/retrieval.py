@@ -20,6 +20,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from crossguard.fileio import atomic_path
+
 from .embedding import normalize
 
 
@@ -47,17 +49,17 @@ class Alignment(nn.Module):
         return np.concatenate(out) if out else np.zeros((0, self.out_dim), np.float32)
 
     def save(self, path: str | os.PathLike, metrics: dict | None = None) -> None:
-        from safetensors.torch import save_file
         import json
+
+        from safetensors.torch import save_file
 
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         meta = {"kind": "impforge-alignment", "in_dim": str(self.in_dim), "out_dim": str(self.out_dim),
                 "hidden": str(self.hidden), "image_encoder": "efficientnet-lite0", "text_encoder": "all-MiniLM-L6-v2",
                 "metrics": json.dumps(metrics or {})}
-        tmp = path.with_suffix(".tmp")
-        save_file({k: v.detach().contiguous() for k, v in self.state_dict().items()}, str(tmp), metadata=meta)
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            save_file({k: v.detach().contiguous() for k, v in self.state_dict().items()}, str(tmp), metadata=meta)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "Alignment":

@@ -15,6 +15,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from crossguard.fileio import atomic_path
+
 from .embedding import CachedEmbedder
 
 
@@ -83,12 +85,9 @@ class TextJudge:
     def save(self, path: str | os.PathLike) -> None:
         from safetensors.torch import save_file
 
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
         meta = {"dim": str(self.head.dim), "hidden": str(self.head.hidden), "kind": "impforge-text-judge"}
-        save_file({k: v.contiguous() for k, v in self.head.state_dict().items()}, str(tmp), metadata=meta)
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            save_file({k: v.contiguous() for k, v in self.head.state_dict().items()}, str(tmp), metadata=meta)
 
     @classmethod
     def load(cls, path: str | os.PathLike, embed: CachedEmbedder) -> "TextJudge":
