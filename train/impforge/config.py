@@ -84,6 +84,7 @@ class PolicyConfig:
     max_new_tokens: int = 40
     temperature: float = 1.0
     top_p: float = 0.95
+    prefix_cache: bool = True  # generate: prefill the prompts' shared token prefix once, expand its KV cache to the batch
 
 
 @dataclass

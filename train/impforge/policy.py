@@ -63,6 +63,21 @@ def clean_rewrite(text: str) -> str:
     return ""
 
 
+def _shared_prefix_split(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> int | None:
+    """Length of the token prefix all (left-padded) prompts share, leaving each at least one own token.
+
+    None when a prefix cache cannot help (one prompt, or no shared prefix)."""
+    lengths = attention_mask.sum(1)
+    if input_ids.shape[0] < 2 or int(lengths.min()) < 2:
+        return None
+    width = int(lengths.min()) - 1  # every row keeps >= 1 suffix token, so generate has logits to sample from
+    starts = input_ids.shape[1] - lengths
+    rows = torch.stack([input_ids[i, int(s):int(s) + width] for i, s in enumerate(starts)])
+    same = (rows == rows[:1]).all(0).long()
+    prefix_len = int(same.cumprod(0).sum())
+    return prefix_len or None
+
+
 def _lora_targets(model: nn.Module, requested: Sequence[str] | str) -> list[str] | str:
     if requested != "auto":
         return list(requested) if not isinstance(requested, str) else requested
@@ -130,16 +145,30 @@ class Policy(nn.Module):
 
     @torch.no_grad()
     def generate(self, prompts: Sequence[str], max_new_tokens: int | None = None,
-                 temperature: float | None = None, top_p: float | None = None) -> Rollout:
-        """Sample one response per prompt (uses torch's global RNG: seed it for determinism)."""
+                 temperature: float | None = None, top_p: float | None = None,
+                 do_sample: bool = True, prefix_cache: bool | None = None) -> Rollout:
+        """Sample one response per prompt (uses torch's global RNG: seed it for determinism).
+
+        With ``prefix_cache`` (default: the config's) the prompts' common token prefix (chat template, system
+        prompt, worked examples) is run once and its KV cache expanded to the batch; only the differing suffixes
+        are prefilled. Same tokens, positions and sampling as the plain path; the Rollout is identical in layout.
+        """
         c = self.config
         enc = self.encode_prompts(prompts)
         prompt_len = enc["input_ids"].shape[1]
         eos = self.tokenizer.eos_token_id
-        out = self.model.generate(**enc, do_sample=True, max_new_tokens=max_new_tokens or c.max_new_tokens,
-                                  temperature=temperature or c.temperature, top_p=top_p or c.top_p,
-                                  pad_token_id=self.tokenizer.pad_token_id, eos_token_id=eos)
-        response = out[:, prompt_len:]
+        settings = dict(do_sample=do_sample, max_new_tokens=max_new_tokens or c.max_new_tokens,
+                        pad_token_id=self.tokenizer.pad_token_id, eos_token_id=eos)
+        if do_sample:
+            settings.update(temperature=temperature or c.temperature, top_p=top_p or c.top_p)
+        else:  # greedy: no sampling knobs (and no warnings about them)
+            settings.update(temperature=None, top_p=None, top_k=None)
+        use_prefix = c.prefix_cache if prefix_cache is None else prefix_cache
+        split = _shared_prefix_split(enc["input_ids"], enc["attention_mask"]) if use_prefix else None
+        if split is None:
+            response = self.model.generate(**enc, **settings)[:, prompt_len:]
+        else:
+            response = self._generate_with_prefix(enc, split, settings)
         # keep tokens up to and including the first EOS; everything after is padding
         is_eos = response == eos if eos is not None else torch.zeros_like(response, dtype=torch.bool)
         after_eos = (torch.cumsum(is_eos.long(), dim=1) - is_eos.long()) > 0
@@ -153,6 +182,34 @@ class Policy(nn.Module):
         sequences = torch.cat([enc["input_ids"], response], dim=1)
         attention = torch.cat([enc["attention_mask"], response_mask], dim=1)
         return Rollout(sequences, attention, prompt_len, response_mask, texts)
+
+    def _generate_with_prefix(self, enc: dict[str, torch.Tensor], prefix_len: int, settings: dict) -> torch.Tensor:
+        """Response tokens [B, R] of generate over [shared prefix | left-padded suffixes], prefix prefilled once.
+
+        The pads sit between prefix and suffix; the attention mask hides them and generate derives the position
+        ids from the mask (cumsum), so every real token keeps the position it has in the left-padded prompt.
+        The prefix cache is recomputed on every call, so it always matches the current adapter state (LoRA on,
+        ``reference()`` off, weights after a PPO update).
+        """
+        ids, mask = enc["input_ids"], enc["attention_mask"]
+        batch = ids.shape[0]
+        lengths = mask.sum(1)
+        first = ids.shape[1] - lengths  # index of each row's first real token (left padding)
+        prefix = ids[0, first[0]:first[0] + prefix_len].unsqueeze(0)
+        out = self.model(input_ids=prefix, attention_mask=torch.ones_like(prefix), use_cache=True,
+                         logits_to_keep=1)  # only the cache is needed: skip the LM head over the prefix
+        cache = out.cache if getattr(out, "cache", None) is not None else out.past_key_values
+        cache.batch_repeat_interleave(batch)
+        # suffixes (each row's tokens after the prefix), left-padded to the longest
+        suffix_len = int((lengths - prefix_len).max())
+        cols = torch.arange(ids.shape[1], device=ids.device)
+        suffix_mask = (cols[-suffix_len:].unsqueeze(0) >= (first + prefix_len).unsqueeze(1)).to(mask.dtype)
+        pad = torch.full_like(ids[:, -suffix_len:], self.tokenizer.pad_token_id)
+        suffix = torch.where(suffix_mask.bool(), ids[:, -suffix_len:], pad)
+        full_ids = torch.cat([prefix.expand(batch, -1), suffix], dim=1)
+        full_mask = torch.cat([torch.ones(batch, prefix_len, dtype=mask.dtype, device=mask.device), suffix_mask], dim=1)
+        out = self.model.generate(input_ids=full_ids, attention_mask=full_mask, cache=cache, **settings)
+        return out[:, full_ids.shape[1]:]
 
     def score(self, sequences: torch.Tensor, attention_mask: torch.Tensor, prompt_len: int,
               with_values: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
