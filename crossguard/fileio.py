@@ -33,6 +33,19 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     return Path(path)
 
 
+def link_or_copy(src: str | os.PathLike, dest: str | os.PathLike) -> Path:
+    """Put ``src`` at ``dest`` (a hard link when the file system allows, else a copy) unless ``dest`` exists;
+    returns ``dest``."""
+    dest = Path(dest)
+    if not dest.exists():
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(src, dest)
+        except OSError:
+            shutil.copyfile(src, dest)
+    return dest
+
+
 def replace_dir(new: str | os.PathLike, dst: str | os.PathLike) -> None:
     """Move the finished directory ``new`` to ``dst``. An existing ``dst`` is moved aside first, put back if
     the move fails, and removed afterwards, so ``dst`` is always either the old or the new directory."""

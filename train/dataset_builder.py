@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 from crossguard.runtime.preprocess import load_image
 
-from crossguard.fileio import replace_dir
+from crossguard.fileio import link_or_copy, replace_dir
 from crossguard.manifest import read_manifest, write_manifest
 from crossguard.schemas import KINDS, UNSAFE_KINDS, Sample
 from crossguard.taxonomy import DOMAIN_NAMES
@@ -283,14 +283,7 @@ def _split(key: str) -> str:
 
 def _copy_image(ctx: _Ctx, item: PoolItem) -> str:
     """Put the pool thumbnail into the dataset (hard link when possible); returns the path."""
-    dest = ctx.images / "pool" / Path(item.path).name
-    if not dest.exists():
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            os.link(item.path, dest)
-        except OSError:
-            shutil.copyfile(item.path, dest)
-    return str(dest)
+    return str(link_or_copy(item.path, ctx.images / "pool" / Path(item.path).name))
 
 
 def _save_render(ctx: _Ctx, image, name: str, jpeg: bool) -> str:
@@ -687,13 +680,8 @@ def _added(samples: Sequence[Sample], folder: Path) -> list[tuple[str, Sample]]:
     rows = []
     for s in samples:
         src = Path(s.image)
-        dest = folder / f"{hashlib.sha1(str(src.resolve()).encode()).hexdigest()[:16]}{src.suffix.lower()}"
-        if not dest.exists():
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                os.link(src, dest)
-            except OSError:
-                shutil.copyfile(src, dest)
+        dest = link_or_copy(src, folder / f"{hashlib.sha1(str(src.resolve()).encode()).hexdigest()[:16]}"
+                                         f"{src.suffix.lower()}")
         key = s.provenance.get("seed_id") or s.provenance.get("split_key") or s.id
         rows.append((_split(str(key)), dataclasses.replace(s, image=str(dest))))
     return rows

@@ -15,7 +15,6 @@ import hashlib
 import json
 import os
 import random
-import shutil
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass
@@ -24,7 +23,7 @@ from typing import Sequence
 
 import numpy as np
 
-from crossguard.fileio import atomic_path, atomic_write_text
+from crossguard.fileio import atomic_path, atomic_write_text, link_or_copy
 from crossguard.manifest import write_manifest
 from crossguard.schemas import KINDS, UNSAFE_KINDS, Sample
 
@@ -304,14 +303,7 @@ class DatasetWriter:
         self.samples: list[Sample] = []
 
     def pool_image(self, path: str) -> str:
-        dest = self.images / "pool" / Path(path).name
-        if not dest.exists():
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                os.link(path, dest)
-            except OSError:
-                shutil.copyfile(path, dest)
-        return str(dest)
+        return str(link_or_copy(path, self.images / "pool" / Path(path).name))
 
     def rendered(self, image, name: str) -> str:
         dest = self.images / "typo" / f"{name}.png"

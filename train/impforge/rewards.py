@@ -97,13 +97,12 @@ class SemanticReward:
         _check_lengths(queries=queries, rewrites=rewrites, captions=captions)
         q = self.embed(list(queries))
         best = np.zeros(len(rewrites), np.float32)
-        for joint in (resolve_referent, joint_text):
+        # with image vectors the image itself stands for the picture: only the prefixed form applies
+        for joint in (joint_text,) if image_vectors is not None else (resolve_referent, joint_text):
             joints = [joint(r, c) for r, c in zip(rewrites, captions)]
             if image_vectors is None:
                 j = self.embed(joints)
-            else:  # the image itself stands for the picture; only the prefixed form applies
-                if joint is resolve_referent:
-                    continue
+            else:
                 j = self.embed(list(rewrites)) + np.asarray(image_vectors, np.float32)
                 j /= np.maximum(np.linalg.norm(j, axis=1, keepdims=True), 1e-12)
             cos = np.clip((q * j).sum(1), 0.0, 1.0)
