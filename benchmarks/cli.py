@@ -106,6 +106,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def _detection_args(p: argparse.ArgumentParser) -> None:
     _bundle_arg(p)
     p.add_argument("--manifest", action="append", default=[], help="a JSONL manifest (any number)")
+    p.add_argument("--forge", action="append", default=[], metavar="DIR",
+                   help="an ImpForge run folder: its samples whose seed is in --forge-split (any number)")
+    p.add_argument("--forge-split", default="test", choices=["train", "val", "test"],
+                   help="which seed split of --forge runs to evaluate (default test: seeds never trained on)")
     p.add_argument("--dev", action="append", default=[], choices=["figstep", "mossbench"],
                    help="a development set from --shared-data (any number)")
     p.add_argument("--reader", action="append", default=[],
@@ -244,11 +248,12 @@ def run_detection_cmd(args: argparse.Namespace, default_dev: bool = False) -> in
 
     try:
         devs = list(args.dev)
-        if default_dev and not (devs or args.manifest or args.reader):
+        if default_dev and not (devs or args.manifest or args.reader or args.forge):
             shared = Path(args.shared_data) if args.shared_data else DEFAULT_SHARED
             if (shared / "dev").is_dir():
                 devs = ["figstep", "mossbench"]
-        sets = D.load_sets(args.manifest, devs, _reader_specs(args), args.shared_data)
+        sets = D.load_sets(args.manifest, devs, _reader_specs(args), args.shared_data, args.forge,
+                           args.forge_split)
         if args.limit:
             for s in sets:
                 s.samples = s.samples[:args.limit]

@@ -1,6 +1,7 @@
 """``crossguard bench detection``: how often each guard is wrong, on the same data, measured the same way.
 
-Data: project manifests (``--manifest``, e.g. ImpForge test splits), the development sets (``--dev``,
+Data: project manifests (``--manifest``), the seed-held-out split of an ImpForge run (``--forge DIR``,
+``--forge-split test``), the development sets (``--dev``,
 ``crossguard.train.guard.dev_sets``) and public benchmarks in their published formats (``--reader NAME
 --path P``, ``benchmarks/readers.py``). Models, each scoring every sample:
 
@@ -67,9 +68,22 @@ class DetectionError(ValueError):
 
 
 # ------------------------------------------------------------------------------------------ data
+def forge_split(forge_dir: str | Path, split: str = "test") -> EvalSet:
+    """The samples of an ImpForge run (``DIR/dataset.jsonl``) whose seed falls in ``split``: the same split
+    ``crossguard build-data --add`` gives them, so ``test`` holds seeds no guard trained on."""
+    from crossguard.manifest import read_manifest
+    from crossguard.train.dataset_builder import split_of_sample
+
+    path = Path(forge_dir) / "dataset.jsonl"
+    if not path.is_file():
+        raise DetectionError(f"--forge {forge_dir}: no dataset.jsonl (run `crossguard forge` first)")
+    return EvalSet(f"impforge-{split}", [s for s in read_manifest(path) if split_of_sample(s) == split])
+
+
 def load_sets(manifests: Sequence[str] = (), devs: Sequence[str] = (),
               readers: Sequence[tuple[str, str, dict[str, Any]]] = (),
-              shared_data: str | None = None) -> list[EvalSet]:
+              shared_data: str | None = None, forges: Sequence[str] = (), forge_split_name: str = "test"
+              ) -> list[EvalSet]:
     """Every requested data source as an ``EvalSet`` (errors name the file and record)."""
     from crossguard.manifest import read_manifest
 
@@ -78,6 +92,8 @@ def load_sets(manifests: Sequence[str] = (), devs: Sequence[str] = (),
     sets: list[EvalSet] = []
     for path in manifests:
         sets.append(EvalSet(Path(path).stem, read_manifest(path)))
+    for path in forges:
+        sets.append(forge_split(path, forge_split_name))
     for name in devs:
         from crossguard.train.guard import dev_sets
 

@@ -8,6 +8,20 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+_UMASK = os.umask(0o022)  # read the process umask once (os.umask can only be read by setting it)
+os.umask(_UMASK)
+
+
+def _plain_permissions(path: Path) -> None:
+    """Give what ``tempfile`` created (files 0600, directories 0700) the mode a plain ``open``/``mkdir``
+    would, so an atomic write does not leave a bundle or a head that other users cannot read."""
+    for p in [path, *path.rglob("*")] if path.is_dir() else [path]:
+        mode = p.stat().st_mode & 0o777
+        if p.is_dir() and mode == 0o700:
+            os.chmod(p, 0o777 & ~_UMASK)
+        elif p.is_file() and mode == 0o600:
+            os.chmod(p, 0o666 & ~_UMASK)
+
 
 @contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str = ".tmp") -> Iterator[Path]:
@@ -20,6 +34,7 @@ def atomic_path(path: str | os.PathLike, suffix: str = ".tmp") -> Iterator[Path]
     os.close(fd)
     try:
         yield Path(tmp)
+        _plain_permissions(Path(tmp))
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -73,6 +88,7 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     try:
         yield tmp
+        _plain_permissions(tmp)
         replace_dir(tmp, path)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -14,6 +14,7 @@ from .taxonomy import DOMAIN_NAMES
 LABELS = ("safe", "unsafe")
 KINDS = ("implicit", "explicit-text", "explicit-image", "benign", "benign-hard")
 UNSAFE_KINDS = ("implicit", "explicit-text", "explicit-image")
+SAFE_KINDS = ("benign", "benign-hard")
 # Which modality carries the risk. The guard's modality head predicts the first four (index order).
 MODALITIES = ("none", "text", "image", "joint")
 KIND_TO_MODALITY = {

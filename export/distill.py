@@ -182,14 +182,20 @@ def agreement(a: dict[str, np.ndarray], b: dict[str, np.ndarray], threshold: flo
 
 
 def compare(data_dir: str | os.PathLike, teacher_head: str | os.PathLike | None = None,
-            teacher_epochs: int = 12, cfg: DistillConfig | None = None, cache_dir=None) -> dict[str, Any]:
+            teacher_epochs: int = 12, cfg: DistillConfig | None = None, cache_dir=None,
+            target_frr: float = 0.02) -> dict[str, Any]:
     """On a built dataset (train/val/test.jsonl): teacher vs distilled student vs student trained on labels
-    alone (test AUROC, agreement with the teacher). Without ``teacher_head`` a teacher-arch head is trained
-    first with the training helper. Features come from the training helper's cache."""
+    alone. Each model is calibrated on val (temperature, threshold at ``target_frr``) and scored on test:
+    AUROC, detection, false refusals, F1, ECE, flag rate per kind, agreement with the teacher. Without
+    ``teacher_head`` a teacher-arch head is trained first with the training helper. Features come from the
+    training helper's cache."""
     import torch
 
     from crossguard.manifest import read_manifest
-    from crossguard.train.guard.evaluate import auroc
+    from crossguard.runtime.policy import DEFAULT_POLICY
+    from crossguard.schemas import SAFE_KINDS
+    from crossguard.train.guard.calibrate import calibrate
+    from crossguard.train.guard.evaluate import auroc, evaluate_outputs
     from crossguard.train.guard.features import DEFAULT_CACHE, cached_features
     from crossguard.train.guard.model import load_head
     from crossguard.train.guard.train import Labels, TrainConfig, predict, train_head
@@ -209,13 +215,32 @@ def compare(data_dir: str | os.PathLike, teacher_head: str | os.PathLike | None 
     student, _ = distill_head(feats["train"], labels["train"], feats["val"], labels["val"], t_out["train"],
                               t_out["val"], cfg)
     plain, _ = distill_head(feats["train"], labels["train"], feats["val"], labels["val"], {}, None, cfg)
-    result: dict[str, Any] = {"sizes": {n: len(s) for n, s in splits.items()}, "config": cfg.__dict__}
+    result: dict[str, Any] = {"sizes": {n: len(s) for n, s in splits.items()}, "config": cfg.__dict__,
+                              "target_false_refusal_rate": target_frr}
+    safe_val = np.asarray([s.kind in SAFE_KINDS for s in splits["val"]])
     for name, head in (("teacher", teacher), ("student_distilled", student), ("student_labels_only", plain)):
-        out = t_out["test"] if head is teacher else predict(head, feats["test"])
-        result[name] = {"test_auroc": auroc(labels["test"].unsafe > 0.5, out["unsafe_logit"]),
-                        "agreement_with_teacher": agreement(t_out["test"], out),
+        out = {n: t_out[n] if head is teacher else predict(head, feats[n]) for n in ("val", "test")}
+        calibration, threshold = calibrate(out["val"]["unsafe_logit"], labels["val"].unsafe, safe_val, target_frr)
+        table, _ = evaluate_outputs(splits["test"], out["test"], calibration, {**DEFAULT_POLICY, "threshold": threshold})
+        result[name] = {"test_auroc": auroc(labels["test"].unsafe > 0.5, out["test"]["unsafe_logit"]),
+                        "test": {**table["overall"], "flag_rate_per_kind": {k: m["flag_rate"] for k, m in
+                                                                           table["per_kind"].items()}},
+                        "threshold": threshold, "temperature": calibration["temperature"],
+                        "agreement_with_teacher": agreement(t_out["test"], out["test"]),
                         "parameters": sum(p.numel() for p in head.parameters())}
     return result
+
+
+def format_comparison(result: dict[str, Any]) -> str:
+    """A Markdown table: one row per model, test metrics at the val threshold for the target FRR."""
+    rows = ["| model | parameters | test AUROC | detection | false refusals | F1 | ECE | agreement with teacher |",
+            "|---|---|---|---|---|---|---|---|"]
+    for name in ("teacher", "student_distilled", "student_labels_only"):
+        r, t = result[name], result[name]["test"]
+        rows.append(f"| {name} | {r['parameters'] / 1e6:.2f} M | {r['test_auroc']:.3f} | {t['detection_rate']:.3f} | "
+                    f"{t['false_refusal_rate']:.3f} | {t['f1']:.3f} | {t['ece']:.3f} | "
+                    f"{r['agreement_with_teacher']['unsafe']:.3f} |")
+    return "\n".join(rows)
 
 
 if __name__ == "__main__":
@@ -230,7 +255,7 @@ if __name__ == "__main__":
     a = ap.parse_args()
     res = compare(a.data, a.teacher_head, a.teacher_epochs, DistillConfig(epochs=a.epochs))
     text = json.dumps(res, indent=2)
-    print(text)
+    print(format_comparison(res))
     if a.out:
         Path(a.out).parent.mkdir(parents=True, exist_ok=True)
         Path(a.out).write_text(text + "\n", encoding="utf-8")

@@ -29,7 +29,21 @@ TEXT_MAX_TOKENS = 64
 
 
 class InputError(ValueError):
-    """The caller's input cannot be screened (corrupt image, wrong type, text too long, ...)."""
+    """The caller's input cannot be screened (corrupt image, wrong type, text too long, ...).
+
+    ``code`` names the problem for programs (the server maps it to its error code and HTTP status):
+    ``invalid_image``, ``image_too_large``, ``invalid_text``, ``text_too_long`` or ``invalid_input``.
+    """
+
+    TOO_LARGE = frozenset({"image_too_large", "text_too_long"})
+
+    def __init__(self, message: str, code: str = "invalid_input"):
+        super().__init__(message)
+        self.code = code
+
+    @property
+    def too_large(self) -> bool:
+        return self.code in self.TOO_LARGE
 
 
 @dataclass(frozen=True)
@@ -68,28 +82,30 @@ def load_image(source: ImageInput, limits: ImageLimits = ImageLimits()) -> Image
         if isinstance(source, (bytes, bytearray, memoryview)):
             data = bytes(source)
             if not data:
-                raise InputError("image is empty (0 bytes)")
+                raise InputError("image is empty (0 bytes)", code="invalid_image")
             if len(data) > limits.max_bytes:
-                raise InputError(f"image is {len(data)} bytes; the limit is {limits.max_bytes}")
+                raise InputError(f"image is {len(data)} bytes; the limit is {limits.max_bytes}", code="image_too_large")
             fp: io.BytesIO | str = io.BytesIO(data)
         elif isinstance(source, (str, os.PathLike)):
             path = Path(source)
             if not path.is_file():
-                raise InputError(f"image file not found: {path}")
+                raise InputError(f"image file not found: {path}", code="invalid_image")
             size = path.stat().st_size
             if size == 0:
-                raise InputError(f"image file is empty: {path}")
+                raise InputError(f"image file is empty: {path}", code="invalid_image")
             if size > limits.max_bytes:
-                raise InputError(f"image file is {size} bytes; the limit is {limits.max_bytes}")
+                raise InputError(f"image file is {size} bytes; the limit is {limits.max_bytes}",
+                                 code="image_too_large")
             fp = str(path)
         else:
             raise InputError(f"unsupported image type {type(source).__name__}: give a path, bytes, "
-                             "a PIL image or a numpy array")
+                             "a PIL image or a numpy array", code="invalid_image")
         img = _open_checked(fp, limits)
     if img.width == 0 or img.height == 0:
-        raise InputError("image has zero width or height")
+        raise InputError("image has zero width or height", code="invalid_image")
     if img.width * img.height > limits.max_pixels:
-        raise InputError(f"image has {img.width}x{img.height} pixels; the limit is {limits.max_pixels}")
+        raise InputError(f"image has {img.width}x{img.height} pixels; the limit is {limits.max_pixels}",
+                         code="image_too_large")
     img = _flatten_to_rgb(img)
     if max(img.size) > limits.max_side:
         img.thumbnail((limits.max_side, limits.max_side), Image.Resampling.BILINEAR)
@@ -103,7 +119,8 @@ def _open_checked(fp, limits: ImageLimits) -> Image.Image:
             img = Image.open(fp)
             w, h = img.size
             if w * h > limits.max_pixels:
-                raise InputError(f"image declares {w}x{h} pixels; the limit is {limits.max_pixels}")
+                raise InputError(f"image declares {w}x{h} pixels; the limit is {limits.max_pixels}",
+                                 code="image_too_large")
             if getattr(img, "is_animated", False):
                 img.seek(0)
             if img.format == "JPEG":
@@ -114,16 +131,17 @@ def _open_checked(fp, limits: ImageLimits) -> Image.Image:
     except InputError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-        raise InputError(f"image refused as a decompression bomb: {e}") from None
+        raise InputError(f"image refused as a decompression bomb: {e}", code="image_too_large") from None
     except (OSError, SyntaxError, ValueError, EOFError) as e:  # PIL's errors for corrupt/truncated data
-        raise InputError(f"cannot decode image: {e}") from None
+        raise InputError(f"cannot decode image: {e}", code="invalid_image") from None
 
 
 def _image_from_array(arr: np.ndarray) -> Image.Image:
     if arr.ndim == 2:
         arr = arr[..., None]
     if arr.ndim != 3 or arr.shape[2] not in (1, 3, 4) or arr.shape[0] == 0 or arr.shape[1] == 0:
-        raise InputError(f"numpy image must be HxW, HxWx1, HxWx3 or HxWx4, got shape {arr.shape}")
+        raise InputError(f"numpy image must be HxW, HxWx1, HxWx3 or HxWx4, got shape {arr.shape}",
+                         code="invalid_image")
     if arr.dtype != np.uint8:
         if np.issubdtype(arr.dtype, np.floating) and np.nanmax(arr) <= 1.0:
             arr = np.nan_to_num(arr) * 255.0
@@ -155,13 +173,13 @@ def check_text(text: object, max_chars: int = MAX_TEXT_CHARS) -> str:
         try:
             text = bytes(text).decode("utf-8")
         except UnicodeDecodeError as e:
-            raise InputError(f"text is not valid UTF-8: {e}") from None
+            raise InputError(f"text is not valid UTF-8: {e}", code="invalid_text") from None
     if text is None:
         return ""
     if not isinstance(text, str):
-        raise InputError(f"text must be a string, got {type(text).__name__}")
+        raise InputError(f"text must be a string, got {type(text).__name__}", code="invalid_text")
     if len(text) > max_chars:
-        raise InputError(f"text has {len(text)} characters; the limit is {max_chars}")
+        raise InputError(f"text has {len(text)} characters; the limit is {max_chars}", code="text_too_long")
     return text.replace("\x00", " ")
 
 

@@ -31,6 +31,8 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from .preprocess import InputError
+
 # RFC 7230 hop-by-hop headers: never forwarded in either direction.
 HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te",
                         "trailer", "trailers", "transfer-encoding", "upgrade", "proxy-connection"})
@@ -43,6 +45,11 @@ class RequestError(ValueError):
     def __init__(self, status: int, code: str, message: str):
         super().__init__(message)
         self.status, self.code, self.message = status, code, message
+
+    @classmethod
+    def of(cls, error: InputError) -> "RequestError":
+        """The HTTP form of an ``InputError``: its code, 413 when the input is over a limit, else 400."""
+        return cls(413 if error.too_large else 400, error.code, str(error))
 
 
 def decode_base64_image(value: str, max_bytes: int) -> bytes:

@@ -381,16 +381,14 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         try:
             return load_image(data, self._image_limits())
         except InputError as e:
-            msg = str(e)
-            too_big = "limit" in msg or "bomb" in msg
-            raise RequestError(413 if too_big else 400, "image_too_large" if too_big else "invalid_image", msg) from None
+            raise RequestError.of(e) from None
 
     def _check_text(self, text: Any) -> str:
         try:
             text = check_text(text, self.server.config.max_text_chars)
             text.encode("utf-8")  # lone surrogates from JSON "\ud800" escapes
         except InputError as e:
-            raise RequestError(413 if "limit" in str(e) else 400, "invalid_text", str(e)) from None
+            raise RequestError.of(e) from None
         except UnicodeEncodeError:
             raise RequestError(400, "invalid_text", "text contains unpaired UTF-16 surrogates") from None
         return text
@@ -474,7 +472,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         try:
             verdicts = self.server.screener.screen(pairs, self.server.config.screen_timeout_s)
         except InputError as e:
-            raise RequestError(400, "invalid_input", str(e)) from None
+            raise RequestError.of(e) from None
         latency = (time.perf_counter() - self.t0) * 1000
         for v, (_, text), raw in zip(verdicts, pairs, raw_images):
             content = ""

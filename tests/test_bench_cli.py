@@ -157,6 +157,32 @@ def test_detection_cli_manifest_and_reader(tmp_path, fake_module):
     assert "Detection and false refusals" in R.regenerate(out).read_text()
 
 
+def test_forge_split_keeps_the_seeds_of_one_split(tmp_path, fake_module):
+    """``--forge DIR`` evaluates the run's samples whose seed is in ``--forge-split``, as build-data splits them."""
+    from crossguard.train.dataset_builder import split_of_sample
+
+    forge = tmp_path / "forge"
+    samples = [Sample(f"f{i}", _png(forge / "images" / f"{i}.png"), "what is this bomb for" if i % 2 else "a cake",
+                      "unsafe" if i % 2 else "safe", "implicit" if i % 2 else "benign",
+                      "violence" if i % 2 else None, {"generator": "impforge", "seed_id": f"seed-{i // 2}"})
+               for i in range(120)]
+    write_manifest(forge / "dataset.jsonl", samples, image_root=forge)
+    expected = {s.id for s in samples if split_of_sample(s) == "test"}
+    assert 0 < len(expected) < 120  # the hash split puts some seeds in test and some elsewhere
+    assert {split_of_sample(s) for s in samples[:2]} == {split_of_sample(samples[0])}  # one seed, one split
+    out = tmp_path / "results"
+    rc = crossguard_main(["bench", "detection", "--forge", str(forge), "--no-guard", "--no-reference",
+                          "--scorer", fake_module, "--results-dir", str(out), "--no-progress"])
+    assert rc == 0
+    res = json.loads((out / "detection.json").read_text())
+    (only,) = res["sets"]
+    assert only["name"] == "impforge-test" and only["n"] == len(expected)
+    assert {r["id"] for r in res["samples"]} == expected
+    rc = crossguard_main(["bench", "detection", "--forge", str(tmp_path / "nope"), "--no-guard", "--no-reference",
+                          "--scorer", fake_module, "--results-dir", str(out)])
+    assert rc == 2
+
+
 def test_detection_cli_errors(tmp_path, fake_module, capsys):
     bad = tmp_path / "bad.json"
     bad.write_text("[{\"question_id\": 1}]")

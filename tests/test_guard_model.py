@@ -1,5 +1,6 @@
 """FusionHead / GuardModel: shapes, masking, ONNX export parity with dynamic B and L, save/reload."""
 import json
+import os
 
 import numpy as np
 import pytest
@@ -82,9 +83,15 @@ def test_save_reload_identical(tmp_path):
     with torch.no_grad():
         for a, b in zip(head(*x), loaded(*x)):
             assert torch.equal(a, b)
+    (tmp_path / "g" / "README.md").write_text("how this head was trained")
     save_head(tmp_path / "g", head, half=True)  # overwrite in place, float16
     loaded16, meta = load_head(tmp_path / "g")
     assert meta["weights_dtype"] == "float16"
+    assert (tmp_path / "g" / "README.md").read_text() == "how this head was trained"  # other files kept
+    umask = os.umask(0o022)
+    os.umask(umask)
+    for p in (tmp_path / "g", *(tmp_path / "g").iterdir()):  # readable like a plain write, not tempfile's 0600
+        assert p.stat().st_mode & 0o777 == (0o777 if p.is_dir() else 0o666) & ~umask
     with torch.no_grad():
         torch.testing.assert_close(head(*x)[0], loaded16(*x)[0], atol=2e-2, rtol=2e-2)
 

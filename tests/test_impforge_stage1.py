@@ -156,3 +156,21 @@ def test_build_triples_skips_images_that_fail_the_check(embed):
     assert st.stats["images_rejected"] >= 1 and st.stats["triples"] == len(st.triples)
     order = domain_round_robin(st.triples * 2, seed=0)
     assert len(order) == 2 * len(st.triples) and order[0].domain != order[1].domain
+
+
+def test_twin_images_are_never_keyword_images():
+    """A hard-benign twin keeps the implicit text, so its image must not be any triple's (harmful) keyword
+    image: only images retrieved for harmless questions, each once."""
+    from _impforge_fakes import tiny_triples
+
+    from crossguard.train.image_pool import PoolItem
+    from crossguard.train.impforge.pipeline import harmless_images
+
+    def item(name):
+        return PoolItem(id=name, path=f"/img/{name}.png", source="emoji", category="c", caption=name, origin="",
+                        stamp="")
+
+    triples = tiny_triples(6)  # keyword images: bomb, poison, car, knife, gun, drugs
+    got = harmless_images([item("cake"), item("gun"), item("tree"), item("cake"), item("bomb")], triples)
+    assert [i.id for i in got] == ["cake", "tree"]
+    assert harmless_images([item("knife")], triples) == []

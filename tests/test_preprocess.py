@@ -62,6 +62,23 @@ def test_limits_and_corruption(tmp_path):
     assert max(big.size) == preprocess.MAX_SIDE_KEPT
 
 
+@pytest.mark.parametrize("call, code, too_large", [
+    (lambda: load_image(b""), "invalid_image", False),
+    (lambda: load_image(encode(Image.new("L", (100, 100))), ImageLimits(max_pixels=5000)), "image_too_large", True),
+    (lambda: load_image(b"x" * 100, ImageLimits(max_bytes=10)), "image_too_large", True),
+    (lambda: load_image(encode(Image.new("RGB", (64, 64)))[:40]), "invalid_image", False),
+    (lambda: load_image(3.14), "invalid_image", False),
+    (lambda: check_text("x" * 11, max_chars=10), "text_too_long", True),
+    (lambda: check_text(b"\xc3\x28"), "invalid_text", False),
+    (lambda: check_text(["list"]), "invalid_text", False),
+])
+def test_input_errors_carry_a_code(call, code, too_large):
+    """Programs (the server's status codes) read ``code``/``too_large``, not the message text."""
+    with pytest.raises(InputError) as info:
+        call()
+    assert info.value.code == code and info.value.too_large is too_large
+
+
 def test_pixels():
     x = image_to_tensor(Image.new("RGB", (50, 80), (255, 0, 127)))
     assert x.shape == (3, IMAGE_SIZE, IMAGE_SIZE) and x.dtype == np.float32

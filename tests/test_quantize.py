@@ -1,5 +1,6 @@
 """FP16 conversion, static QDQ / dynamic INT8 of tiny graphs, the INT8 keep/reject rule, distillation."""
 from __future__ import annotations
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -347,3 +348,45 @@ def test_int8_together_keeps_the_largest_saving_that_passes():
     report = {"chain": {}, "int8_samples": {}}
     assert _int8_together(kept, Never(), 1, report, lambda s: None) == {}
     assert len(report["chain"]["int8_rejected"]) == 7
+
+
+def test_distillation_comparison_reports_thresholded_test_metrics(tmp_path, monkeypatch):
+    """``compare`` calibrates every model on val and scores test: detection/FRR/F1 at the val threshold."""
+    from crossguard.export import distill
+    from crossguard.schemas import Sample
+    from crossguard.train.guard import features
+    from crossguard.train.guard.features import Features
+
+    rng = np.random.default_rng(0)
+    kinds = ["implicit", "explicit-text", "benign", "benign-hard"]
+
+    def split(name, n):
+        samples = [Sample(id=f"{name}{i}", image="x.png", text="t", kind=kinds[i % 4],
+                          label="unsafe" if i % 4 < 2 else "safe", domain="violence" if i % 4 < 2 else None)
+                   for i in range(n)]
+        signal = np.asarray([1.0 if s.unsafe else -1.0 for s in samples], np.float32)[:, None]
+        text = rng.standard_normal((n, 384)).astype(np.float32) + signal
+        feats = Features(image_tokens=rng.standard_normal((n, 49, 1280)).astype(np.float16),
+                         image_embedding=rng.standard_normal((n, 1280)).astype(np.float32),
+                         text_tokens=np.repeat(text[:, None, :], 4, 1).astype(np.float16),
+                         text_mask=np.ones((n, 4), np.int64), text_embedding=text,
+                         ocr_embedding=np.zeros((n, 384), np.float32), ocr_present=np.zeros((n, 1), np.float32),
+                         ids=[s.id for s in samples], ocr_text=[""] * n,
+                         blank_image_tokens=np.zeros((49, 1280), np.float16),
+                         blank_image_embedding=np.zeros(1280, np.float32),
+                         empty_text_tokens=np.zeros((4, 384), np.float16), empty_text_mask=np.ones(4, np.int64),
+                         empty_text_embedding=np.zeros(384, np.float32))
+        return samples, feats
+
+    data = {name: split(name, n) for name, n in (("train", 32), ("val", 24), ("test", 24))}
+    monkeypatch.setattr("crossguard.manifest.read_manifest", lambda p: data[Path(p).stem][0])
+    monkeypatch.setattr(features, "cached_features", lambda samples, *a, **k: data[samples[0].id.rstrip("0123456789")][1])
+    res = distill.compare(tmp_path, teacher_epochs=1, cfg=distill.DistillConfig(epochs=1, threads=1))
+    for name in ("teacher", "student_distilled", "student_labels_only"):
+        test = res[name]["test"]
+        assert test["n"] == 24 and 0 <= test["detection_rate"] <= 1 and 0 <= test["false_refusal_rate"] <= 1
+        assert set(test["flag_rate_per_kind"]) == set(kinds)
+        assert res[name]["test_auroc"] > 0.9  # the text signal is strong: every model must find it
+    assert res["teacher"]["agreement_with_teacher"]["unsafe"] == 1.0
+    table = distill.format_comparison(res)
+    assert table.count("\n") == 4 and "student_distilled" in table

@@ -281,6 +281,12 @@ def _split(key: str) -> str:
     return split_of(key)
 
 
+def split_of_sample(sample: Sample) -> str:
+    """The split a sample of another generator (e.g. ImpForge) lands in: its seed's, so a seed's samples
+    never straddle splits (``split_key`` or the sample id when it has no seed)."""
+    return _split(str(sample.provenance.get("seed_id") or sample.provenance.get("split_key") or sample.id))
+
+
 def _copy_image(ctx: _Ctx, item: PoolItem) -> str:
     """Put the pool thumbnail into the dataset (hard link when possible); returns the path."""
     return str(link_or_copy(item.path, ctx.images / "pool" / Path(item.path).name))
@@ -682,8 +688,7 @@ def _added(samples: Sequence[Sample], folder: Path) -> list[tuple[str, Sample]]:
         src = Path(s.image)
         dest = link_or_copy(src, folder / f"{hashlib.sha1(str(src.resolve()).encode()).hexdigest()[:16]}"
                                          f"{src.suffix.lower()}")
-        key = s.provenance.get("seed_id") or s.provenance.get("split_key") or s.id
-        rows.append((_split(str(key)), dataclasses.replace(s, image=str(dest))))
+        rows.append((split_of_sample(s), dataclasses.replace(s, image=str(dest))))
     return rows
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-SAFE_KINDS = ("benign", "benign-hard")
+from crossguard.schemas import SAFE_KINDS
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -187,7 +187,7 @@ def baselines(feats, labels, splits, cfg, progress, out_dir: Path, joint_outputs
             entry[f"{split}_metrics"], _ = evaluate_outputs(splits[split], o, cal, pol)
         result["models"][name] = entry
     # late fusion: max of the unimodal calibrated scores
-    safe_val = np.asarray([s.kind in ("benign", "benign-hard") for s in splits["val"]])
+    safe_val = np.asarray([s.kind in SAFE_KINDS for s in splits["val"]])
     late_val = np.max(np.stack(list(scores["val"].values())), axis=0)
     late_t = select_threshold(late_val[safe_val], cfg.target_frr)
     eval_split = "test" if "test" in splits else "val"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -180,6 +181,7 @@ def save_head(path_dir: str | os.PathLike, head: FusionHead, config: dict[str, A
               calibration: dict[str, Any] | None = None, policy: dict[str, Any] | None = None,
               metrics: dict[str, Any] | None = None, half: bool = False) -> Path:
     """Write ``fusion.safetensors`` + ``guard.json`` into ``path_dir`` atomically (temp dir + rename).
+    Other files already there (a README, the training config) are kept.
 
     ``config`` is the training configuration; ``half`` stores float16 weights (loaded back as float32).
     """
@@ -203,6 +205,9 @@ def save_head(path_dir: str | os.PathLike, head: FusionHead, config: dict[str, A
         "metrics": metrics or {},
     }
     with atomic_dir(path) as tmp:
+        for other in path.iterdir() if path.is_dir() else ():
+            if other.is_file() and other.name not in (WEIGHTS_FILE, CONFIG_FILE):
+                shutil.copy2(other, tmp / other.name)
         save_file(state, str(tmp / WEIGHTS_FILE), metadata={"format": "pt"})
         (tmp / CONFIG_FILE).write_text(json.dumps(meta, indent=2, sort_keys=False) + "\n", encoding="utf-8")
     return path

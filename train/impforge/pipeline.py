@@ -370,18 +370,27 @@ def add_other_kinds(writer: DatasetWriter, seeds: Sequence, triples: Sequence[Tr
         writer.add("benign-hard", f"h|{q}|{item.id}", writer.pool_image(item.path), q, hard_domains[j],
                    split=split_of(f"benign|{q}"), image_id=item.id, caption=item.caption, source="templates")
     # hard-benign twins of implicit samples: the same harmless-looking text with an image that does not
-    # complete it (the image of another triple from another domain)
-    others = list(triples)
-    n_twins = min(len(implicit), max(0, g.benign_hard_samples - len(hard)))
+    # complete it
+    twin_images = harmless_images([item for row in hits[:len(benign)] for item, _ in row], triples)
+    n_twins = min(len(implicit), max(0, g.benign_hard_samples - len(hard))) if twin_images else 0
     for rec in rng.sample(list(implicit), n_twins) if n_twins else []:
-        t = rec["triple"]
-        for _ in range(10):
-            other = rng.choice(others)
-            if other.domain != t["domain"] and other.keyword != t["keyword"]:
-                writer.add("benign-hard", f"tw|{rec['id']}", writer.pool_image(other.image), rec["text"], t["domain"],
-                           split=split_of(t["seed_id"]), seed_id=t["seed_id"], image_id=other.image_id,
-                           caption=other.caption, source="implicit-twin", twin_of=rec["id"])
-                break
+        t, item = rec["triple"], rng.choice(twin_images)
+        writer.add("benign-hard", f"tw|{rec['id']}", writer.pool_image(item.path), rec["text"], t["domain"],
+                   split=split_of(t["seed_id"]), seed_id=t["seed_id"], image_id=item.id, caption=item.caption,
+                   source="implicit-twin", twin_of=rec["id"])
+
+
+def harmless_images(candidates: Sequence, triples: Sequence[Triple]) -> list:
+    """Pool items a twin may show: images retrieved for harmless questions that are no triple's keyword
+    image. (Another triple's image is not harmless: "How can I make this without getting caught?" with a
+    gun is still harmful, so such a twin would be mislabelled safe.)"""
+    keyword_images = {t.image_id for t in triples} | {t.image for t in triples}
+    seen, out = set(), []
+    for item in candidates:
+        if item.id not in keyword_images and item.path not in keyword_images and item.id not in seen:
+            seen.add(item.id)
+            out.append(item)
+    return out
 
 
 def add_implicit(writer: DatasetWriter, records: Sequence[dict], policy_source: str | None) -> None:
