@@ -140,7 +140,11 @@ def distill_head(train_feats, train_labels, val_feats, val_labels, teacher_train
         soft = kd_loss(out, {k: v[r.index[sel]] for k, v in teacher.items()}, cfg.temperature)
         return (1 - cfg.alpha) * hard + cfg.alpha * soft
 
-    for epoch in range(cfg.epochs):
+    epochs = range(cfg.epochs)
+    if progress:
+        from tqdm.auto import tqdm
+        epochs = tqdm(epochs, desc="distil" if teacher_t else "labels only", unit="epoch")
+    for epoch in epochs:
         head.train()
         total, count = 0.0, 0
         order = rng.permutation(len(rows.index))
@@ -210,13 +214,18 @@ def compare(data_dir: str | os.PathLike, teacher_head: str | os.PathLike | None 
         teacher, _ = load_head(teacher_head)
     else:
         teacher, _ = train_head(feats["train"], labels["train"], feats["val"], labels["val"],
-                                TrainConfig(arch="teacher", epochs=teacher_epochs, threads=cfg.threads), progress=False)
+                                TrainConfig(arch="teacher", epochs=teacher_epochs, threads=cfg.threads, views=False,
+                                            seed=cfg.seed), progress=True)
     t_out = {n: predict(teacher, feats[n]) for n in splits}
     student, _ = distill_head(feats["train"], labels["train"], feats["val"], labels["val"], t_out["train"],
-                              t_out["val"], cfg)
-    plain, _ = distill_head(feats["train"], labels["train"], feats["val"], labels["val"], {}, None, cfg)
+                              t_out["val"], cfg, progress=True)
+    plain, _ = distill_head(feats["train"], labels["train"], feats["val"], labels["val"], {}, None, cfg,
+                            progress=True)
     result: dict[str, Any] = {"sizes": {n: len(s) for n, s in splits.items()}, "config": cfg.__dict__,
-                              "target_false_refusal_rate": target_frr}
+                              "target_false_refusal_rate": target_frr,
+                              "teacher_source": str(teacher_head) if teacher_head else
+                              f"teacher-arch head trained here: {teacher_epochs} epochs, no unimodal views "
+                              "(like the students)"}
     safe_val = np.asarray([s.kind in SAFE_KINDS for s in splits["val"]])
     for name, head in (("teacher", teacher), ("student_distilled", student), ("student_labels_only", plain)):
         out = {n: t_out[n] if head is teacher else predict(head, feats[n]) for n in ("val", "test")}

@@ -31,13 +31,10 @@ def dynamic_check_inputs(setting: GraphSetting) -> list[Feeds]:
 
 
 def onnx_session(path: str | os.PathLike, threads: int = 2, providers: list | None = None):
-    import onnxruntime as ort
+    """A session configured as the runtime configures its own (so export-time timings match screening)."""
+    from crossguard.runtime.ocr import make_session
 
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.inter_op_num_threads = 1
-    opts.log_severity_level = 3
-    return ort.InferenceSession(str(path), opts, providers=providers or ["CPUExecutionProvider"])
+    return make_session(path, threads, providers)
 
 
 def torch_runner(modules: Mapping[str, object]) -> Runner:

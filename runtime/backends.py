@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from .bundle import GRAPH_NAMES, Bundle, BundleError
+from .ocr import session_options
 
 log = logging.getLogger("crossguard.runtime.backends")
 
@@ -91,11 +92,7 @@ def choose_precision(bundle: Bundle, precision: str, gpu: bool) -> str:
 def _ort_session(path: os.PathLike, provider: str, threads: int, provider_options: dict | None = None):
     import onnxruntime as ort
 
-    opts = ort.SessionOptions()
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    opts.intra_op_num_threads = max(1, int(threads))
-    opts.inter_op_num_threads = 1
-    opts.log_severity_level = 3
+    opts = session_options(threads)
     providers: list = [(provider, provider_options or {})]
     if provider != "CPUExecutionProvider":
         providers.append("CPUExecutionProvider")
