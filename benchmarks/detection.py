@@ -248,6 +248,11 @@ def evaluate(samples: list[Sample], ms: ModelScores) -> dict[str, Any]:
     return out
 
 
+def decisions(ms: ModelScores) -> np.ndarray:
+    """A model's unsafe decisions: its own when it reports them, else score >= threshold."""
+    return np.asarray(ms.predicted, bool) if ms.predicted is not None else np.asarray(ms.scores) >= ms.threshold
+
+
 def run_detection(sets: list[EvalSet], scorers: dict[str, Scorer], keep_scores: bool = True) -> dict[str, Any]:
     """Score the union of all sets once per model, then evaluate per set (and pooled as ``all``)."""
     if not sets:
@@ -273,6 +278,11 @@ def run_detection(sets: list[EvalSet], scorers: dict[str, Scorer], keep_scores: 
         entry = {"name": name, "n": len(samples), "n_unsafe": int(sum(s.unsafe for s in samples)),
                  "skipped": skipped, "kinds": sorted({s.kind for s in samples}),
                  "models": {m: evaluate(samples, ms.subset(index)) for m, ms in scored.items()}}
+        if "guard" in scored:  # other precisions of the same bundle: how often they decide as the first one
+            for m, ms in scored.items():
+                if m.startswith("guard-"):
+                    entry["models"][m]["decision_agreement_with_guard"] = float(np.mean(
+                        decisions(ms.subset(index)) == decisions(scored["guard"].subset(index))))
         result_sets.append(entry)
     result: dict[str, Any] = {"kind": "detection", "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                               "models": {m: {k: v for k, v in ms.info.items() if not k.startswith("predicted_")}

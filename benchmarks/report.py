@@ -70,6 +70,10 @@ def detection_markdown(result: dict[str, Any]) -> str:
             rows.append([name, _f(o["detection_rate"]), _f(o["false_refusal_rate"]), _f(o["auroc"]),
                          _f(o["f1"]), _f(o["ece"]), _f(m["threshold"])])
         out.append(_table(["model", "detection", "false refusal", "AUROC", "F1", "ECE", "threshold"], rows))
+        agree = {n: m["decision_agreement_with_guard"] for n, m in s["models"].items()
+                 if "decision_agreement_with_guard" in m}
+        if agree:
+            out.append("\nDecisions equal to `guard`'s: " + ", ".join(f"{n} {_f(a)}" for n, a in agree.items()) + "\n")
         kinds = [k for k in KINDS if k in s.get("kinds", [])]
         if len(kinds) > 1:
             rows = [[name] + [_f(m["per_kind"].get(k, {}).get(

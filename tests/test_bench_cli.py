@@ -1,5 +1,6 @@
 """``crossguard bench``: latency, detection, flops and report on fakes and tiny graphs (no real models)."""
 import csv
+import dataclasses
 import json
 import sys
 import time
@@ -222,6 +223,26 @@ def test_guard_scorer_uses_guard_decisions(tmp_path):
     assert g["modality_accuracy"] == 0.25  # only u1 (explicit-text) has modality "text"
     assert g["domain_accuracy_unsafe"] == 0.5  # u2 is violence
     assert res["sets"][0]["models"]["guard"]["overall"]["auroc"] == pytest.approx(0.5)
+
+
+def test_other_precisions_report_decision_agreement_with_guard(tmp_path):
+    """``guard-int8`` next to ``guard``: the share of samples where the two decide alike, in JSON and table."""
+    from crossguard.manifest import read_manifest
+
+    samples = read_manifest(_manifest(tmp_path))  # texts: bomb, this, cake, bomb calorimeter
+
+    class CakeFlaggingGuard(FakeGuard):  # flags "cake" too: disagrees with FakeGuard on 1 of 4 samples
+        def screen_batch(self, images, texts):
+            out = super().screen_batch(images, texts)
+            return [dataclasses.replace(v, unsafe=v.unsafe or "cake" in t) for v, t in zip(out, texts)]
+
+    res = D.run_detection([D.EvalSet("t", samples)],
+                          {"guard": D.guard_scorer(FakeGuard(), progress=False),
+                           "guard-int8": D.guard_scorer(CakeFlaggingGuard(), progress=False)})
+    models = res["sets"][0]["models"]
+    assert models["guard-int8"]["decision_agreement_with_guard"] == 0.75
+    assert "decision_agreement_with_guard" not in models["guard"]
+    assert "guard-int8 0.750" in R.detection_markdown(res)
 
 
 # ------------------------------------------------------------------------------------------ flops
