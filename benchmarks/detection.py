@@ -55,6 +55,11 @@ class ModelScores:
     predicted: np.ndarray | None = None  # the model's own decisions when they are not score >= threshold
     info: dict[str, Any] = field(default_factory=dict)
 
+    def decisions(self) -> np.ndarray:
+        """Unsafe decisions: the model's own when it reports them, else the runtime's rule."""
+        return np.asarray(self.predicted, bool) if self.predicted is not None else M.flagged(self.scores,
+                                                                                             self.threshold)
+
     def subset(self, index: np.ndarray) -> ModelScores:
         return ModelScores(self.scores[index], self.threshold,
                            None if self.predicted is None else self.predicted[index], self.info)
@@ -248,11 +253,6 @@ def evaluate(samples: list[Sample], ms: ModelScores) -> dict[str, Any]:
     return out
 
 
-def decisions(ms: ModelScores) -> np.ndarray:
-    """A model's unsafe decisions: its own when it reports them, else score >= threshold."""
-    return np.asarray(ms.predicted, bool) if ms.predicted is not None else np.asarray(ms.scores) >= ms.threshold
-
-
 def run_detection(sets: list[EvalSet], scorers: dict[str, Scorer], keep_scores: bool = True) -> dict[str, Any]:
     """Score the union of all sets once per model, then evaluate per set (and pooled as ``all``)."""
     if not sets:
@@ -282,7 +282,7 @@ def run_detection(sets: list[EvalSet], scorers: dict[str, Scorer], keep_scores: 
             for m, ms in scored.items():
                 if m.startswith("guard-"):
                     entry["models"][m]["decision_agreement_with_guard"] = float(np.mean(
-                        decisions(ms.subset(index)) == decisions(scored["guard"].subset(index))))
+                        ms.subset(index).decisions() == scored["guard"].subset(index).decisions()))
         result_sets.append(entry)
     result: dict[str, Any] = {"kind": "detection", "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                               "models": {m: {k: v for k, v in ms.info.items() if not k.startswith("predicted_")}
