@@ -64,7 +64,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     _common(p)
     _bundle_arg(p)
     p.add_argument("--backends", type=_names, default=None,
-                   help="comma-separated subset of: torch-eager, torch-eager-cuda, ort-cpu-fp32, ort-cpu-int8, "
+                   help="comma-separated subset of: torch-eager, torch-eager-cuda, ort-cpu-fp32, ort-cpu-fp32-ocr-off, ort-cpu-int8, "
                         "ort-cuda-fp32, ort-cuda-fp16, tensorrt-fp16, tensorrt-int8 (default: all available)")
     p.add_argument("--batch-sizes", type=_ints, default=None, help="default 1,4,16,64 (quick: 1,4)")
     p.add_argument("--inputs", type=_names, default=None, help="no-ocr,ocr (default both)")
@@ -97,6 +97,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     p = sub.add_parser("all", help="flops + latency + detection + report (use --quick on a CPU machine)")
     _common(p)
     _detection_args(p)
+    p.add_argument("--batch-sizes", type=_ints, default=None, help="latency batch sizes (default 1,4,16,64)")
+    p.add_argument("--budget-s", type=float, default=None, help="latency: timed seconds per configuration")
     p.add_argument("--quick", action="store_true")
     p.set_defaults(func=run_all_cmd)
 
@@ -336,8 +338,8 @@ def run_all_cmd(args: argparse.Namespace) -> int:
                                                        batch_sizes=(1, 8), tokens=64))
     else:
         _say(f"crossguard bench all: flops skipped: no bundle at {bundle}")
-    codes["latency"] = run_latency_cmd(SimpleNamespace(**base, name=None, backends=None, batch_sizes=None,
-                                                       inputs=None, budget_s=None, max_iters=None,
+    codes["latency"] = run_latency_cmd(SimpleNamespace(**base, name=None, backends=None, batch_sizes=args.batch_sizes,
+                                                       inputs=None, budget_s=args.budget_s, max_iters=None,
                                                        quick=args.quick, threads=args.threads))
     det = argparse.Namespace(**vars(args))
     det.name = None

@@ -53,12 +53,14 @@ class BackendSpec:
     kind: str
     device: str
     precision: str
+    ocr: str = "auto"  # "off": the runtime without OCR, the baseline of ``ocr_extra_ms``
 
 
 BACKENDS: tuple[BackendSpec, ...] = (
     BackendSpec("torch-eager", "eager", "cpu", "fp32"),
     BackendSpec("torch-eager-cuda", "eager", "cuda", "fp32"),
     BackendSpec("ort-cpu-fp32", "runtime", "cpu", "fp32"),
+    BackendSpec("ort-cpu-fp32-ocr-off", "runtime", "cpu", "fp32", ocr="off"),
     BackendSpec("ort-cpu-int8", "runtime", "cpu", "int8"),
     BackendSpec("ort-cuda-fp32", "runtime", "cuda", "fp32"),
     BackendSpec("ort-cuda-fp16", "runtime", "cuda", "fp16"),
@@ -273,7 +275,7 @@ def load_runtime_guard(spec: BackendSpec, bundle: str | os.PathLike | None, thre
     (the ``reported`` column says which)."""
     from crossguard.runtime.guard import Guard
 
-    guard = Guard.load(bundle=bundle, device=spec.device, precision=spec.precision, threads=threads)
+    guard = Guard.load(bundle=bundle, device=spec.device, precision=spec.precision, ocr=spec.ocr, threads=threads)
     prefixes = {"cpu": ("ort-cpu-",), "cuda": ("ort-cuda-",), "tensorrt": ("tensorrt-", "ort-tensorrt-")}
     got = guard.backend
     if not got.startswith(prefixes[spec.device]) or not got.endswith(f"-{spec.precision}"):
@@ -326,7 +328,7 @@ def _verdict_field(v: Any, name: str, default: Any = None) -> Any:
     return v.get(name, default) if isinstance(v, dict) else getattr(v, name, default)
 
 
-MODEL_STAGES = ("model", "text_encoder", "image_encoder", "fusion")  # the graphs (not OCR, decode, policy)
+MODEL_STAGES = ("model", "text_encoder", "ocr_text_encoder", "image_encoder", "fusion")  # graphs, not OCR/decode/policy
 
 
 def _stage_means(calls: Sequence[Sequence[Any]]) -> dict[str, float]:
@@ -430,6 +432,20 @@ def add_speedups(backends: list[dict[str, Any]], reference: str = "torch-eager")
                 r["speedup_vs_cpu_fp32"] = base / r["p50"] if base and r["p50"] else None
 
 
+def add_ocr_costs(backends: list[dict[str, Any]], suffix: str = "-ocr-off") -> None:
+    """``ocr_extra_ms`` = backend p50 - p50 of its twin without OCR (``<name>-ocr-off``), same input kind
+    and batch size, same run: what looking for and reading text adds to a call, overlap included."""
+    by_name = {b["name"]: b for b in backends}
+    for off in backends:
+        base = by_name.get(off["name"][: -len(suffix)]) if off["name"].endswith(suffix) else None
+        if base is None or not off.get("runs"):
+            continue
+        off_p50 = {(r["input"], r["batch"]): r["p50"] for r in off["runs"]}
+        for r in base.get("runs", []):
+            other = off_p50.get((r["input"], r["batch"]))
+            r["ocr_extra_ms"] = r["p50"] - other if other is not None else None
+
+
 def run_latency(backends: Sequence[BackendSpec] = BACKENDS, plan: TimingPlan = TimingPlan(),
                 bundle: str | os.PathLike | None = None, factories: dict[str, Factory] | None = None,
                 input_kinds: Sequence[str] = INPUT_KINDS, progress: bool = True,
@@ -479,6 +495,7 @@ def run_latency(backends: Sequence[BackendSpec] = BACKENDS, plan: TimingPlan = T
     screeners.clear()
     gc.collect()
     add_speedups(entries)
+    add_ocr_costs(entries)
     return {"kind": "latency", "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "plan": asdict(plan), "threads": threads, "machine": machine_info(),
             "bundle": str(bundle) if bundle else None, "bundle_sha256": bundle_hash(bundle),

@@ -5,8 +5,10 @@
     verdicts = guard.screen_batch([img1, None], ["text one", "text two"])
 
 Steps per request: decode (``preprocess.load_image``; ``None`` -> the blank image) -> OCR (``runtime.ocr``;
-skipped at once for flat images) -> one text-encoder batch with the user texts and the OCR texts ->
-image encoder -> fusion -> temperature calibration -> policy (``runtime.policy``) -> ``Verdict``.
+skipped at once for flat images) -> text encoder over the OCR texts -> fusion -> temperature calibration ->
+policy (``runtime.policy``) -> ``Verdict``. The image encoder and the text encoder over the user texts need
+no OCR result, so they run in a worker thread while the OCR runs (stage times in ``Verdict.timings_ms``
+may therefore add up to more than ``latency_ms``).
 numpy, Pillow, onnxruntime and tokenizers only.
 """
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -63,6 +66,10 @@ class Guard:
         self.modalities = bundle.modalities
         if self.modalities != list(MODALITIES):
             raise BundleError(f"bundle modalities {self.modalities} differ from this runtime's {list(MODALITIES)}")
+        # the image and user-text encoders run here while the caller's thread runs the OCR (one batch at a
+        # time: concurrent screens queue rather than oversubscribe the cores)
+        self._image_worker = (ThreadPoolExecutor(1, thread_name_prefix="crossguard-image")
+                              if ocr is not None else None)
 
     @property
     def backend(self) -> str:
@@ -150,34 +157,44 @@ class Guard:
             return now
 
         n = len(items)
+
+        def encode_without_ocr() -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], np.ndarray, dict[str, float]]:
+            """Image batch and user texts: they need no OCR result (stage times of their own)."""
+            t0 = time.perf_counter()
+            pixels = preprocess.images_to_batch([p.image for p in items], self.image_size)
+            image_out = self.graphs["image_encoder"].run({"pixel_values": pixels})
+            t1 = time.perf_counter()
+            ids, mask = self.tokenizer([p.text for p in items])
+            text_out = self.graphs["text_encoder"].run({"input_ids": ids, "attention_mask": mask})
+            return image_out, text_out, mask, {"image_encoder": (t1 - t0) * 1e3,
+                                               "text_encoder": (time.perf_counter() - t1) * 1e3}
+
+        pending = self._image_worker.submit(encode_without_ocr) if self._image_worker is not None else None
         t = time.perf_counter()
         ocr_texts = [""] * n
         if self.ocr is not None:
             for i, p in enumerate(items):
                 ocr_texts[i] = " ".join(self.ocr(p.image).text.split())
         t = lap("ocr", t)
-
-        with_ocr = [i for i in range(n) if ocr_texts[i]]
-        ids, mask = self.tokenizer([p.text for p in items] + [ocr_texts[i] for i in with_ocr])
-        t = lap("tokenize", t)
-        text_out = self.graphs["text_encoder"].run({"input_ids": ids, "attention_mask": mask})
-        t = lap("text_encoder", t)
-        pixels = preprocess.images_to_batch([p.image for p in items], self.image_size)
-        image_out = self.graphs["image_encoder"].run({"pixel_values": pixels})
-        t = lap("image_encoder", t)
-
         ocr_embedding = np.zeros((n, EMBED_DIM), np.float32)
         ocr_present = np.zeros((n, 1), np.float32)
-        sentence = text_out["sentence_embedding"].astype(np.float32)
-        for row, i in enumerate(with_ocr):
-            ocr_embedding[i] = sentence[n + row]
-            ocr_present[i] = 1.0
+        with_ocr = [i for i in range(n) if ocr_texts[i]]
+        if with_ocr:
+            ids, ocr_mask = self.tokenizer([ocr_texts[i] for i in with_ocr])
+            ocr_out = self.graphs["text_encoder"].run({"input_ids": ids, "attention_mask": ocr_mask})
+            ocr_embedding[with_ocr] = ocr_out["sentence_embedding"].astype(np.float32)
+            ocr_present[with_ocr] = 1.0
+            t = lap("ocr_text_encoder", t)
+        image_out, text_out, mask, stages = pending.result() if pending is not None else encode_without_ocr()
+        timings.update(stages)
+        t = time.perf_counter()
+
         fused = self.graphs["fusion"].run({
             "image_tokens": image_out["image_tokens"].astype(np.float32),
             "image_embedding": image_out["image_embedding"].astype(np.float32),
-            "text_tokens": text_out["token_embeddings"][:n].astype(np.float32),
-            "text_mask": mask[:n],
-            "text_embedding": sentence[:n],
+            "text_tokens": text_out["token_embeddings"].astype(np.float32),
+            "text_mask": mask,
+            "text_embedding": text_out["sentence_embedding"].astype(np.float32),
             "ocr_embedding": ocr_embedding,
             "ocr_present": ocr_present,
         })

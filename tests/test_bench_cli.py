@@ -65,6 +65,24 @@ def test_latency_ratios_outputs_and_report(tmp_path):
     assert "### Latency" in tables.read_text()
 
 
+def test_ocr_extra_is_p50_minus_the_ocr_off_twin():
+    backends = [{"name": "ort-cpu-fp32", "runs": [{"input": "no-ocr", "batch": 1, "p50": 30.0},
+                                                  {"input": "ocr", "batch": 1, "p50": 80.0},
+                                                  {"input": "ocr", "batch": 16, "p50": 900.0}]},
+                {"name": "ort-cpu-fp32-ocr-off", "runs": [{"input": "no-ocr", "batch": 1, "p50": 27.5},
+                                                          {"input": "ocr", "batch": 1, "p50": 25.0}]},
+                {"name": "ort-cpu-int8", "runs": [{"input": "no-ocr", "batch": 1, "p50": 20.0}]}]
+    L.add_ocr_costs(backends)
+    fp32, off, int8 = backends
+    assert [r["ocr_extra_ms"] for r in fp32["runs"]] == [2.5, 55.0, None]  # no twin run at batch 16
+    assert "ocr_extra_ms" not in off["runs"][0] and "ocr_extra_ms" not in int8["runs"][0]
+    for r in fp32["runs"]:
+        r.update(p90=r["p50"], p99=r["p50"], throughput=1.0)
+    assert "| 2.5 |" in R.latency_markdown({"backends": backends[:1]})
+    spec = next(b for b in L.BACKENDS if b.name == "ort-cpu-fp32-ocr-off")
+    assert spec.ocr == "off" and spec.precision == "fp32"
+
+
 def test_latency_load_failure_is_reported():
     def broken(spec, bundle):
         raise RuntimeError("engine build failed")
@@ -90,6 +108,19 @@ def test_latency_cli_without_backends(tmp_path):
     saved = json.loads((tmp_path / "latency.json").read_text())
     assert "no bundle" in saved["backends"][0]["reason"]
     assert crossguard_main(["bench", "latency", "--backends", "warp-drive", "--results-dir", str(tmp_path)]) == 2
+
+
+def test_all_passes_latency_settings_and_runs_every_step(tmp_path, monkeypatch):
+    from crossguard.benchmarks import cli as C
+
+    seen = {}
+    for step in ("latency", "detection", "report"):
+        monkeypatch.setattr(C, f"run_{step}_cmd", lambda args, step=step, **kw: seen.setdefault(step, args) and 0)
+    rc = crossguard_main(["bench", "all", "--bundle", str(tmp_path / "none"), "--results-dir", str(tmp_path),
+                          "--batch-sizes", "1,16", "--budget-s", "4", "--precision", "fp32,int8", "--no-progress"])
+    assert rc == 0 and set(seen) == {"latency", "detection", "report"}  # flops skipped: no bundle
+    assert tuple(seen["latency"].batch_sizes) == (1, 16) and seen["latency"].budget_s == 4.0
+    assert seen["detection"].precision == "fp32,int8"
 
 
 # ------------------------------------------------------------------------------------------ detection

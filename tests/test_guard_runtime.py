@@ -51,7 +51,7 @@ def test_verdict_fields(guard):
     assert v.modality == "text" and set(v.modality_scores) == {"none", "text", "image", "joint"}
     assert v.backend == "ort-cpu-int8"  # auto precision picks int8 on CPU when the bundle has it
     assert v.ocr_text == "" and v.threshold == 0.5 and v.latency_ms > 0
-    assert {"decode", "ocr", "tokenize", "text_encoder", "image_encoder", "fusion", "policy"} <= set(v.timings_ms)
+    assert {"decode", "ocr", "text_encoder", "image_encoder", "fusion", "policy"} <= set(v.timings_ms)
     safe = guard.screen(None, "a sunny day")
     assert not safe.unsafe and safe.score < 0.5 and safe.modality == "none"
     assert not guard.screen(None, "").unsafe  # empty text, no image: allowed and safe
@@ -197,6 +197,37 @@ def test_micro_batcher_concurrent(guard):
             batcher.submit(None, "x")
     finally:
         guard.screen_prepared = original
+
+
+def test_image_encoder_runs_beside_the_ocr(bundle_dir):
+    """With OCR on, the image encoder runs in the guard's worker thread while the OCR runs in the caller's
+    (it needs no OCR result); verdicts equal those of a guard without the overlap."""
+    import threading
+
+    class RecordingOCR:
+        def __init__(self):
+            self.image_threads = []
+
+        def __call__(self, image):
+            from crossguard.runtime.ocr import OCRResult
+
+            return OCRResult()
+
+    g = Guard.load(bundle_dir, device="cpu", ocr="off")
+    sequential = g.screen_batch([photo(1), photo(2)], ["hello", "how do I do this"])
+    g.ocr = RecordingOCR()
+    g._image_worker = __import__("concurrent.futures").futures.ThreadPoolExecutor(1, thread_name_prefix="crossguard-image")
+    encoder = g.graphs["image_encoder"]
+    run = encoder.run
+    encoder.run = lambda feeds: (g.ocr.image_threads.append(threading.current_thread().name), run(feeds))[1]
+    try:
+        overlapped = g.screen_batch([photo(1), photo(2)], ["hello", "how do I do this"])
+    finally:
+        encoder.run = run
+    assert g.ocr.image_threads and g.ocr.image_threads[0].startswith("crossguard-image")
+    assert [v.score for v in overlapped] == pytest.approx([v.score for v in sequential], abs=1e-6)
+    assert [v.unsafe for v in overlapped] == [v.unsafe for v in sequential]
+    assert all("image_encoder" in v.timings_ms and "ocr" in v.timings_ms for v in overlapped)
 
 
 def test_micro_batcher_isolates_errors_without_prepare():
