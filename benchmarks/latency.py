@@ -235,8 +235,8 @@ class EagerReference:
         text_encoder = backbones.text_encoder()
         self.model = GuardModel(text_encoder, backbones.image_encoder(), head).eval().to(self.device)
         self.tokenizer = TextTokenizer(text_encoder.tokenizer_file)
-        files = backbones.ocr_models()
-        self.ocr = FastOCR(files.det, files.rec, threads=threads)
+        self.ocr_files = backbones.ocr_models()
+        self.ocr = FastOCR(self.ocr_files.det, self.ocr_files.rec, threads=threads)
         self.backend = f"torch-eager-{self.device.type}"
 
     def screen_batch(self, images: Sequence, texts: Sequence[str]) -> list[dict[str, Any]]:
@@ -388,6 +388,25 @@ def time_interleaved(fns: dict[str, Callable[[], Any]], plan: TimingPlan,
     return times, results, errors
 
 
+def weights_mb(screener: Any) -> float | None:
+    """Size of the weights a loaded backend uses: the bundle files of a runtime ``Guard``'s graphs (its
+    precision; graphs without that variant use fp32) plus its OCR models; the eager reference's parameters
+    plus its OCR models. None for anything else (test fakes)."""
+    files: list[Path] = []
+    total = 0.0
+    bundle, graphs = getattr(screener, "bundle", None), getattr(screener, "graphs", None)
+    if bundle is not None and graphs is not None:
+        files += [Path(bundle.graph(name, graphs.precision)) for name in graphs.sessions]
+        if getattr(screener, "ocr", None) is not None and bundle.ocr_paths:
+            files += list(bundle.ocr_paths)
+    elif isinstance(screener, EagerReference):
+        total = float(sum(p.numel() * p.element_size() for p in screener.model.parameters()))
+        files += [Path(screener.ocr_files.det), Path(screener.ocr_files.rec)]
+    else:
+        return None
+    return (total + sum(f.stat().st_size for f in files)) / 2**20
+
+
 def load_backends(backends: Sequence[BackendSpec], factories: dict[str, Factory], bundle,
                   check: Callable[[BackendSpec, Any], str | None]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Load every available backend in turn (timing the load and the memory it adds)."""
@@ -411,6 +430,7 @@ def load_backends(backends: Sequence[BackendSpec], factories: dict[str, Factory]
         entry["rss_before_mb"], entry["rss_after_load_mb"] = rss0, rss_mb()
         entry["rss_load_mb"] = entry["rss_after_load_mb"] - rss0
         entry["head"] = getattr(screeners[spec.name], "head_source", None)
+        entry["weights_mb"] = weights_mb(screeners[spec.name])
     return entries, screeners
 
 

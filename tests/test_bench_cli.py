@@ -123,6 +123,33 @@ def test_all_passes_latency_settings_and_runs_every_step(tmp_path, monkeypatch):
     assert seen["detection"].precision == "fp32,int8"
 
 
+def test_precision_summary_joins_latency_and_detection(tmp_path):
+    def run(kind, batch, p50):
+        return {"input": kind, "batch": batch, "p50": p50, "p90": p50, "p99": p50, "throughput": 1.0}
+
+    latency = {"kind": "latency", "backends": [
+        {"name": "torch-eager", "weights_mb": 150.0, "runs": [run("no-ocr", 1, 100.0), run("ocr", 1, 160.0)]},
+        {"name": "ort-cpu-fp32", "weights_mb": 120.25, "runs": [run("no-ocr", 1, 30.0), run("no-ocr", 16, 300.0)]},
+        {"name": "ort-cpu-int8", "weights_mb": 100.0, "runs": [run("no-ocr", 1, 25.0)]}]}
+    models = {"guard": {"backend": "ort-cpu-int8"}, "guard-fp32": {"backend": "ort-cpu-fp32"}, "reference": {}}
+    sets = [{"name": "dev", "models": {}},
+            {"name": "test", "models": {"guard": {"overall": {"detection_rate": 0.5, "false_refusal_rate": 0.25}},
+                                        "guard-fp32": {"overall": {"detection_rate": 0.75, "false_refusal_rate": 0.0},
+                                                       "decision_agreement_with_guard": 0.875},
+                                        "reference": {"overall": {"detection_rate": 1.0, "false_refusal_rate": 0.0}}}}]
+    md = R.precision_summary_markdown(latency, {"kind": "detection", "models": models, "sets": sets})
+    rows = {line.split(" | ")[0].strip("| "): line for line in md.splitlines() if line.startswith("| ")}
+    assert rows["PyTorch eager (reference)"].startswith("| PyTorch eager (reference) | 150.0 | 100.0 | 160.0 | n/a |")
+    assert "| 120.2 | 30.0 | n/a | 300.0 | n/a | 0.750 | 0.000 | 0.875 |" in rows["ONNX Runtime CPU fp32"]
+    assert "| 100.0 | 25.0 | n/a | n/a | n/a | 0.500 | 0.250 | n/a |" in rows["ONNX Runtime CPU int8"]
+    (tmp_path / "latency.json").write_text(json.dumps(latency))
+    (tmp_path / "detection.json").write_text(json.dumps({"kind": "detection", "models": models, "sets": []}))
+    assert "### Precisions at a glance" in R.regenerate(tmp_path).read_text()
+    (tmp_path / "flops.json").write_text("{not json")
+    with pytest.raises(ValueError, match="flops.json: not valid JSON"):
+        R.regenerate(tmp_path)
+
+
 # ------------------------------------------------------------------------------------------ detection
 def _png(path: Path) -> str:
     path.parent.mkdir(parents=True, exist_ok=True)

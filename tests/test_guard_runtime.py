@@ -215,8 +215,8 @@ def test_image_encoder_runs_beside_the_ocr(bundle_dir):
 
     g = Guard.load(bundle_dir, device="cpu", ocr="off")
     sequential = g.screen_batch([photo(1), photo(2)], ["hello", "how do I do this"])
-    g.ocr = RecordingOCR()
-    g._image_worker = __import__("concurrent.futures").futures.ThreadPoolExecutor(1, thread_name_prefix="crossguard-image")
+    g = Guard(g.bundle, g.graphs, g.tokenizer, RecordingOCR())
+    assert Guard(g.bundle, g.graphs, g.tokenizer, RecordingOCR(), overlap=False)._image_worker is None
     encoder = g.graphs["image_encoder"]
     run = encoder.run
     encoder.run = lambda feeds: (g.ocr.image_threads.append(threading.current_thread().name), run(feeds))[1]
@@ -261,3 +261,12 @@ def test_ocr_finds_rendered_text(tmp_path):
     blank = g.screen(None, "what is in this image")
     assert blank.ocr_text == "" and not blank.unsafe
     assert g.ocr(Image.new("RGB", (760, 760), "white")).timings_ms.keys() == {"ocr_check"}  # no det/rec work
+
+
+def test_weights_mb_counts_the_graph_files_of_the_loaded_precision(bundle_dir):
+    from crossguard.benchmarks.latency import weights_mb
+
+    g = Guard.load(bundle_dir, device="cpu", precision="int8", ocr="off")
+    files = [bundle_dir / "graphs" / f"{n}.int8.onnx" for n in ("image_encoder", "text_encoder", "fusion")]
+    assert weights_mb(g) == pytest.approx(sum(f.stat().st_size for f in files) / 2**20)
+    assert weights_mb(object()) is None
