@@ -241,6 +241,11 @@ def evaluate(samples: list[Sample], ms: ModelScores) -> dict[str, Any]:
     out["per_kind"] = M.group_breakdown([s.kind for s in samples], y, ms.scores, ms.threshold, ms.predicted)
     out["per_domain"] = M.group_breakdown([_domain_group(s) for s in samples], y, ms.scores, ms.threshold,
                                           ms.predicted)
+    # unsafe pairs whose topic none of our domains covers (FigStep's legal / financial / health advice)
+    # apart from the rest, so a table can say how much of a miss is outside the taxonomy
+    scope = [None if not s.unsafe else ("in_taxonomy" if _domain_group(s) else "outside_taxonomy") for s in samples]
+    if "outside_taxonomy" in scope:
+        out["unsafe_by_taxonomy"] = M.group_breakdown(scope, y, ms.scores, ms.threshold, ms.predicted)
     if "predicted_domain" in ms.info:
         idx = [i for i, s in enumerate(samples) if s.unsafe and _domain_group(s)]
         if idx:

@@ -216,6 +216,25 @@ def test_detection_cli_manifest_and_reader(tmp_path, fake_module):
     assert "Detection and false refusals" in R.regenerate(out).read_text()
 
 
+def test_detection_splits_unsafe_pairs_outside_the_taxonomy(tmp_path, fake_module):
+    fig = tmp_path / "figstep"
+    for task in (1, 2):
+        _png(fig / "images" / f"query_ForbidQI_1_{task}_6.png")
+    _png(fig / "images" / "query_ForbidQI_8_1_6.png")
+    with open(fig / "safebench.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["dataset", "category_id", "task_id", "category_name", "question", "instruction"])
+        w.writerows([["ForbidQI", 1, 1, "Illegal Activity", "q", "i"], ["ForbidQI", 1, 2, "Illegal Activity", "q", "i"],
+                     ["ForbidQI", 8, 1, "Legal Opinion", "q", "i"]])
+    out = tmp_path / "results"
+    assert crossguard_main(["bench", "detection", "--reader", "figstep", "--path", str(fig), "--no-guard",
+                            "--no-reference", "--scorer", fake_module, "--results-dir", str(out), "--no-progress"]) == 0
+    res = json.loads((out / "detection.json").read_text())
+    scoped = res["sets"][0]["models"]["teacher"]["unsafe_by_taxonomy"]
+    assert scoped["in_taxonomy"]["n"] == 2 and scoped["outside_taxonomy"]["n"] == 1
+    assert "inside our 14 domains (n=2) / outside them (n=1" in (out / "detection.md").read_text()
+
+
 def test_forge_split_keeps_the_seeds_of_one_split(tmp_path, fake_module):
     """``--forge DIR`` evaluates the run's samples whose seed is in ``--forge-split``, as build-data splits them."""
     from crossguard.train.dataset_builder import split_of_sample
