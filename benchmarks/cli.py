@@ -92,6 +92,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     p = sub.add_parser("report", help="regenerate benchmarks/results/README_tables.md from the JSON results")
     p.add_argument("--results-dir", default=str(RESULTS_DIR))
     p.add_argument("--out", default=None, help="default <results-dir>/README_tables.md")
+    p.add_argument("--readme", default=None, metavar="PATH",
+                   help="also put the tables into PATH between <!-- bench-tables:start/end --> (e.g. README.md)")
     p.set_defaults(func=run_report_cmd)
 
     p = sub.add_parser("all", help="flops + latency + detection + report (use --quick on a CPU machine)")
@@ -99,6 +101,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     _detection_args(p)
     p.add_argument("--batch-sizes", type=_ints, default=None, help="latency batch sizes (default 1,4,16,64)")
     p.add_argument("--budget-s", type=float, default=None, help="latency: timed seconds per configuration")
+    p.add_argument("--readme", default=None, metavar="PATH", help="also update the tables block of PATH")
     p.add_argument("--quick", action="store_true")
     p.set_defaults(func=run_all_cmd)
 
@@ -312,14 +315,17 @@ def run_flops_cmd(args: argparse.Namespace) -> int:
 
 # ------------------------------------------------------------------------------------------ report
 def run_report_cmd(args: argparse.Namespace) -> int:
-    from .report import regenerate
+    from .report import regenerate, update_readme
 
     try:
         path = regenerate(args.results_dir, args.out)
+        tables = path.read_text(encoding="utf-8")
+        if getattr(args, "readme", None):
+            _say(f"updated {update_readme(args.readme, tables)}")
     except (FileNotFoundError, ValueError) as e:
         _say(f"crossguard bench report: {e}")
         return 2
-    print(path.read_text(encoding="utf-8"))
+    print(tables)
     _say(f"wrote {path}")
     return 0
 
@@ -344,7 +350,7 @@ def run_all_cmd(args: argparse.Namespace) -> int:
     det = argparse.Namespace(**vars(args))
     det.name = None
     codes["detection"] = run_detection_cmd(det, default_dev=True)
-    codes["report"] = run_report_cmd(SimpleNamespace(results_dir=args.results_dir, out=None))
+    codes["report"] = run_report_cmd(SimpleNamespace(results_dir=args.results_dir, out=None, readme=args.readme))
     _say(f"crossguard bench all: {codes} in {time.perf_counter() - t0:.0f} s")
     return 0 if all(c == 0 for c in codes.values()) else 1
 

@@ -186,3 +186,17 @@ def regenerate(results_dir: str | os.PathLike, out: str | os.PathLike | None = N
         parts.append(f"### {TITLES.get(result.get('kind'), name)}\n\nFrom `{name}.json`"
                      f" ({result.get('created', 'undated')}).\n\n{render(result)}")
     return write_text(out or results_dir / "README_tables.md", "\n".join(parts))
+
+
+README_START, README_END = "<!-- bench-tables:start -->", "<!-- bench-tables:end -->"
+
+
+def update_readme(readme: str | os.PathLike, tables: str) -> Path:
+    """Replace what lies between ``README_START`` and ``README_END`` in ``readme`` with ``tables`` (atomic);
+    the rest of the file is kept. A file without that block is an error, never a guess."""
+    path = Path(readme)
+    text = path.read_text(encoding="utf-8")
+    start, end = text.find(README_START), text.find(README_END)
+    if start < 0 or end < start:
+        raise ValueError(f"{path}: no {README_START} ... {README_END} block to replace")
+    return write_text(path, text[:start + len(README_START)] + "\n" + tables.strip() + "\n" + text[end:])

@@ -150,6 +150,25 @@ def test_precision_summary_joins_latency_and_detection(tmp_path):
         R.regenerate(tmp_path)
 
 
+def test_report_updates_the_readme_block_and_nothing_else(tmp_path):
+    from crossguard.benchmarks.cli import run_report_cmd
+
+    run = {"input": "no-ocr", "batch": 1, "p50": 30.0, "p90": 31.0, "p99": 32.0, "throughput": 33.3}
+    (tmp_path / "latency.json").write_text(json.dumps({"kind": "latency", "created": "t",
+                                                       "backends": [{"name": "ort-cpu-fp32", "runs": [run]}]}))
+    readme = tmp_path / "README.md"
+    readme.write_text("# Title\n<!-- bench-tables:start -->\nold tables\n<!-- bench-tables:end -->\n## After\n")
+    assert run_report_cmd(types.SimpleNamespace(results_dir=str(tmp_path), out=None, readme=str(readme))) == 0
+    head, rest = readme.read_text().split("<!-- bench-tables:start -->\n")
+    block, tail = rest.split("<!-- bench-tables:end -->")
+    assert head == "# Title\n" and tail == "\n## After\n" and "old tables" not in block
+    assert "### Latency" in block and "| ort-cpu-fp32 |" in block
+    bare = tmp_path / "bare.md"
+    bare.write_text("no markers\n")
+    assert run_report_cmd(types.SimpleNamespace(results_dir=str(tmp_path), out=None, readme=str(bare))) == 2
+    assert bare.read_text() == "no markers\n"
+
+
 # ------------------------------------------------------------------------------------------ detection
 def _png(path: Path) -> str:
     path.parent.mkdir(parents=True, exist_ok=True)
