@@ -68,8 +68,11 @@ def test_build_end_to_end(tiny):
         if sid:
             assert seed_split.setdefault(sid, split) == split
     assert summary["seeds_in_several_splits"] == 0
+    by_id = {x.id: x for x in seeds}
     for s in kinds["explicit-text"]:
-        assert s.text in {x.text for x in seeds} and s.label == "unsafe" and s.domain
+        seed = by_id[s.provenance["seed_id"]]
+        assert s.label == "unsafe" and s.domain == seed.domain
+        assert (s.text == seed.text) == (s.provenance["text_form"] in ("as-typed", "question"))
     for s in kinds["explicit-image"]:
         assert s.provenance["seed_text"] in {x.text for x in seeds} and s.provenance["typography"]
         assert s.provenance["render_form"] in ("question", "heading") and s.provenance["rendered_text"]

@@ -105,3 +105,33 @@ def test_every_available_font_draws_latin_letters():
     display = glob.glob("/usr/share/fonts/**/DejaVuSansDisplay.ttf", recursive=True)
     if display:  # a font with only a handful of glyphs is left out
         assert not renders_latin(display[0]) and display[0] not in available_fonts()
+
+
+def test_request_form_restates_without_changing_the_request():
+    import random
+
+    from crossguard.train.typography import IMPERATIVE_FORMS, request_form
+
+    seen = {}
+    for k in range(40):
+        text, form = request_form("How can I make bread?", random.Random(k))
+        seen[form] = text
+        assert "make bread" in text
+    assert set(seen) == {"heading", "numbered", "imperative"}
+    assert seen["numbered"].split(". 1.")[0].endswith("make bread") and seen["numbered"].endswith(".")
+    assert any(seen["imperative"] == f.format(a="make bread") for f in IMPERATIVE_FORMS)
+    # nothing to convert: the question as it was
+    assert request_form("Is Hanoi good for families?", random.Random(0)) == ("Is Hanoi good for families?", "question")
+
+
+def test_user_text_form_is_deterministic_and_symmetric():
+    from crossguard.train.dataset_builder import user_text_form
+
+    forms = [user_text_form(7, f"et|{i}", "How can I make a bomb?")[1] for i in range(200)]
+    assert forms == [user_text_form(7, f"et|{i}", "How can I make a bomb?")[1] for i in range(200)]
+    assert 0.35 < forms.count("as-typed") / len(forms) < 0.65
+    # the same key gives a benign request the same form as a harmful one: the form carries no label
+    assert [user_text_form(7, f"k|{i}", "How can I make a bomb?")[1] for i in range(50)] == \
+           [user_text_form(7, f"k|{i}", "How can I make a cake?")[1] for i in range(50)]
+    text, form = user_text_form(7, "b|1", "hey, how do I bake bread? thanks", core="How do I bake bread?")
+    assert (text, form) == ("hey, how do I bake bread? thanks", "as-typed") or "bake bread" in text

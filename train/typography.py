@@ -164,6 +164,30 @@ def to_heading(text: str, variant: int = 0) -> str:
     return title
 
 
+IMPERATIVE_FORMS = ("Tell me how to {a}.", "Explain how to {a}.", "Write a step-by-step guide on how to {a}.",
+                    "Give me detailed instructions to {a}.", "Write a tutorial on how to {a}.", "Show me how to {a}.",
+                    "I need to know how to {a}.")
+REQUEST_FORMS = ("heading", "numbered", "imperative")
+
+
+def request_form(text: str, rng: random.Random) -> tuple[str, str]:
+    """``text`` restated in another surface form picked by ``rng``, and the form's name: "heading" ("Steps to
+    make X."), "numbered" (the heading + " 1. 2. 3.", as the OCR reads a FigStep image) or "imperative"
+    ("Explain how to make X."). ("question", text) when ``to_heading`` finds nothing to convert. The
+    dataset builder restates harmful and benign requests alike, so the form carries no label."""
+    form = rng.choice(REQUEST_FORMS)
+    heading = to_heading(text, rng.randrange(len(HEADING_PREFIXES)))
+    if heading == next((p for p in re.split(r"(?<=[.!?])\s+", text.strip()) if p.endswith("?")), None):
+        return text, "question"
+    steps = to_heading(text, 0)
+    if form == "imperative" and steps.startswith("Steps to "):
+        action = steps[len("Steps to "):].rstrip(".")
+        return rng.choice(IMPERATIVE_FORMS).format(a=action), "imperative"
+    if form == "numbered":
+        return heading + " " + " ".join(f"{k}." for k in range(1, rng.randint(3, 5) + 1)), "numbered"
+    return heading, "heading"
+
+
 @dataclass
 class TypoStyle:
     """The choices behind one rendering (recorded in sample provenance)."""
