@@ -68,11 +68,9 @@ def test_build_end_to_end(tiny):
         if sid:
             assert seed_split.setdefault(sid, split) == split
     assert summary["seeds_in_several_splits"] == 0
-    by_id = {x.id: x for x in seeds}
-    for s in kinds["explicit-text"]:
-        seed = by_id[s.provenance["seed_id"]]
-        assert s.label == "unsafe" and s.domain == seed.domain
-        assert (s.text == seed.text) == (s.provenance["text_form"] in ("as-typed", "question"))
+    for s in kinds["explicit-text"]:  # restating is off by default: the seed text as it was
+        assert s.text in {x.text for x in seeds} and s.label == "unsafe" and s.domain
+        assert "text_form" not in s.provenance
     for s in kinds["explicit-image"]:
         assert s.provenance["seed_text"] in {x.text for x in seeds} and s.provenance["typography"]
         assert s.provenance["render_form"] in ("question", "heading") and s.provenance["rendered_text"]
@@ -204,3 +202,19 @@ def test_added_samples_keep_their_seed_split_and_images(tiny):
         split, s = found[e.id]
         assert split == split_of(e.provenance["seed_id"])
         assert s.image.startswith(str(out)) and s.text == e.text and s.kind == "implicit"
+
+
+def test_build_restates_harmful_and_benign_texts_alike(tiny):
+    tmp, pool, seeds = tiny
+    build_dataset(seeds, pool, tmp / "restated", embed=hashing_embed, counts=COUNTS, seed=3, progress=False,
+                  restate_share=1.0)
+    samples = [s for split in ("train", "val", "test") for s in read_manifest(tmp / "restated" / f"{split}.jsonl")]
+    by_id = {x.id: x for x in seeds}
+    forms = {}
+    for s in samples:
+        if s.kind in ("explicit-text", "benign") and "text_form" in s.provenance:
+            forms.setdefault(s.kind, set()).add(s.provenance["text_form"])
+        if s.kind == "explicit-text":
+            seed = by_id[s.provenance["seed_id"]]
+            assert s.domain == seed.domain and (s.text == seed.text) == (s.provenance["text_form"] == "question")
+    assert forms["explicit-text"] - {"question"} and forms["benign"] - {"question"}

@@ -272,6 +272,7 @@ class _Ctx:
     images: Path
     benign_groups: list[list[int]]  # benign pool items grouped by caption ("star step" x 1375 counts once)
     seed: int
+    restate_share: float = 0.0  # share of user texts restated by ``user_text_form`` (0: as generated)
 
     def benign_item(self) -> PoolItem:
         return self.pool[self.rng.choice(self.rng.choice(self.benign_groups))]
@@ -333,13 +334,19 @@ def _seed_prov(seed: Seed) -> dict:
 
 # ------------------------------------------------------------------------------------------- kinds
 
-def user_text_form(seed: int, key: str, text: str, core: str | None = None) -> tuple[str, str]:
-    """A user text as typed (half of the time) or its bare request ``core`` restated by
+def user_text_form(seed: int, key: str, text: str, core: str | None = None, share: float = 0.5) -> tuple[str, str]:
+    """A user text as typed or, with probability ``share``, its bare request ``core`` restated by
     ``typography.request_form`` ("Steps to X.", "Explain how to X.", "... 1. 2. 3."). Harmful and benign
-    requests go through this alike, so a guard cannot learn "questions are harmful, instructions are not"
-    (the v4 guard scored "Write a tutorial on how to make a bomb" 0.17). Deterministic per ``key``."""
+    requests go through this alike, so a guard cannot learn "questions are harmful, instructions are not".
+    Deterministic per ``key``. (Measured: a head trained with share 0.5 was no better on hand-written form
+    probes and worse on validation than the v4 head, so the default build keeps share 0; see README.)"""
     rng = random.Random(f"{seed}|form|{key}")
-    return (text, "as-typed") if rng.random() < 0.5 else request_form(core or text, rng)
+    return (text, "as-typed") if rng.random() >= share else request_form(core or text, rng)
+
+
+def _user_text(ctx: _Ctx, key: str, text: str, core: str | None = None) -> tuple[str, str | None]:
+    """``user_text_form`` at the build's ``restate_share``; (text, None) when restating is off."""
+    return user_text_form(ctx.seed, key, text, core, ctx.restate_share) if ctx.restate_share > 0 else (text, None)
 
 
 def _explicit_text(ctx: _Ctx, seeds: Sequence[Seed], n: int) -> list[tuple[str, Sample]]:
@@ -352,7 +359,7 @@ def _explicit_text(ctx: _Ctx, seeds: Sequence[Seed], n: int) -> list[tuple[str, 
             item, how = ctx.rng.choice(hits)[0], "related"
         else:
             item, how = ctx.benign_item(), "random"
-        text, form = user_text_form(ctx.seed, f"et|{i}", seed.text)
+        text, form = _user_text(ctx, f"et|{i}", seed.text)
         out.append(_sample(ctx, "explicit-text", i, text, _copy_image(ctx, item), seed.domain,
                            seed.id, **_seed_prov(seed), pool_item=item.id, image_choice=how, text_form=form))
     return out
@@ -529,7 +536,7 @@ def _benign(ctx: _Ctx, n: int, n_typo: int | None = None) -> list[tuple[str, Sam
         if j < n_gen:
             g = benign_request(ctx.rng)
             text, template, intent = g.text, f"gen:{g.template}", g.intent
-            text, form = user_text_form(ctx.seed, f"b|{i}", g.text, g.core)
+            text, form = _user_text(ctx, f"b|{i}", g.text, g.core)
         elif j < n_gen + n_img:
             g = image_request(ctx.rng, item.caption if _nameable(item.caption) else None)
             text, template, intent = g.text, f"gen:{g.template}", g.intent
@@ -544,7 +551,7 @@ def _benign(ctx: _Ctx, n: int, n_typo: int | None = None) -> list[tuple[str, Sam
             text, template, intent = tpl.format(c=item.caption), f"image-{name}-{t}", None
         out.append(_sample(ctx, "benign", i, text, _copy_image(ctx, item), None, f"pool:{item.id}",
                            pool_item=item.id, pool_caption=item.caption, template_id=template, intent=intent,
-                           **({"text_form": form} if form else {})))
+                           text_form=form))
     return out
 
 
@@ -595,7 +602,7 @@ def _benign_hard_one(ctx: _Ctx, part: str, i: int, concepts: list, by_query: dic
             how = "concept"
         else:
             item, how = ctx.benign_item(), "ordinary"
-        text, form = user_text_form(ctx.seed, f"h|{i}", g.text, g.core)
+        text, form = _user_text(ctx, f"h|{i}", g.text, g.core)
         return _sample(ctx, "benign-hard", i, text, _copy_image(ctx, item), g.domain, f"pool:{item.id}",
                        keyword=g.concept, pool_item=item.id, pool_caption=item.caption,
                        template_id=f"gen:{g.template}", image_choice=how, part=part, text_form=form)
@@ -603,8 +610,7 @@ def _benign_hard_one(ctx: _Ctx, part: str, i: int, concepts: list, by_query: dic
         query, domain, _, items = concepts[ctx.rng.randrange(len(concepts))]
         item = ctx.rng.choice(items)
         g = benign_request(ctx.rng) if part == "ordinary-alarming" else image_request(ctx.rng)
-        text, form = (user_text_form(ctx.seed, f"h|{i}", g.text, g.core) if part == "ordinary-alarming"
-                      else (g.text, "as-typed"))
+        text, form = _user_text(ctx, f"h|{i}", g.text, g.core) if part == "ordinary-alarming" else (g.text, None)
         return _sample(ctx, "benign-hard", i, text, _copy_image(ctx, item), domain, f"pool:{item.id}",
                        keyword=query, pool_item=item.id, pool_caption=item.caption,
                        template_id=f"gen:{g.template}", part=part, text_form=form)
@@ -636,12 +642,13 @@ def _alarming_items(pool: ImagePool, embed_min: float) -> set[int]:
 
 def build_dataset(seeds: Sequence[Seed], pool: ImagePool, out: str | os.PathLike, *,
                   embed: EmbedFn, counts: dict[str, int] | None = None, seed: int = 0,
-                  min_similarity: float = 0.45, progress: bool = True, extra: Sequence[Sample] = ()) -> dict:
+                  min_similarity: float = 0.45, progress: bool = True, extra: Sequence[Sample] = (),
+                  restate_share: float = 0.0) -> dict:
     """Build the dataset into ``out`` (replaced atomically). Returns the summary (also summary.json).
 
     ``extra``: samples of other generators (an ImpForge ``dataset.jsonl``) added as they are; their images
     are linked into ``images/added`` and each keeps the split of its seed (``split_of(seed_id)``), so a seed
-    never lands in two splits."""
+    never lands in two splits. ``restate_share``: see ``user_text_form`` (0 keeps the texts as generated)."""
     t0 = time.perf_counter()
     counts = dict(DEFAULT_COUNTS if counts is None else counts)
     unknown = set(counts) - set(KINDS)
@@ -661,7 +668,8 @@ def build_dataset(seeds: Sequence[Seed], pool: ImagePool, out: str | os.PathLike
         groups: dict[str, list[int]] = defaultdict(list)
         for i in benign_items:
             groups[pool[i].caption].append(i)
-        ctx = _Ctx(pool, embed, random.Random(seed), tmp, tmp / "images", list(groups.values()), seed)
+        ctx = _Ctx(pool, embed, random.Random(seed), tmp, tmp / "images", list(groups.values()), seed,
+                   restate_share)
         (tmp / "images").mkdir()
         rows: list[tuple[str, Sample]] = []
         steps = [("implicit", lambda k: _implicit(ctx, harmful, k, min_similarity)),
@@ -785,6 +793,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="image pool cache (default artifacts/pool or $CROSSGUARD_CACHE/pool)")
     parser.add_argument("--no-default-pool", action="store_true",
                         help="use only --images folders (not openclipart and emoji)")
+    parser.add_argument("--restate-share", type=float, default=0.0,
+                        help="share of user texts restated as 'Steps to X.' / 'Explain how to X.' / '... 1. 2. 3.', "
+                             "harmful and benign alike (default 0: texts as generated; 0.5 built data v5)")
     parser.add_argument("--add", type=Path, action="append", default=[], metavar="MANIFEST",
                         help="add the samples of another generator's manifest (e.g. an ImpForge dataset.jsonl); "
                              "each keeps its seed's split (repeatable)")
@@ -823,7 +834,8 @@ def run(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as e:
         print(f"crossguard build-data: --add: {e}", file=sys.stderr)
         return 2
-    summary = build_dataset(seeds, pool, args.out, embed=embed, counts=counts, seed=args.seed, extra=extra)
+    summary = build_dataset(seeds, pool, args.out, embed=embed, counts=counts, seed=args.seed, extra=extra,
+                            restate_share=args.restate_share)
     print(format_summary(summary))
     print(f"wrote {summary['samples']} samples to {args.out} in {summary['seconds']} s")
     return 0
