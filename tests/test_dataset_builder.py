@@ -142,11 +142,14 @@ def test_cli_build_data_with_minilm(tiny, capsys):
     tmp, _, _ = tiny
     rc = main(["build-data", "--seeds", str(tmp / "seeds"), "--out", str(tmp / "cli"), "--images",
                str(tmp / "images"), "--no-default-pool", "--pool-cache", str(tmp / "pool2"),
-               "--n-per-kind", "3"])
+               "--n-per-kind", "3", "--count", "explicit-text=5"])
     assert rc == 0
     out = capsys.readouterr().out
-    assert "wrote 15 samples" in out and "benign-hard" in out
-    assert sum(len(read_manifest(tmp / "cli" / f"{s}.jsonl")) for s in ("train", "val", "test")) == 15
+    assert "wrote 17 samples" in out and "benign-hard" in out
+    built = [x for s in ("train", "val", "test") for x in read_manifest(tmp / "cli" / f"{s}.jsonl")]
+    assert len(built) == 17 and sum(x.kind == "explicit-text" for x in built) == 5
+    assert main(["build-data", "--out", str(tmp / "cli3"), "--count", "explicit=5"]) == 2
+    assert "--count takes KIND=N" in capsys.readouterr().err
     assert list((tmp / "pool2").glob("text_emb.*.npy"))  # seed/phrase embeddings cached
     rc = main(["build-data", "--seeds", str(tmp / "nope"), "--out", str(tmp / "cli2")])
     assert rc == 2 and "seed folder not found" in capsys.readouterr().err

@@ -788,6 +788,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--n-per-kind", type=int, default=None,
                         help="samples per kind (default: " +
                              ", ".join(f"{k} {v}" for k, v in DEFAULT_COUNTS.items()) + ")")
+    parser.add_argument("--count", action="append", default=[], metavar="KIND=N",
+                        help="samples of one kind, over the defaults or --n-per-kind (repeatable), "
+                             "e.g. --count explicit-text=1500")
     parser.add_argument("--seed", type=int, default=0, help="random seed")
     parser.add_argument("--pool-cache", type=Path, default=None,
                         help="image pool cache (default artifacts/pool or $CROSSGUARD_CACHE/pool)")
@@ -810,6 +813,13 @@ def run(args: argparse.Namespace) -> int:
     if args.n_per_kind is not None and args.n_per_kind < 0:
         print("crossguard build-data: --n-per-kind must be >= 0", file=sys.stderr)
         return 2
+    counts = dict(DEFAULT_COUNTS) if args.n_per_kind is None else {k: args.n_per_kind for k in KINDS}
+    for item in args.count:
+        kind, _, n = item.partition("=")
+        if kind not in KINDS or not n.isdigit():
+            print(f"crossguard build-data: --count takes KIND=N with KIND in {KINDS}, got {item!r}", file=sys.stderr)
+            return 2
+        counts[kind] = int(n)
     try:
         seeds = read_seed_dir(args.seeds)
     except (FileNotFoundError, SeedFormatError) as e:
@@ -826,7 +836,6 @@ def run(args: argparse.Namespace) -> int:
         return 2
     print(f"image pool: {len(pool)} items ({pool.meta.get('counts')}), {time.perf_counter() - t0:.1f} s; "
           f"{len(seeds)} seeds from {args.seeds}", flush=True)
-    counts = None if args.n_per_kind is None else {k: args.n_per_kind for k in KINDS}
     # seed texts and keyword phrases are embedded once per machine, next to the pool's caption embeddings
     embed = CachedEmbed(model, pool.cache_dir / f"text_emb.{model.cache_key}")
     try:
