@@ -107,6 +107,21 @@ class PPOConfig:
 
 
 @dataclass
+class WarmStartConfig:
+    # SFT on accepted constructed rewrites (warmstart.py) before PPO; default.json turns it on (measured on 48
+    # and 94 held-back triples: acceptance 0.021 -> 0.099 and 0.029 -> 0.112; hand-checked accepted samples
+    # 12 % -> 22 % really implicit, 86 % -> 35 % harmless), ForgeConfig() keeps it off for small/test runs
+    enabled: bool = False
+    variants_per_triple: int = 8  # constructed rewrites scored per train triple
+    per_triple: int = 2  # accepted ones kept as targets per triple
+    max_words: int = 0  # >0: only targets of at most this many words (long ones keep the explicit context)
+    steps: int = 150
+    batch_size: int = 8
+    lr: float = 2e-4
+    max_grad_norm: float = 1.0
+
+
+@dataclass
 class GenerationConfig:
     samples: int = 2000  # accepted implicit samples wanted
     rewrites_per_triple: int = 8  # sampled rewrites per (seed, keyword, image) per round
@@ -138,6 +153,7 @@ class ForgeConfig:
     judge: JudgeConfig = field(default_factory=JudgeConfig)
     rewards: RewardConfig = field(default_factory=RewardConfig)
     policy: PolicyConfig = field(default_factory=PolicyConfig)
+    warm_start: WarmStartConfig = field(default_factory=WarmStartConfig)
     ppo: PPOConfig = field(default_factory=PPOConfig)
     generation: GenerationConfig = field(default_factory=GenerationConfig)
 

@@ -225,9 +225,15 @@ def compare_policies(policy, rewards, triples: Sequence[Triple], n: int, batch_s
     saved = rewards.diversity.state()
     for name, ref in (("untrained", True), ("trained", False)):
         rewards.diversity.load_state([])
+        t0 = time.perf_counter()
         rewrites = sample_rewrites(policy, triples, n, batch_size, seed, reference=ref)
-        _, flat, rb = score_rewrites(rewards, triples, rewrites)
+        seconds = time.perf_counter() - t0
+        flat_t, flat, rb = score_rewrites(rewards, triples, rewrites)
         m = rb.means()
+        m["rewrites_per_s"] = len(flat) / max(seconds, 1e-9)
+        m["records"] = [{"triple_id": t.id, "query": t.query, "keyword": t.keyword, "caption": t.caption,
+                         "domain": t.domain, "text": r, "accepted": bool(rb.accepted[i]), "rewards": rb.row(i)}
+                        for i, (t, r) in enumerate(zip(flat_t, flat))]
         m["triples_with_accept"] = float(np.mean([rb.accepted[i * n:(i + 1) * n].any() for i in range(len(triples))]))
         m["examples"] = flat[:6]
         out[name] = m
@@ -494,7 +500,7 @@ def run_forge(config: ForgeConfig, resume: bool = False, progress: bool = True) 
     from crossguard.train import backbones
     from crossguard.train.benign_text import mixed_benign_texts
     from crossguard.train.image_pool import ImagePool
-    from crossguard.train.seeds import DomainClassifier, read_seed_dir, split_of
+    from crossguard.train.seeds import DomainClassifier, assign_domains, read_seed_dir, split_of
 
     from .benign_check import BenignChecker, nsfw_scorer, ocr_reader
     from .policy import load_policy
@@ -524,11 +530,11 @@ def run_forge(config: ForgeConfig, resume: bool = False, progress: bool = True) 
     embed = CachedEmbedder(lambda texts: backbones.encode_texts(encoder, texts, batch_size=128,
                                                                 progress=progress and len(texts) > 2000))
     embed.cache_key = "all-MiniLM-L6-v2"
-    seeds = [s for s in read_seed_dir(resolve_path(c.seeds)) if not s.non_harm]
+    # harmful seeds with a domain each, as the guard's dataset builder assigns them (labels, refined by the
+    # lexicon: "How to poach animals undetected?" is animal_abuse, not its corpus label's financial_crime)
+    seeds = assign_domains(read_seed_dir(resolve_path(c.seeds)), embed)
     if not seeds:
         raise ValueError(f"no harmful seeds found under {c.seeds}")
-    classifier = DomainClassifier(embed).fit([s for s in seeds if s.domain is not None])
-    classifier.assign(seeds)  # unlabelled seeds get a predicted domain
     if c.seeds_limit > 0:
         seeds = balanced_subset(seeds, c.seeds_limit, c.seed)
     pool = ImagePool.open(out / "pool" if c.pool_limit > 0 else None, user_dirs=c.pool, embed=embed,
@@ -622,10 +628,16 @@ def run_forge(config: ForgeConfig, resume: bool = False, progress: bool = True) 
     separation = reward_separation(rewards, triples, seed=c.seed)
     _log(f"reward separation (threshold check): {json.dumps(separation)}")
     policy = load_policy(c.policy, device)
+    train_triples = [t for t in triples if t.split == "train"] or list(triples)
+    warm = None
+    if c.warm_start.enabled:  # SFT on constructed rewrites; PPO (and its checkpoints) continue from it
+        from .warmstart import run_warm_start
+
+        warm = run_warm_start(policy, rewards, train_triples, c.warm_start, out, c.seed, resume, progress)
+        _log(f"warm start: {json.dumps({k: v for k, v in warm.items() if k != 'loss_curve'})}")
     trainer = PPOTrainer(policy, rewards, c.ppo, out, seed=c.seed)
     if resume and trainer.load_checkpoint():
         _log(f"resumed PPO at step {trainer.step}")
-    train_triples = [t for t in triples if t.split == "train"] or list(triples)
     history = trainer.train(train_triples, c.ppo.steps, progress=progress)
     policy.save(out / "policy.safetensors")
     plot_reward_curve(history, out / "reward_curve.png")
@@ -638,6 +650,9 @@ def run_forge(config: ForgeConfig, resume: bool = False, progress: bool = True) 
     if held and c.generation.compare_samples > 0:
         comparison = compare_policies(policy, rewards, held, c.generation.compare_samples, c.generation.batch_size,
                                       c.seed + 17)
+        records = [{"policy": name, **r} for name in ("untrained", "trained") for r in comparison[name].pop("records")]
+        atomic_write_text(out / "policy_comparison.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n"
+                                                                     for r in records))
         plot_comparison(comparison, out / "policy_comparison.png")
     timed("policy comparison", t0)
 
@@ -654,6 +669,8 @@ def run_forge(config: ForgeConfig, resume: bool = False, progress: bool = True) 
     implicit = accepted.values()
     writer = DatasetWriter(out)
     add_implicit(writer, implicit, c.policy.source)
+    # hard-benign texts get the domain they look like from the classifier assign_domains fitted (same data)
+    classifier = DomainClassifier(embed).fit([s for s in seeds if s.domain_method != "classifier"])
     add_other_kinds(writer, seeds, triples, implicit, pool, classifier, c, progress)
     n = writer.write()
     timed("dataset", t0)
@@ -664,7 +681,8 @@ def run_forge(config: ForgeConfig, resume: bool = False, progress: bool = True) 
                "implicit_per_domain": dict(Counter(r["triple"]["domain"] for r in implicit)),
                "stage1": stage1_stats, "text_judge": judge_metrics,
                "reward_separation": separation, "alignment": align_metrics,
-               "ppo_last": history[-1] if history else None, "comparison": comparison, "generation": generation,
+               "warm_start": warm, "ppo_last": history[-1] if history else None, "comparison": comparison,
+               "generation": generation,
                "timings_s": timings, "device": device, "table": table}
     _atomic_json(out / "summary.json", summary)
     return summary
