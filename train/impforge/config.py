@@ -108,10 +108,10 @@ class PPOConfig:
 
 @dataclass
 class WarmStartConfig:
-    # SFT on accepted constructed rewrites (warmstart.py) before PPO; default.json turns it on (measured on 48
-    # and 94 held-back triples: acceptance 0.021 -> 0.099 and 0.029 -> 0.112; hand-checked accepted samples
-    # 12 % -> 22 % really implicit, 86 % -> 35 % harmless), ForgeConfig() keeps it off for small/test runs
-    enabled: bool = False
+    # SFT on accepted constructed rewrites (warmstart.py) before PPO. On by default: measured on 48 and 94
+    # held-back triples, acceptance 0.021 -> 0.099 and 0.029 -> 0.112; of hand-checked accepted samples
+    # 12 % -> 22 % really implicit and 86 % -> 35 % harmless (but 2 % -> 43 % still explicit)
+    enabled: bool = True
     variants_per_triple: int = 8  # constructed rewrites scored per train triple
     per_triple: int = 2  # accepted ones kept as targets per triple
     max_words: int = 0  # >0: only targets of at most this many words (long ones keep the explicit context)
