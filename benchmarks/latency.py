@@ -347,8 +347,9 @@ def _stage_means(calls: Sequence[Sequence[Any]]) -> dict[str, float]:
 
 def time_interleaved(fns: dict[str, Callable[[], Any]], plan: TimingPlan,
                      ) -> tuple[dict[str, list[float]], dict[str, list[Any]], dict[str, str]]:
-    """Warm every function up, then call them in turn (round robin) so that a change in machine load hits
-    all backends alike, until each has run ``min_iters`` calls and the loop has spent ``budget_s`` per
+    """Warm every function up, then call them in turn (round robin, the order rotated each round: a backend
+    that leaves the cores busy, such as torch's spinning threads, must not always slow the same successor)
+    so that a change in machine load hits all backends alike, until each has run ``min_iters`` calls and the loop has spent ``budget_s`` per
     backend, or ``max_iters`` calls. Returns (per-call ms, results of the timed calls, errors) keyed by
     name; a function that raises is dropped with its error."""
     times: dict[str, list[float]] = {n: [] for n in fns}
@@ -375,13 +376,16 @@ def time_interleaved(fns: dict[str, Callable[[], Any]], plan: TimingPlan,
                 break
     budget = plan.budget_s * max(1, len(live))
     start = time.perf_counter()
+    rounds = 0
     while True:
         elapsed = time.perf_counter() - start
         active = [n for n in live if len(times[n]) < plan.max_iters
                   and (len(times[n]) < plan.min_iters or elapsed < budget)]
         if not active:
             break
-        for name in active:
+        shift = rounds % len(active)  # rotate the order, so no backend always runs right after the same one
+        rounds += 1
+        for name in active[shift:] + active[:shift]:
             ms = call(name)
             if ms is not None:
                 times[name].append(ms)

@@ -478,7 +478,8 @@ def test_interleaved_timing_and_runtime_errors():
     plan = L.TimingPlan(batch_sizes=(1,), warmup=1, min_iters=4, max_iters=4, budget_s=0.0)
     times, results, errors = L.time_interleaved({"a": ok("a"), "b": ok("b"), "flaky": flaky}, plan)
     assert len(times["a"]) == len(times["b"]) == 4
-    # warm-ups, then round robin; flaky fails on its third call and is dropped, the others go on
-    assert calls == ["a", "b", "flaky"] + ["a", "b", "flaky"] * 2 + ["a", "b"] * 2
+    # warm-ups, then round robin with the order rotated each round; flaky fails on its third call and is
+    # dropped, the others go on
+    assert calls == ["a", "b", "flaky"] * 2 + ["b", "flaky", "a"] + ["a", "b"] + ["b", "a"]
     assert errors == {"flaky": "RuntimeError: CUDA out of memory"} and len(times["flaky"]) == 1
     assert results["a"] == [[{"backend": "a"}]] * 4 and len(results["flaky"]) == 1
