@@ -349,8 +349,8 @@ def time_interleaved(fns: dict[str, Callable[[], Any]], plan: TimingPlan,
                      ) -> tuple[dict[str, list[float]], dict[str, list[Any]], dict[str, str]]:
     """Warm every function up, then call them in turn (round robin, the order rotated each round: a backend
     that leaves the cores busy, such as torch's spinning threads, must not always slow the same successor)
-    so that a change in machine load hits all backends alike, until each has run ``min_iters`` calls and the loop has spent ``budget_s`` per
-    backend, or ``max_iters`` calls. Returns (per-call ms, results of the timed calls, errors) keyed by
+    so that a change in machine load hits all backends alike, until each has run ``min_iters`` calls and the
+    loop has spent ``budget_s`` per backend, or ``max_iters`` calls. Returns (per-call ms, results of the timed calls, errors) keyed by
     name; a function that raises is dropped with its error."""
     times: dict[str, list[float]] = {n: [] for n in fns}
     results: dict[str, list[Any]] = {n: [] for n in fns}

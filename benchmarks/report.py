@@ -79,9 +79,9 @@ def detection_markdown(result: dict[str, Any]) -> str:
         scoped = {n: m["unsafe_by_taxonomy"] for n, m in s["models"].items() if "unsafe_by_taxonomy" in m}
         if scoped:
             first = next(iter(scoped.values()))
-            out.append(f"\nDetection on unsafe pairs inside our 14 domains (n={first['in_taxonomy']['n'] if 'in_taxonomy' in first else 0})"
-                       f" / outside them (n={first['outside_taxonomy']['n']}, e.g. FigStep's legal, financial and "
-                       "health advice): " + ", ".join(
+            n_in, n_out = first.get("in_taxonomy", {}).get("n", 0), first["outside_taxonomy"]["n"]
+            out.append(f"\nDetection on unsafe pairs inside our 14 domains (n={n_in}) / outside them (n={n_out}, "
+                       "e.g. FigStep's legal, financial and health advice): " + ", ".join(
                            f"{n} {_f(g.get('in_taxonomy', {}).get('detection_rate'))} / "
                            f"{_f(g['outside_taxonomy']['detection_rate'])}" for n, g in scoped.items()) + "\n")
         kinds = [k for k in KINDS if k in s.get("kinds", [])]

@@ -535,7 +535,7 @@ def _benign(ctx: _Ctx, n: int, n_typo: int | None = None) -> list[tuple[str, Sam
         form = None
         if j < n_gen:
             g = benign_request(ctx.rng)
-            text, template, intent = g.text, f"gen:{g.template}", g.intent
+            template, intent = f"gen:{g.template}", g.intent
             text, form = _user_text(ctx, f"b|{i}", g.text, g.core)
         elif j < n_gen + n_img:
             g = image_request(ctx.rng, item.caption if _nameable(item.caption) else None)

@@ -177,7 +177,7 @@ def request_form(text: str, rng: random.Random) -> tuple[str, str]:
     dataset builder restates harmful and benign requests alike, so the form carries no label."""
     form = rng.choice(REQUEST_FORMS)
     heading = to_heading(text, rng.randrange(len(HEADING_PREFIXES)))
-    if heading == next((p for p in re.split(r"(?<=[.!?])\s+", text.strip()) if p.endswith("?")), None):
+    if heading.endswith("?"):  # to_heading converted nothing and gave the question back
         return text, "question"
     steps = to_heading(text, 0)
     if form == "imperative" and steps.startswith("Steps to "):
