@@ -57,14 +57,11 @@ VOCAB_WORDS = sorted(set(" ".join(HARMFUL + BENIGN).split()) | set(
     "keeping same goal answer only one sentence user will also send an image object shows".split()))
 
 
-def tiny_policy(seed: int = 0, lora_r: int = 4):
-    """A 2-layer Llama (hidden 32) + word-level tokenizer + LoRA; plain-text prompts (no chat template)."""
+def tiny_lm(seed: int = 0):
+    """(model, tokenizer): a 2-layer Llama (hidden 32) + word-level tokenizer; no chat template."""
     import torch
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
-
-    from crossguard.train.impforge.config import PolicyConfig
-    from crossguard.train.impforge.policy import Policy
 
     specials = ["<pad>", "<unk>", "<eos>"]
     vocab = {w: i for i, w in enumerate(specials + VOCAB_WORDS)}
@@ -76,7 +73,15 @@ def tiny_policy(seed: int = 0, lora_r: int = 4):
     config = LlamaConfig(vocab_size=len(vocab), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                          num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=512,
                          pad_token_id=0, eos_token_id=2, bos_token_id=None, tie_word_embeddings=False)
-    model = LlamaForCausalLM(config)
+    return LlamaForCausalLM(config), tokenizer
+
+
+def tiny_policy(seed: int = 0, lora_r: int = 4):
+    """``tiny_lm`` + LoRA; plain-text prompts (no chat template)."""
+    from crossguard.train.impforge.config import PolicyConfig
+    from crossguard.train.impforge.policy import Policy
+
+    model, tokenizer = tiny_lm(seed)
     return Policy(model, tokenizer, PolicyConfig(lora_r=lora_r, lora_alpha=8, max_new_tokens=6))
 
 

@@ -7,7 +7,8 @@ import sys
 from .config import DEFAULT_CONFIG, ConfigError, apply_overrides, load_config
 
 # flag -> config key
-FLAGS = {"seeds": "seeds", "out": "out", "policy": "policy.source", "clip": "clip", "steps": "ppo.steps",
+FLAGS = {"seeds": "seeds", "out": "out", "policy": "policy.source", "clip": "clip",
+         "text_encoder": "text_encoder", "image_encoder": "image_encoder", "steps": "ppo.steps",
          "samples": "generation.samples", "seed": "seed", "device": "device", "threads": "threads"}
 
 
@@ -19,6 +20,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", help="output folder (dataset, checkpoints, reports)")
     parser.add_argument("--policy", metavar="PATH", help="local HF causal-LM dir for the rewriter (default: packaged SmolLM2)")
     parser.add_argument("--clip", metavar="PATH", help="local CLIP/SigLIP dir: used for retrieval instead of the trained alignment")
+    parser.add_argument("--text-encoder", metavar="PATH",
+                        help="local HF BERT-like dir (with tokenizer.json) instead of the packaged all-MiniLM-L6-v2")
+    parser.add_argument("--image-encoder", metavar="PATH",
+                        help="EfficientNet-Lite0 .pth/.safetensors state dict instead of the packaged one")
     parser.add_argument("--steps", type=int, help="PPO steps")
     parser.add_argument("--samples", type=int, help="accepted implicit samples wanted")
     parser.add_argument("--seed", type=int, help="random seed")

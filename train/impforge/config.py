@@ -143,6 +143,8 @@ class ForgeConfig:
     pool: list[str] = field(default_factory=list)  # extra user image folders for the pool
     out: str = "artifacts/impforge"
     clip: str | None = None  # a local CLIP/SigLIP dir: used for retrieval and the semantic reward
+    text_encoder: str | None = None  # None: packaged all-MiniLM-L6-v2; else a local HF BERT-like dir (tokenizer.json)
+    image_encoder: str | None = None  # None: packaged EfficientNet-Lite0; else a Lite0 .pth/.safetensors state dict
     threads: int = 1  # torch CPU threads; 1 measured 5-6x faster per PPO step than 2 on a shared 2-core box
     device: str = "auto"  # auto: cuda when available
     seeds_limit: int = 0  # >0: a domain-balanced subset of this many seeds (quick runs)

@@ -494,20 +494,40 @@ def format_tables(samples: Sequence[Sample], implicit: Sequence[dict], compariso
 
 # --------------------------------------------------------------------------------------------- run
 
+def _model_key(kind: str, source: str) -> str:
+    """A cache name for a user's model file or directory (its resolved path)."""
+    return f"{kind}-{hashlib.sha1(str(Path(source).expanduser().resolve()).encode()).hexdigest()[:12]}"
+
+
+def _image_features(source: str | None, device: str):
+    """None for the packaged EfficientNet-Lite0 (ImagePool's default); else pooled features of a Lite0
+    state dict at ``source``, under a cache name of their own."""
+    if source is None:
+        return None
+    from crossguard.train import backbones
+
+    encoder = backbones.image_encoder("efficientnet-lite0", source).to(device)
+
+    def encode(paths: list[str]) -> np.ndarray:
+        return backbones.encode_images(encoder, paths)[1]
+
+    encode.cache_key = _model_key("image", source)
+    return encode
+
+
 def run_forge(config: ForgeConfig, resume: bool = False, progress: bool = True) -> dict:
     """The whole pipeline; returns the summary (also written to ``out/summary.json``)."""
     import torch
     from crossguard.train import backbones
-    from crossguard.train.benign_text import mixed_benign_texts
     from crossguard.train.image_pool import ImagePool
-    from crossguard.train.seeds import DomainClassifier, assign_domains, read_seed_dir, split_of
+    from crossguard.train.seeds import DomainClassifier, assign_domains, read_seed_dir
 
     from .benign_check import BenignChecker, nsfw_scorer, ocr_reader
     from .policy import load_policy
     from .ppo import PPOTrainer
     from .retrieval import Alignment, Retriever, train_alignment
     from .rewards import RewardModel
-    from .text_judge import TextJudge, train_text_judge
+    from .text_judge import TextJudge, judge_texts, train_text_judge
 
     c = config
     torch.set_num_threads(max(1, c.threads))
@@ -526,10 +546,11 @@ def run_forge(config: ForgeConfig, resume: bool = False, progress: bool = True) 
 
     # -- encoders, seeds, pool
     t0 = time.perf_counter()
-    encoder = backbones.text_encoder().to(device)
+    encoder = backbones.text_encoder(c.text_encoder).to(device)
     embed = CachedEmbedder(lambda texts: backbones.encode_texts(encoder, texts, batch_size=128,
                                                                 progress=progress and len(texts) > 2000))
-    embed.cache_key = "all-MiniLM-L6-v2"
+    # names the on-disk caption-embedding cache: another encoder must not reuse MiniLM's vectors
+    embed.cache_key = "all-MiniLM-L6-v2" if c.text_encoder is None else _model_key("text", c.text_encoder)
     # harmful seeds with a domain each, as the guard's dataset builder assigns them (labels, refined by the
     # lexicon: "How to poach animals undetected?" is animal_abuse, not its corpus label's financial_crime)
     seeds = assign_domains(read_seed_dir(resolve_path(c.seeds)), embed)
@@ -545,19 +566,14 @@ def run_forge(config: ForgeConfig, resume: bool = False, progress: bool = True) 
     # -- text judge
     t0 = time.perf_counter()
     judge_path = out / "text_judge.safetensors"
-    train_seeds = [s.text for s in seeds if split_of(s.id) == "train"]
-    val_seeds = [s.text for s in seeds if split_of(s.id) == "val"]
-    benign_all = (benign_questions(10_000, c.seed + 1) + hard_benign_questions(10_000, c.seed + 1)
-                  + mixed_benign_texts(c.judge.benign_texts, c.seed + 1))
-    benign_train = [b for b in benign_all if split_of(f"benign|{b}") == "train"]
-    benign_val = [b for b in benign_all if split_of(f"benign|{b}") != "train"]
+    texts = judge_texts(seeds, c.judge.benign_texts, c.seed)
     if resume and judge_path.is_file():
         judge = TextJudge.load(judge_path, embed)
     else:
-        judge = train_text_judge(train_seeds, benign_train, embed, c.judge.hidden, c.judge.epochs, c.judge.lr,
-                                 c.judge.weight_decay, c.seed)
+        judge = train_text_judge(texts.harmful_train, texts.benign_train, embed, c.judge.hidden, c.judge.epochs,
+                                 c.judge.lr, c.judge.weight_decay, c.seed)
         judge.save(judge_path)
-    judge_metrics = judge.evaluate(val_seeds, benign_val).to_dict()
+    judge_metrics = judge.evaluate(texts.harmful_val, texts.benign_val).to_dict()
     _log(f"text judge on held-out (val seeds vs held-out benign): {judge_metrics}")
     timed("text judge", t0)
 
@@ -584,7 +600,7 @@ def run_forge(config: ForgeConfig, resume: bool = False, progress: bool = True) 
         _log("retrieval.weight_image is 0: caption similarity only (no image features, no alignment)")
         image_vectors, text_space = None, None
     else:
-        features = pool.image_embeddings(progress=progress)
+        features = pool.image_embeddings(progress=progress, encode=_image_features(c.image_encoder, device))
         align_path = out / "alignment.safetensors"
         if resume and align_path.is_file():
             alignment = Alignment.load(align_path)

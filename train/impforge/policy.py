@@ -1,9 +1,10 @@
 """The ImpForge rewriting policy: a causal LM with LoRA adapters and a scalar value head.
 
-The frozen reference model of PPO is the same network with the adapters disabled
-(``with policy.reference():``), so no second copy of the weights is held. The value head reads the last
-hidden state at each position. ``generate`` samples rewrites; ``score`` gives per-token log-probs and
-values of given response tokens (what PPO optimises).
+``with policy.reference():`` is the untrained model (adapters disabled); ``with policy.lora_swapped(state):``
+is the network with other LoRA weights (a ``lora_state()`` snapshot) put in place of its own, which is how PPO
+evaluates its reference (the policy as it was when PPO started) without a second copy of the base weights.
+The value head reads the last hidden state at each position. ``generate`` samples rewrites; ``score`` gives
+per-token log-probs and values of given response tokens (what PPO optimises).
 """
 from __future__ import annotations
 
@@ -132,9 +133,31 @@ class Policy(nn.Module):
 
     @contextlib.contextmanager
     def reference(self):
-        """The frozen reference model: the same weights with LoRA switched off."""
+        """The untrained model: the same weights with LoRA switched off."""
         with self.model.disable_adapter():
             yield
+
+    def lora_state(self) -> dict[str, torch.Tensor]:
+        """Detached copies of the LoRA weights by parameter name (a snapshot for ``lora_swapped``)."""
+        return {n: p.detach().clone() for n, p in self.model.named_parameters() if p.requires_grad}
+
+    @contextlib.contextmanager
+    def lora_swapped(self, state: dict[str, torch.Tensor]):
+        """The network with the LoRA weights ``state`` (from ``lora_state``) in place of its own; its own weights
+        are put back on exit. Only the small LoRA tensors are copied; use it without gradient."""
+        params = {n: p for n, p in self.model.named_parameters() if p.requires_grad}
+        if set(state) != set(params):
+            raise ValueError(f"LoRA state does not fit this policy: {sorted(set(state) ^ set(params))[:5]}")
+        own = self.lora_state()
+        with torch.no_grad():
+            for n, p in params.items():
+                p.copy_(state[n])
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                for n, p in params.items():
+                    p.copy_(own[n])
 
     def encode_prompts(self, prompts: Sequence[str]) -> dict[str, torch.Tensor]:
         tok = self.tokenizer
@@ -212,17 +235,50 @@ class Policy(nn.Module):
         return out[:, full_ids.shape[1]:]
 
     def score(self, sequences: torch.Tensor, attention_mask: torch.Tensor, prompt_len: int,
-              with_values: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Per-token log-probs [B, R] of the response tokens and values [B, R] of the states before them."""
-        position_ids = (attention_mask.cumsum(1) - 1).clamp(min=0)
-        out = self.model(input_ids=sequences, attention_mask=attention_mask, position_ids=position_ids,
-                         output_hidden_states=with_values, use_cache=False)
-        logits = out.logits[:, prompt_len - 1:-1].float()
+              with_values: bool = True, prefix_cache: bool | None = None,
+              prefix_grad: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Per-token log-probs [B, R] of the response tokens and values [B, R] of the states before them.
+
+        Only the R positions that predict response tokens go through the LM head (``logits_to_keep``), not the
+        whole prompt. With ``prefix_cache`` (default: the config's) the prompts' shared token prefix is run once
+        (batch 1) and its KV cache expanded to the batch, as ``generate`` does; positions and masks are those of
+        the plain pass, so the results are the same up to float rounding. With ``prefix_grad`` the prefix pass
+        keeps its graph and gradients are exact (summed over rows); without, the prefix runs without gradient
+        (cheaper; the warm start's truncated gradient).
+        """
+        keep = sequences.shape[1] - prompt_len + 1  # positions prompt_len-1 .. end; the last predicts nothing
+        use_prefix = self.config.prefix_cache if prefix_cache is None else prefix_cache
+        split = (_shared_prefix_split(sequences[:, :prompt_len], attention_mask[:, :prompt_len])
+                 if use_prefix else None)
+        if split is None:
+            position_ids = (attention_mask.cumsum(1) - 1).clamp(min=0)
+            out = self.model(input_ids=sequences, attention_mask=attention_mask, position_ids=position_ids,
+                             output_hidden_states=with_values, use_cache=False, logits_to_keep=keep)
+        else:
+            # rows are [pads | prefix | own suffix | response | pads]; run [prefix] once, then per row
+            # [masked pads | own suffix | response] on its cache, positions from the mask as in the plain layout
+            first = prompt_len - attention_mask[:, :prompt_len].sum(1)
+            with contextlib.nullcontext() if prefix_grad else torch.no_grad():
+                prefix = sequences[:1, int(first[0]):int(first[0]) + split]
+                pre = self.model(input_ids=prefix, attention_mask=torch.ones_like(prefix), use_cache=True,
+                                 logits_to_keep=1)
+                cache = pre.cache if getattr(pre, "cache", None) is not None else pre.past_key_values
+                cache.batch_repeat_interleave(sequences.shape[0])
+            cols = torch.arange(split, sequences.shape[1], device=sequences.device)
+            own = (cols.unsqueeze(0) >= (first + split).unsqueeze(1)).to(attention_mask.dtype)
+            own = own * attention_mask[:, split:]
+            rest = torch.where(own.bool(), sequences[:, split:], torch.full_like(sequences[:, split:],
+                                                                                  self.tokenizer.pad_token_id))
+            full_mask = torch.cat([torch.ones_like(attention_mask[:, :split]), own], dim=1)
+            positions = (full_mask.cumsum(1) - 1).clamp(min=0)[:, split:]
+            out = self.model(input_ids=rest, attention_mask=full_mask, position_ids=positions, cache=cache,
+                             use_cache=True, output_hidden_states=with_values, logits_to_keep=keep)
+        logits = out.logits[:, -keep:-1].float()
         targets = sequences[:, prompt_len:]
         logprobs = torch.log_softmax(logits, dim=-1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
         values = None
         if with_values:
-            hidden = out.hidden_states[-1][:, prompt_len - 1:-1].float()
+            hidden = out.hidden_states[-1][:, -keep:-1].float()
             values = self.value_head(hidden).squeeze(-1)
         return logprobs, values
 

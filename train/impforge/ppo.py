@@ -1,10 +1,18 @@
 """PPO for the rewriting policy (own loop: TRL is not installed, and its PPOTrainer wants a second model
-copy and a separate reward model; ours reuses the LoRA-disabled network as reference).
+copy and a separate reward model; ours evaluates the reference on the same network with swapped LoRA weights).
 
 One step: sample a batch of rewrites -> rewards (rewards.RewardModel) -> per-token reward
-r_t = -kl_coef * (log pi(a_t) - log pi_ref(a_t)), plus the sequence reward on the last token -> GAE
+r_t = -kl_coef * (log pi(a_t | s_t) - log pi_ref(a_t | s_t)), plus the sequence reward on the last token -> GAE
 (gamma, lambda) -> ``epochs`` passes over minibatches with the clipped policy loss and the clipped value
 loss -> gradient clipping -> AdamW (LoRA and value head at their own learning rates).
+
+Reference pi_ref: the policy as it was when PPO started, i.e. the warm-start (SFT) policy after a warm start,
+the untrained model (LoRA B = 0, the same function as LoRA off) without one. This is InstructGPT's / TRL's
+choice: the KL term keeps PPO near the supervised policy. With the untrained model as reference instead, the
+KL penalty (about 1 reward unit per rewrite after a warm start, half the reward) pulled the policy back to
+the untrained model's output style and undid the warm start (artifacts/impforge_warm_ppo/report.md). It is held
+as a snapshot of the LoRA weights only (``Policy.lora_state``, swapped in for the reference pass), taken when the
+trainer is built, and stored in every checkpoint (``reference.safetensors``), so a resumed run keeps it.
 
 Determinism: step k seeds torch with (seed, k) before sampling and shuffling, so a run resumed from the
 checkpoint at step k repeats exactly what an uninterrupted run does. Checkpoints (every
@@ -19,6 +27,7 @@ import os
 import random
 import shutil
 import time
+import warnings
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -83,6 +92,7 @@ class PPOTrainer:
             raise ValueError("the policy has no trainable LoRA parameters")
         self.optimizer = torch.optim.AdamW([{"params": lora, "lr": config.lr},
                                             {"params": head, "lr": config.value_lr}], weight_decay=0.0)
+        self.reference_state = policy.lora_state()  # pi_ref: the policy when PPO starts (see module doc)
         self.step = 0
         self.history: list[dict] = []
         self.accepted = JsonlLog(self.out_dir / "accepted_ppo.jsonl")
@@ -110,7 +120,7 @@ class PPOTrainer:
         mask = roll.response_mask.float()
         with torch.no_grad():
             old_logp, old_values = self.policy.score(roll.sequences, roll.attention_mask, roll.prompt_len)
-            with self.policy.reference():
+            with self.policy.lora_swapped(self.reference_state):
                 ref_logp, _ = self.policy.score(roll.sequences, roll.attention_mask, roll.prompt_len,
                                                 with_values=False)
         kl = (old_logp - ref_logp) * mask
@@ -189,7 +199,7 @@ class PPOTrainer:
 
     # -- checkpoints ------------------------------------------------------------------------------
     def save_checkpoint(self) -> Path:
-        """ckpt/step_XXXXXX/{policy.safetensors, optimizer.pt, rng.safetensors, state.json}, written to a
+        """ckpt/step_XXXXXX/{policy, reference, rng}.safetensors, optimizer.pt, state.json, written to a
         temporary folder and renamed; ckpt/latest names the newest. Older checkpoints but one are removed."""
         from safetensors.torch import save_file
 
@@ -199,6 +209,8 @@ class PPOTrainer:
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
         save_file(self.policy.trainable_state(), str(tmp / "policy.safetensors"), metadata={"kind": "impforge-policy"})
+        reference = {k: v.cpu().contiguous() for k, v in self.reference_state.items()}
+        save_file(reference, str(tmp / "reference.safetensors"), metadata={"kind": "impforge-ppo-reference"})
         torch.save(self.optimizer.state_dict(), tmp / "optimizer.pt")
         save_file({"torch": torch.get_rng_state()}, str(tmp / "rng.safetensors"))
         state = {"step": self.step, "seed": self.seed, "history": self.history,
@@ -222,7 +234,9 @@ class PPOTrainer:
         return path if (path / "state.json").is_file() else None
 
     def load_checkpoint(self, path: str | os.PathLike | None = None) -> bool:
-        """Restore the newest (or the given) checkpoint; False when there is none."""
+        """Restore the newest (or the given) checkpoint; False when there is none. The KL reference comes from
+        the checkpoint; one written before references were stored keeps the reference this trainer was built
+        with (the pipeline rebuilds it deterministically: warm_start.safetensors, or the untrained model)."""
         from safetensors.torch import load_file
 
         path = Path(path) if path is not None else self.latest_checkpoint()
@@ -232,6 +246,14 @@ class PPOTrainer:
         if state.get("seed") != self.seed:
             raise ValueError(f"checkpoint {path} was made with seed {state.get('seed')}, this run uses {self.seed}")
         self.policy.load_trainable_state(load_file(str(path / "policy.safetensors")))
+        if (path / "reference.safetensors").is_file():
+            reference = load_file(str(path / "reference.safetensors"), device=str(self.policy.device))
+            if set(reference) != set(self.reference_state):
+                raise ValueError(f"checkpoint {path}: its KL reference does not fit this policy's LoRA weights")
+            self.reference_state = reference
+        else:
+            warnings.warn(f"checkpoint {path} has no reference.safetensors (made before the KL reference was "
+                          "stored): using the policy this trainer was built with as reference", stacklevel=2)
         self.optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=True))
         torch.set_rng_state(load_file(str(path / "rng.safetensors"))["torch"])
         np_state = np.random.get_state()

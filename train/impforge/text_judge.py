@@ -106,6 +106,32 @@ class TextJudge:
         return cls(head, embed)
 
 
+@dataclass
+class JudgeTexts:
+    """Texts a judge is trained and checked on: seeds by their split, benign texts by their own split."""
+    harmful_train: list[str]
+    harmful_val: list[str]
+    benign_train: list[str]
+    benign_val: list[str]
+
+
+def judge_texts(seeds: Sequence, benign_texts: int = 6000, seed: int = 0) -> JudgeTexts:
+    """Harmful class: ``seeds`` (objects with ``.id`` and ``.text``) split by ``split_of(seed.id)``; benign
+    class: the benign and hard-benign template questions plus ``benign_texts`` generated benign requests,
+    split by ``split_of("benign|" + text)`` (val and test both count as held out)."""
+    from crossguard.train.benign_text import mixed_benign_texts
+    from crossguard.train.seeds import split_of
+
+    from .templates import benign_questions, hard_benign_questions
+
+    benign = (benign_questions(10_000, seed + 1) + hard_benign_questions(10_000, seed + 1)
+              + mixed_benign_texts(benign_texts, seed + 1))
+    held = [split_of(f"benign|{b}") != "train" for b in benign]
+    return JudgeTexts([s.text for s in seeds if split_of(s.id) == "train"],
+                      [s.text for s in seeds if split_of(s.id) == "val"],
+                      [b for b, h in zip(benign, held) if not h], [b for b, h in zip(benign, held) if h])
+
+
 def train_text_judge(harmful: Sequence[str], benign: Sequence[str], embed: CachedEmbedder, hidden: int = 0,
                      epochs: int = 300, lr: float = 0.01, weight_decay: float = 1e-4, seed: int = 0) -> TextJudge:
     """Full-batch AdamW on class-balanced BCE; deterministic for ``seed``."""

@@ -26,7 +26,7 @@ import torch
 from crossguard.fileio import atomic_write_text
 
 from .config import WarmStartConfig
-from .policy import Policy, _shared_prefix_split, build_prompt
+from .policy import Policy, build_prompt
 from .ppo import masked_mean
 from .records import Triple
 from .rewards import RewardModel, stem, words
@@ -55,6 +55,8 @@ _MODIFIERS = frozenset("illegal illicit counterfeit fake stolen explicit harmful
                        "homemade unlicensed unregistered".split())
 _VERB_CONTEXT = frozenset("to i you we they".split())
 ACTION_FRAMES = ("I want to {}.", "Show me how to {}.", "What's the easiest way to {}?")
+# an "action" that is itself a request to the assistant ("Can you tell me how many ...") takes no frame
+_ASKING = re.compile(r"^(?:tell|show|give|help|explain|describe|list|provide|write|share)\b", re.IGNORECASE)
 
 
 def keyword_span(query: str, keyword: str) -> tuple[int, int, str] | None:
@@ -126,7 +128,7 @@ def construct_rewrites(query: str, keyword: str, seed: int = 0, max_variants: in
             base = _tidy(_ALARMING.sub("", text)) if soften else _tidy(text)
             candidates.append(base)
             action = _ACTION.match(base)
-            if action:
+            if action and not _ASKING.match(action.group(1)):
                 candidates += [_tidy(f.format(action.group(1))) for f in ACTION_FRAMES]
     candidates = [c for c in dict.fromkeys(candidates) if len(words(c)) >= 3]
     rng = random.Random(f"{seed}|{query}|{keyword}")
@@ -180,9 +182,9 @@ def response_loss(policy: Policy, prompts: Sequence[str], responses: Sequence[st
     """Mean NLL per response token (each response + EOS) given its prompt; prompt tokens carry no loss.
 
     With ``prefix_cache`` the prompts' shared token prefix (system prompt and worked examples, ~85 % of each
-    prompt) is run once without gradient and its KV cache expanded to the batch, as ``Policy.generate`` does;
-    the loss value is the same, the gradient leaves out the LoRA's effect on the prefix keys/values (a
-    truncation that makes a step ~4x cheaper on the CPU)."""
+    prompt) is run once without gradient and its KV cache expanded to the batch (``Policy.score`` with
+    ``prefix_grad=False``); the loss value is the same, the gradient leaves out the LoRA's effect on the prefix
+    keys/values (a truncation that makes a step ~4x cheaper on the CPU)."""
     tok = policy.tokenizer
     enc = policy.encode_prompts(prompts)
     eos = [tok.eos_token_id] if tok.eos_token_id is not None else []
@@ -196,27 +198,8 @@ def response_loss(policy: Policy, prompts: Sequence[str], responses: Sequence[st
     response, mask = response.to(policy.device), mask.to(policy.device)
     sequences = torch.cat([enc["input_ids"], response], dim=1)
     attention = torch.cat([enc["attention_mask"], mask], dim=1)
-    prompt_len = enc["input_ids"].shape[1]
-    split = _shared_prefix_split(enc["input_ids"], enc["attention_mask"]) if prefix_cache else None
-    if split is None:
-        logprobs, _ = policy.score(sequences, attention, prompt_len, with_values=False)
-        return -masked_mean(logprobs, mask.float())
-    # rows are [pads | prefix | own suffix | response | pads]; keep [prefix] once, then per row
-    # [masked pads | own suffix | response], positions from the mask as in the unsplit layout
-    first = prompt_len - enc["attention_mask"].sum(1)
-    with torch.no_grad():
-        prefix = sequences[:1, int(first[0]):int(first[0]) + split]
-        out = policy.model(input_ids=prefix, attention_mask=torch.ones_like(prefix), use_cache=True, logits_to_keep=1)
-        cache = out.cache if getattr(out, "cache", None) is not None else out.past_key_values
-        cache.batch_repeat_interleave(len(prompts))
-    cols = torch.arange(split, sequences.shape[1], device=sequences.device)
-    own = (cols.unsqueeze(0) >= (first + split).unsqueeze(1)).long() * attention[:, split:]
-    rest = torch.where(own.bool(), sequences[:, split:], torch.full_like(sequences[:, split:], tok.pad_token_id))
-    full_mask = torch.cat([torch.ones_like(attention[:, :split]), own], dim=1)
-    positions = (full_mask.cumsum(1) - 1).clamp(min=0)[:, split:]
-    logits = policy.model(input_ids=rest, attention_mask=full_mask, position_ids=positions, cache=cache,
-                          use_cache=True).logits[:, prompt_len - split - 1:-1].float()
-    logprobs = torch.log_softmax(logits, dim=-1).gather(-1, response.unsqueeze(-1)).squeeze(-1)
+    logprobs, _ = policy.score(sequences, attention, enc["input_ids"].shape[1], with_values=False,
+                               prefix_cache=prefix_cache, prefix_grad=False)
     return -masked_mean(logprobs, mask.float())
 
 
