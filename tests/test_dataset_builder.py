@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -132,6 +133,7 @@ def test_cli_options():
     configure(parser)
     args = parser.parse_args(["--out", "x", "--n-per-kind", "5", "--seed", "2", "--images", "a", "--images", "b"])
     assert args.n_per_kind == 5 and args.seed == 2 and [str(p) for p in args.images] == ["a", "b"]
+    assert args.text_judge == "none" and args.judge_threshold == 0.3 and args.object_share == 0.6
     assert args.seeds.name == "seeds" and args.seeds.parent.name == "data"
 
 
@@ -221,3 +223,60 @@ def test_build_restates_harmful_and_benign_texts_alike(tiny):
             seed = by_id[s.provenance["seed_id"]]
             assert s.domain == seed.domain and (s.text == seed.text) == (s.provenance["text_form"] == "question")
     assert forms["explicit-text"] - {"question"} and forms["benign"] - {"question"}
+
+
+HARM_WORDS = ("knife", "poison", "hurt", "steal", "pills", "insult", "launder", "torture", "terrorist", "fire")
+
+
+def word_judge(texts):
+    """A stand-in text judge: harmful when a harm word is named."""
+    return np.array([0.9 if any(w in t.lower() for w in HARM_WORDS) else 0.05 for t in texts], np.float32)
+
+
+def test_text_judge_keeps_only_text_safe_implicit_samples_and_adds_contrast_pairs(tiny):
+    tmp, pool, seeds = tiny
+    out = tmp / "judged"
+    summary = build_dataset(seeds, pool, out, embed=hashing_embed, counts={"implicit": 30, "benign-hard": 40},
+                            seed=1, progress=False, text_harm=word_judge)
+    rows = [(split, s) for split in ("train", "val", "test") for s in read_manifest(out / f"{split}.jsonl")]
+    implicit = [s for _, s in rows if s.kind == "implicit"]
+    assert summary["text_judge"] and summary["object_intents"]["used"] > 0
+    assert implicit and all(word_judge([s.text])[0] < 0.3 for s in implicit)  # no text harmful alone
+    objects = [s for s in implicit if s.provenance["part"] == "object-intent"]
+    assert len(objects) == round(30 * 0.6)
+    for s in objects:  # the picture shows the request's object (a concept word is in its caption here)
+        assert set(s.provenance["keyword"].split()) & set(s.provenance["pool_caption"].split()), s.provenance
+    contrast = [s for _, s in rows if s.provenance.get("part") == "intent-ordinary"]
+    assert contrast and all(s.label == "safe" for s in contrast)
+    for s in contrast:  # an ordinary picture, never one of the object
+        assert not set(s.provenance["keyword"].split()) & set(s.provenance["pool_caption"].split())
+    split_of_text = {}
+    for split, s in rows:  # a request lands in one split, whichever kind uses it
+        if s.provenance.get("template_id", "").startswith("intent:"):
+            assert split_of_text.setdefault(s.provenance["template_id"], split) == split
+    assert {s.provenance.get("part") for s in implicit} <= {"object-intent", "seed-rewrite"}
+
+
+def test_a_judge_that_refuses_everything_leaves_no_implicit_sample(tiny):
+    tmp, pool, seeds = tiny
+    summary = build_dataset(seeds, pool, tmp / "strict", embed=hashing_embed, counts={"implicit": 10},
+                            seed=1, progress=False, text_harm=lambda texts: np.ones(len(texts), np.float32))
+    assert summary["object_intents"]["used"] == 0 and summary["object_intents"]["refused_by_judge"] > 0
+    assert summary["samples"] == 0
+
+
+def test_text_judge_option_loads_a_saved_judge_or_none(tiny):
+    from crossguard.train.dataset_builder import _text_judge
+    from crossguard.train.impforge.embedding import CachedEmbedder
+    from crossguard.train.impforge.text_judge import train_text_judge
+
+    tmp, _, seeds = tiny
+    assert _text_judge("none", seeds, hashing_embed, 0) is None
+    judge = train_text_judge([s.text for s in seeds], ["What a lovely red apple.", "How do I bake bread?"],
+                             CachedEmbedder(hashing_embed), epochs=50)
+    judge.save(tmp / "judge.safetensors")
+    p_harm = _text_judge(str(tmp / "judge.safetensors"), seeds, hashing_embed, 0)
+    texts = [seeds[0].text, "How do I bake bread?"]
+    assert np.allclose(p_harm(texts), judge.p_harm(texts))
+    with pytest.raises(FileNotFoundError):
+        _text_judge(str(tmp / "missing.safetensors"), seeds, hashing_embed, 0)

@@ -4,8 +4,12 @@ Kinds (``crossguard.schemas.KINDS``):
 
 * **explicit-text**: a harmful seed request + a benign pool image (random, or weakly related by caption);
 * **explicit-image**: the harmful request typed into an image (``typography``) + a benign incitement text;
-* **implicit** (simple, pre-ImpForge): a phrase of the request that the pool can show is replaced by "this"
-  / "the thing in the picture" and paired with that pool image;
+* **implicit** (pre-ImpForge), two parts when a text judge is given (``--text-judge auto``: one trained on
+  the train-split seeds): *object-intent* requests (``object_intents``: harmless words, harmful only about
+  the pictured object, "How do I make this at home?" + a bomb) and *seed rewrites*: a phrase of the request
+  that the pool can show is replaced by a pointer ("this", "the one in the picture", with ImpForge's
+  constructed rewrites) and paired with that pool image, kept only when the judge calls the text alone safe.
+  Without a judge: seed rewrites only, all kept (the text often stays harmful alone: v6 and earlier);
 * **benign**: thousands of distinct generated benign requests (``benign_text``: many intents, contexts,
   phrasings, typos) and benign questions referring to the picture, with benign pool images; v1's templates;
   benign typographic images rendered exactly like the explicit-image kind (question or heading, numbered
@@ -13,7 +17,9 @@ Kinds (``crossguard.schemas.KINDS``):
 * **benign-hard**: alarming-looking but harmless pairs, labelled with the domain they look like: generated
   requests with alarming words in harmless senses (with the matching alarming clip-art or an ordinary
   image), ordinary requests and picture questions with alarming clip-art (knives, pills, fire, guns ...),
-  v1's concept questions and texts, and typographic images of the alarming-word requests.
+  v1's concept questions and texts, typographic images of the alarming-word requests, and (with a text
+  judge) the object-intent requests that read as ordinary with an ordinary image (the contrast of the
+  implicit part: same text, the image decides).
 
 Samples are split into train/val/test by seed (``seeds.split_of``): a seed's samples share a split.
 Benign samples without a seed split by their pool image or text, so an image stays in one split too.
@@ -30,8 +36,8 @@ import shutil
 import tempfile
 import time
 from collections import Counter, defaultdict
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -44,14 +50,22 @@ from crossguard.taxonomy import DOMAIN_NAMES
 
 from .benign_text import alarming_request, benign_request, image_request
 from .image_pool import EMOJI_FONT, OPENCLIPART_DIR, ImagePool, PoolItem
+from .object_intents import OBJECT_INTENTS, ObjectIntent
 from .seeds import SPLITS, EmbedFn, Seed, assign_domains, read_seed_dir, split_of
-from .typography import INCITEMENTS, available_fonts, render_typographic, request_form, to_heading
+from .typography import (
+    INCITEMENTS,
+    available_fonts,
+    render_typographic,
+    request_form,
+    to_heading,
+)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_SEEDS = REPO_ROOT.parent / "shared" / "data" / "seeds"
 DEFAULT_COUNTS = {"implicit": 800, "explicit-text": 600, "explicit-image": 800, "benign": 2000,
                   "benign-hard": 1300}
 GENERATOR = "dataset_builder"
+TextHarmFn = Callable[[Sequence[str]], np.ndarray]  # texts -> probability that each text alone is harmful
 
 # ------------------------------------------------------------------------------------------- texts
 
@@ -263,6 +277,17 @@ HARD_TEXTS: tuple[tuple[str, str], ...] = (
 
 # ------------------------------------------------------------------------------------------- helpers
 
+@dataclass(frozen=True)
+class _Intent:
+    """An object-intent request with the pool items of its concept."""
+    intent: ObjectIntent
+    text: str
+    contrast_ok: bool
+    items: tuple[PoolItem, ...]
+    concept_emb: np.ndarray
+    split: str = "train"
+
+
 @dataclass
 class _Ctx:
     pool: ImagePool
@@ -273,6 +298,10 @@ class _Ctx:
     benign_groups: list[list[int]]  # benign pool items grouped by caption ("star step" x 1375 counts once)
     seed: int
     restate_share: float = 0.0  # share of user texts restated by ``user_text_form`` (0: as generated)
+    text_harm: TextHarmFn | None = None  # judge of texts alone; implicit samples must pass it
+    judge_threshold: float = 0.3
+    object_share: float = 0.0  # share of the implicit kind made of object-intent requests
+    intents: list[_Intent] = field(default_factory=list)  # object-intent requests the judge passed
 
     def benign_item(self) -> PoolItem:
         return self.pool[self.rng.choice(self.rng.choice(self.benign_groups))]
@@ -320,11 +349,12 @@ def _balanced_seed_stream(seeds: Sequence[Seed], rng: random.Random):
 
 
 def _sample(ctx: _Ctx, kind: str, n: int, text: str, image: str, domain: str | None,
-            split_key: str, **prov) -> tuple[str, Sample]:
+            split_key: str, split: str | None = None, **prov) -> tuple[str, Sample]:
+    """(split, sample): the split of ``split_key`` unless ``split`` is given."""
     label = "unsafe" if kind in UNSAFE_KINDS else "safe"
     sid = f"{kind}-{n:05d}"
     provenance = {"generator": GENERATOR, **{k: v for k, v in prov.items() if v is not None}}
-    return _split(split_key), Sample(sid, image, text, label, kind, domain, provenance)
+    return split or _split(split_key), Sample(sid, image, text, label, kind, domain, provenance)
 
 
 def _seed_prov(seed: Seed) -> dict:
@@ -463,10 +493,8 @@ def rewrite_with_referent(text: str, phrase: str, referent: str) -> str | None:
     return new[0].upper() + new[1:]
 
 
-def _implicit(ctx: _Ctx, seeds: Sequence[Seed], n: int, min_similarity: float) -> list[tuple[str, Sample]]:
-    stream = _balanced_seed_stream(seeds, ctx.rng)
-    chosen = [next(stream) for _ in range(n)]
-    unique = list({s.id: s for s in chosen}.values())
+def _best_phrases(ctx: _Ctx, unique: Sequence[Seed]) -> dict[str, tuple[str, int, float]]:
+    """Seed id -> (keyword phrase, pool index, caption similarity) of its most showable phrase."""
     cands = {s.id: keyword_candidates(s.text) for s in unique}
     phrases = sorted({p for c in cands.values() for p in c})
     best: dict[str, tuple[str, int, float]] = {}
@@ -479,6 +507,43 @@ def _implicit(ctx: _Ctx, seeds: Sequence[Seed], n: int, min_similarity: float) -
             scored = [(p, *top[p]) for p in cands[s.id]]
             if scored:
                 best[s.id] = max(scored, key=lambda x: x[2])
+    return best
+
+
+def _with_prefix(ctx: _Ctx, text: str) -> str:
+    prefix = ctx.rng.choice(IMPLICIT_PREFIXES)
+    return prefix + (text[0].lower() + text[1:] if prefix.endswith(", ") else text)
+
+
+def _implicit(ctx: _Ctx, seeds: Sequence[Seed], n: int, min_similarity: float) -> list[tuple[str, Sample]]:
+    """``object_share`` of ``n`` object-intent samples (when the judge passed any), the rest seed rewrites."""
+    n_obj = round(n * ctx.object_share) if ctx.intents else 0
+    out = _object_intent(ctx, n_obj)
+    make = _seed_implicit_judged if ctx.text_harm is not None else _seed_implicit
+    return out + make(ctx, seeds, n - n_obj, min_similarity, start=n_obj)
+
+
+def _object_intent(ctx: _Ctx, n: int) -> list[tuple[str, Sample]]:
+    """Object-intent requests in turn (shuffled), each with a random pool image of its object."""
+    order = list(range(len(ctx.intents)))
+    ctx.rng.shuffle(order)
+    out = []
+    for i in range(n):
+        r = ctx.intents[order[i % len(order)]]
+        item = ctx.rng.choice(r.items)
+        out.append(_sample(ctx, "implicit", i, _with_prefix(ctx, r.text), _copy_image(ctx, item), r.intent.domain,
+                           f"intent|{r.text}", split=r.split, part="object-intent", keyword=r.intent.concept, pool_item=item.id,
+                           pool_caption=item.caption, template_id=f"intent:{r.text}"))
+    return out
+
+
+def _seed_implicit(ctx: _Ctx, seeds: Sequence[Seed], n: int, min_similarity: float,
+                   start: int = 0) -> list[tuple[str, Sample]]:
+    """Without a judge: every drawn seed gives a sample (a generic image-referring rewrite when no phrase
+    of it is showable), whether or not its text stays harmful alone."""
+    stream = _balanced_seed_stream(seeds, ctx.rng)
+    chosen = [next(stream) for _ in range(n)]
+    best = _best_phrases(ctx, list({s.id: s for s in chosen}.values()))
     out = []
     for i, seed in enumerate(chosen):
         phrase, idx, sim = best.get(seed.id, (None, -1, -1.0))
@@ -492,13 +557,84 @@ def _implicit(ctx: _Ctx, seeds: Sequence[Seed], n: int, min_similarity: float) -
             phrase, sim, template = None, None, "generic"
         else:
             item, template = ctx.pool[idx], f"referent:{referent}"
-            prefix = ctx.rng.choice(IMPLICIT_PREFIXES)
-            text = prefix + (text[0].lower() + text[1:] if prefix.endswith(", ") else text)
-        out.append(_sample(ctx, "implicit", i, text, _copy_image(ctx, item), seed.domain, seed.id,
+            text = _with_prefix(ctx, text)
+        out.append(_sample(ctx, "implicit", start + i, text, _copy_image(ctx, item), seed.domain, seed.id,
                            **_seed_prov(seed), keyword=phrase,
                            keyword_similarity=None if sim is None else round(sim, 3), pool_item=item.id,
                            pool_caption=item.caption, template_id=template))
     return out
+
+
+def _seed_implicit_judged(ctx: _Ctx, seeds: Sequence[Seed], n: int, min_similarity: float, start: int = 0,
+                          tries_per_sample: int = 8) -> list[tuple[str, Sample]]:
+    """Seed rewrites whose text alone the judge calls safe: for each drawn seed with a showable phrase,
+    ImpForge's constructed rewrites (pointer instead of the phrase, none when the phrase is a verb or inside
+    a compound, alarming add-ons dropped, action frames) are judged and the least harmful one is kept when
+    under the threshold.
+    Draws up to ``tries_per_sample * n`` seeds (the stream repeats seeds; a repeated text is skipped)."""
+    from .impforge.warmstart import construct_rewrites
+
+    stream = _balanced_seed_stream(seeds, ctx.rng)
+    chosen = [next(stream) for _ in range(tries_per_sample * n)] if n > 0 else []
+    best = _best_phrases(ctx, list({s.id: s for s in chosen}.values()))
+    options: list[tuple[Seed, str, int, float, list[str]]] = []
+    for seed in chosen:
+        phrase, idx, sim = best.get(seed.id, (None, -1, -1.0))
+        if not phrase or sim < min_similarity:
+            continue
+        phrase = narrow_to_caption(phrase, ctx.pool[idx].caption)
+        texts = construct_rewrites(seed.text, phrase, seed=ctx.seed)
+        if texts:
+            options.append((seed, phrase, idx, sim, texts))
+    flat = sorted({t for o in options for t in o[4]})
+    harm = dict(zip(flat, ctx.text_harm(flat).tolist())) if flat else {}
+    out, used = [], set()
+    for seed, phrase, idx, sim, texts in options:
+        if len(out) >= n:
+            break
+        text = min((t for t in texts if t not in used), key=lambda t: (harm[t], t), default=None)
+        if text is None or harm[text] >= ctx.judge_threshold:
+            continue
+        used.add(text)
+        item = ctx.pool[idx]
+        out.append(_sample(ctx, "implicit", start + len(out), _with_prefix(ctx, text), _copy_image(ctx, item),
+                           seed.domain, seed.id, **_seed_prov(seed), part="seed-rewrite", keyword=phrase,
+                           keyword_similarity=round(sim, 3), pool_item=item.id, pool_caption=item.caption,
+                           text_harm=round(harm[text], 3), template_id="judged-rewrite"))
+    return out
+
+
+def object_intent_requests(pool: ImagePool, embed: EmbedFn, min_similarity: float,
+                           text_harm: TextHarmFn | None = None, threshold: float = 0.3) -> tuple[list[_Intent], int]:
+    """The object-intent requests whose object the pool shows and (with a judge) whose text alone the judge
+    calls safe; returns them and how many the judge refused."""
+    concepts = sorted({o.concept for o in OBJECT_INTENTS})
+    hits = dict(zip(concepts, pool.search_many(concepts, k=30)))
+    emb = dict(zip(concepts, np.asarray(embed(concepts), dtype=np.float32)))
+
+    def shows(concept: str, item: PoolItem, sim: float) -> bool:  # the label depends on it: be strict
+        named = {_stem(w) for w in concept.split()} & {_stem(w) for w in re.findall(r"[A-Za-z]+", item.caption)}
+        return sim >= max(min_similarity, 0.6) or (bool(named) and sim >= min_similarity)
+
+    rows = [_Intent(o, t, ok, tuple(it for it, sim in hits[o.concept] if shows(o.concept, it, sim)), emb[o.concept])
+            for o in OBJECT_INTENTS for t, ok in o.requests()]
+    rows = [r for r in rows if r.items]
+    refused = 0
+    if text_harm is not None and rows:
+        keep = text_harm([r.text for r in rows]) < threshold
+        rows, refused = [r for r, k in zip(rows, keep) if k], int((~keep).sum())
+    return _split_requests(rows), refused
+
+
+def _split_requests(rows: list[_Intent], every: int = 6) -> list[_Intent]:
+    """Requests in a fixed hash order, every ``every``-th to test and the next to val: a few dozen requests
+    split by ``split_of`` leave the test split one or two (a request's samples all share its split)."""
+    import dataclasses
+    import hashlib
+
+    order = sorted(rows, key=lambda r: hashlib.sha1(r.text.encode()).hexdigest())
+    split = {id(r): ("test", "val")[i % every] if i % every < 2 else "train" for i, r in enumerate(order)}
+    return [dataclasses.replace(r, split=split[id(r)]) for r in rows]
 
 
 _VAGUE_CAPTIONS = {"white", "black", "red", "blue", "green", "yellow", "orange", "purple", "grey", "gray",
@@ -564,7 +700,8 @@ def _benign_typo_count(counts: dict[str, int], n_benign: int) -> int:
 def _benign_hard(ctx: _Ctx, n: int, min_similarity: float) -> list[tuple[str, Sample]]:
     """Parts: generated alarming-word requests with their alarming clip-art (30%) or an ordinary image
     (15%) or typed into an image (10%); ordinary requests (15%) and picture questions (10%) with alarming
-    clip-art; v1's hard texts (10%) and concept questions (the rest)."""
+    clip-art; v1's hard texts (10%), object-intent requests with an ordinary image (10%, with a text judge)
+    and concept questions (the rest)."""
     hits = ctx.pool.search_many([q for q, _, _ in HARD_CONCEPTS], k=12)
     concepts = []
     for (query, domain, questions), found in zip(HARD_CONCEPTS, hits):
@@ -578,6 +715,8 @@ def _benign_hard(ctx: _Ctx, n: int, min_similarity: float) -> list[tuple[str, Sa
     else:
         shares = {"alarm-concept": 0.3, "alarm-ordinary": 0.15, "ordinary-alarming": 0.15,
                   "picture-alarming": 0.1, "v1-text": 0.1, "alarm-typo": 0.1}
+        if any(r.contrast_ok for r in ctx.intents):
+            shares["intent-ordinary"] = 0.1
         n_parts = {k: int(n * v) for k, v in shares.items()}
         n_parts["v1-concept"] = n - sum(n_parts.values())
     i = 0
@@ -590,6 +729,12 @@ def _benign_hard(ctx: _Ctx, n: int, min_similarity: float) -> list[tuple[str, Sa
 
 def _benign_hard_one(ctx: _Ctx, part: str, i: int, concepts: list, by_query: dict) -> tuple[str, Sample]:
     """One benign-hard sample of the given part (see ``_benign_hard``)."""
+    if part == "intent-ordinary":
+        r = ctx.rng.choice([r for r in ctx.intents if r.contrast_ok])
+        item = _ordinary_item(ctx, r)
+        return _sample(ctx, "benign-hard", i, _with_prefix(ctx, r.text), _copy_image(ctx, item), r.intent.domain,
+                       f"intent|{r.text}", split=r.split, keyword=r.intent.concept, pool_item=item.id, pool_caption=item.caption,
+                       template_id=f"intent:{r.text}", part=part)
     if part in ("alarm-concept", "alarm-ordinary", "alarm-typo"):
         g = alarming_request(ctx.rng)
         if part == "alarm-typo":
@@ -628,6 +773,17 @@ def _benign_hard_one(ctx: _Ctx, part: str, i: int, concepts: list, by_query: dic
                    pool_caption=item.caption, template_id=f"hard-{query}-{q}", part=part)
 
 
+def _ordinary_item(ctx: _Ctx, r: _Intent, tries: int = 20) -> PoolItem:
+    """A benign pool item that does not show the request's object (caption similarity to the concept
+    under 0.3), so "What can I feed this so it stops barking for good?" never gets another dog."""
+    emb = ctx.pool.caption_embeddings()
+    for _ in range(tries):
+        item = ctx.benign_item()
+        if float(emb[ctx.pool.index_of(item.id)] @ r.concept_emb) < 0.3:
+            return item
+    return item
+
+
 # ------------------------------------------------------------------------------------------- build
 
 def _alarming_items(pool: ImagePool, embed_min: float) -> set[int]:
@@ -643,12 +799,16 @@ def _alarming_items(pool: ImagePool, embed_min: float) -> set[int]:
 def build_dataset(seeds: Sequence[Seed], pool: ImagePool, out: str | os.PathLike, *,
                   embed: EmbedFn, counts: dict[str, int] | None = None, seed: int = 0,
                   min_similarity: float = 0.45, progress: bool = True, extra: Sequence[Sample] = (),
-                  restate_share: float = 0.0) -> dict:
+                  restate_share: float = 0.0, text_harm: TextHarmFn | None = None, judge_threshold: float = 0.3,
+                  object_share: float = 0.6) -> dict:
     """Build the dataset into ``out`` (replaced atomically). Returns the summary (also summary.json).
 
     ``extra``: samples of other generators (an ImpForge ``dataset.jsonl``) added as they are; their images
     are linked into ``images/added`` and each keeps the split of its seed (``split_of(seed_id)``), so a seed
-    never lands in two splits. ``restate_share``: see ``user_text_form`` (0 keeps the texts as generated)."""
+    never lands in two splits. ``restate_share``: see ``user_text_form`` (0 keeps the texts as generated).
+    ``text_harm``: a judge of texts alone (``TextHarmFn``); with one, implicit samples are object-intent
+    requests (``object_share`` of them) and seed rewrites whose text the judge scores under
+    ``judge_threshold``; without one (v6 and earlier), seed rewrites as they come."""
     t0 = time.perf_counter()
     counts = dict(DEFAULT_COUNTS if counts is None else counts)
     unknown = set(counts) - set(KINDS)
@@ -669,7 +829,11 @@ def build_dataset(seeds: Sequence[Seed], pool: ImagePool, out: str | os.PathLike
         for i in benign_items:
             groups[pool[i].caption].append(i)
         ctx = _Ctx(pool, embed, random.Random(seed), tmp, tmp / "images", list(groups.values()), seed,
-                   restate_share)
+                   restate_share, text_harm, judge_threshold, object_share)
+        intents_refused = 0
+        if text_harm is not None:
+            ctx.intents, intents_refused = object_intent_requests(pool, embed, min_similarity, text_harm,
+                                                                  judge_threshold)
         (tmp / "images").mkdir()
         rows: list[tuple[str, Sample]] = []
         steps = [("implicit", lambda k: _implicit(ctx, harmful, k, min_similarity)),
@@ -691,7 +855,8 @@ def build_dataset(seeds: Sequence[Seed], pool: ImagePool, out: str | os.PathLike
             write_manifest(tmp / f"{split}.jsonl", samples, image_root=tmp)
         summary = summarise(rows)
         summary.update(seconds=round(time.perf_counter() - t0, 1), seed=seed, counts_requested=counts,
-                       harmful_seeds=len(harmful), pool_items=len(pool),
+                       harmful_seeds=len(harmful), pool_items=len(pool), text_judge=text_harm is not None,
+                       object_intents={"used": len(ctx.intents), "refused_by_judge": intents_refused},
                        seeds_by_domain_method=dict(Counter(s.domain_method for s in harmful)))
         (tmp / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
         preview_sheet(rows, tmp / "preview.png")
@@ -799,6 +964,17 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--restate-share", type=float, default=0.0,
                         help="share of user texts restated as 'Steps to X.' / 'Explain how to X.' / '... 1. 2. 3.', "
                              "harmful and benign alike (default 0: texts as generated; 0.5 built data v5)")
+    parser.add_argument("--text-judge", default="none", metavar="none|auto|PATH",
+                        help="judge of texts alone that implicit samples must pass, and object-intent implicit "
+                             "pairs with their contrast pairs: 'auto' trains ImpForge's text judge on the "
+                             "train-split seeds (~10 s once its texts are embedded), PATH loads one "
+                             "(text_judge.safetensors of a forge run); default 'none': every seed rewrite kept, "
+                             "no object-intent pairs (the shipped guard's data v6; 'auto' built v7, see README)")
+    parser.add_argument("--judge-threshold", type=float, default=0.3,
+                        help="implicit texts must score under this with the text judge (0.5 let explicit "
+                             "rewrites through in a hand check)")
+    parser.add_argument("--object-share", type=float, default=0.6,
+                        help="share of the implicit kind made of object-intent requests (with a text judge)")
     parser.add_argument("--add", type=Path, action="append", default=[], metavar="MANIFEST",
                         help="add the samples of another generator's manifest (e.g. an ImpForge dataset.jsonl); "
                              "each keeps its seed's split (repeatable)")
@@ -843,8 +1019,34 @@ def run(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as e:
         print(f"crossguard build-data: --add: {e}", file=sys.stderr)
         return 2
+    try:
+        text_harm = _text_judge(args.text_judge, seeds, embed, args.seed)
+    except (OSError, ValueError) as e:
+        print(f"crossguard build-data: --text-judge: {e}", file=sys.stderr)
+        return 2
     summary = build_dataset(seeds, pool, args.out, embed=embed, counts=counts, seed=args.seed, extra=extra,
-                            restate_share=args.restate_share)
+                            restate_share=args.restate_share, text_harm=text_harm,
+                            judge_threshold=args.judge_threshold, object_share=args.object_share)
     print(format_summary(summary))
     print(f"wrote {summary['samples']} samples to {args.out} in {summary['seconds']} s")
     return 0
+
+
+def _text_judge(spec: str, seeds: Sequence[Seed], embed: EmbedFn, seed: int) -> TextHarmFn | None:
+    """``--text-judge``: None for 'none', a loaded judge for a path, else ImpForge's judge trained on the
+    train-split harmful seeds and benign template texts (reported on the held-out ones)."""
+    if spec == "none":
+        return None
+    from .impforge.embedding import CachedEmbedder
+    from .impforge.text_judge import TextJudge, judge_texts, train_text_judge
+
+    cached = CachedEmbedder(embed)
+    if spec != "auto":
+        return TextJudge.load(spec, cached).p_harm
+    t0 = time.perf_counter()
+    texts = judge_texts(assign_domains(seeds, embed), seed=seed)
+    judge = train_text_judge(texts.harmful_train, texts.benign_train, cached, seed=seed)
+    metrics = judge.evaluate(texts.harmful_val, texts.benign_val)
+    print(f"text judge: held-out accuracy {metrics.accuracy:.3f}, AUROC {metrics.auroc:.3f} "
+          f"({metrics.n_eval} texts), {time.perf_counter() - t0:.0f} s", flush=True)
+    return judge.p_harm

@@ -205,6 +205,7 @@ def baselines(feats, labels, splits, cfg, progress, out_dir: Path, joint_outputs
     joint_scores = calibrated_score(joint_outputs[eval_split]["unsafe_logit"], joint_cal["temperature"])
     all_scores = {"joint": joint_scores, **scores[eval_split], "late_fusion": late}
     summary = {"split": eval_split}
+    parts = sorted({s.provenance["part"] for s in samples if s.kind == "implicit" and s.provenance.get("part")})
     for name, sc in all_scores.items():
         metrics = (result["models"][name][f"{eval_split}_metrics"] if name != "joint" else
                    evaluate_outputs(samples, joint_outputs[eval_split], joint_cal, joint_policy)[0])
@@ -213,6 +214,10 @@ def baselines(feats, labels, splits, cfg, progress, out_dir: Path, joint_outputs
                          "implicit_vs_safe_auroc": auroc(y, sc[sel]),
                          "overall_auroc": metrics["overall"]["auroc"],
                          "false_refusal_rate": metrics["overall"]["false_refusal_rate"]}
+        for part in parts:  # each implicit part against all safe pairs
+            keep = np.asarray([s.kind != "implicit" or s.provenance.get("part") == part for s in samples]) & sel
+            summary[name][f"implicit_{part}_vs_safe_auroc"] = auroc(
+                np.asarray([s.kind == "implicit" for s in samples])[keep], sc[keep])
     others = [k for k in summary if k not in ("split", "joint")]
     j = summary["joint"]["implicit_vs_safe_auroc"] or 0.0
     summary["joint_wins_on_implicit"] = all(j > (summary[k]["implicit_vs_safe_auroc"] or 0.0) for k in others)

@@ -84,6 +84,12 @@ def metrics_table(samples: list[Sample], decisions: dict[str, Any]) -> dict[str,
             m = binary_metrics(labels[sel], scores[sel], pred[sel])
             m["flag_rate"] = float(pred[sel].mean())
             out["per_kind"][kind] = m
+    out["per_part"] = {}  # builder parts (provenance "part"), e.g. implicit/object-intent
+    for key in sorted({f"{s.kind}/{s.provenance['part']}" for s in samples if s.provenance.get("part")}):
+        sel = np.asarray([f"{s.kind}/{s.provenance.get('part')}" == key for s in samples])
+        m = binary_metrics(labels[sel], scores[sel], pred[sel])
+        m["flag_rate"] = float(pred[sel].mean())
+        out["per_part"][key] = m
     out["per_domain"] = {}
     for name in DOMAIN_NAMES:
         sel = np.asarray([s.domain == name for s in samples])
@@ -114,6 +120,8 @@ def format_summary(name: str, table: dict[str, Any]) -> str:
              f"auroc={f(o['auroc'])} f1={f(o['f1'])} ece={f(o['ece'])}"]
     for kind, m in table["per_kind"].items():
         lines.append(f"  {kind:<15} n={m['n']:<5} flagged={m['flag_rate']:.3f}")
+    for part, m in table.get("per_part", {}).items():
+        lines.append(f"    {part:<28} n={m['n']:<5} flagged={m['flag_rate']:.3f}")
     return "\n".join(lines)
 
 
