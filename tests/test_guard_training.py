@@ -91,6 +91,22 @@ def test_training_decreases_loss_and_learns_joint_rule():
     assert runs[0] == runs[1]
 
 
+def test_best_epoch_by_validation_auroc():
+    samples, feats = synthetic(250)
+    tr, va = list(range(0, 200)), list(range(200, 250))
+    cfg = TrainConfig(epochs=6, batch_size=32, lr=3e-3, patience=6, seed=0, threads=1, device="cpu",
+                      select_on="auroc")
+    head, hist = train_head(feats.subset(tr), Labels.of(samples[:200]), feats.subset(va), Labels.of(samples[200:]),
+                            cfg, TINY, progress=False)
+    aurocs = [h["auroc"] for h in hist["val"]]
+    assert len(aurocs) == 6 and hist["best_epoch"] == 1 + int(np.argmax(aurocs))  # first of the best
+    y = Labels.of(samples[200:]).unsafe > 0.5
+    from crossguard.train.guard.evaluate import auroc
+    assert auroc(y, predict(head, feats.subset(va))["unsafe_logit"]) == pytest.approx(max(aurocs), abs=1e-6)
+    with pytest.raises(ValueError, match="select_on"):
+        TrainConfig.from_dict({"select_on": "accuracy"})
+
+
 # ------------------------------------------------------------------------------------------ features + CLI
 
 class FakeEncoders:

@@ -52,6 +52,7 @@ class TrainConfig:
     threads: int = 2
     arch: str = "student"
     target_frr: float = 0.02
+    select_on: str = "loss"  # early stopping / best epoch on val: "loss" (total) or "auroc" (unsafe, pairs only)
     views: bool = True
     fusion: dict = field(default_factory=dict)  # FusionConfig overrides of the arch's defaults
     device: str = "auto"  # cuda when available, else cpu
@@ -59,6 +60,8 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
         cfg = from_dict_strict(cls, d, "training config")
+        if cfg.select_on not in ("loss", "auroc"):
+            raise ValueError(f"training config: select_on must be 'loss' or 'auroc', got {cfg.select_on!r}")
         fusion_config_for(cfg.arch, cfg.fusion)  # validates arch and fusion overrides
         return cfg
 
@@ -203,16 +206,22 @@ def losses(outputs, unsafe, domain, modality, weight, pos_weight: float, cfg: Tr
                    "total": total.item()}
 
 
-def _evaluate_rows(head: FusionHead, feats: Features, rows: Rows, pos_weight: float, cfg: TrainConfig
-                   ) -> dict[str, float]:
+def _evaluate_rows(head: FusionHead, feats: Features, rows: Rows, pos_weight: float, cfg: TrainConfig,
+                   n_pairs: int | None = None) -> dict[str, float]:
+    """Mean losses over ``rows``; with ``n_pairs`` also "auroc": unsafe logit AUROC over the first ``n_pairs``
+    rows (the pairs themselves, before their unimodal views)."""
+    from .evaluate import auroc
+
     head.eval()
     device = next(head.parameters()).device
     sums: dict[str, float] = {}
     count = 0
+    logits = []
     with torch.no_grad():
         for s in range(0, len(rows.index), 256):
             sl = slice(s, s + 256)
             out = head(*_to(make_batch(feats, rows.index[sl], rows.mode[sl]), device))
+            logits.append(out[0].float().cpu().numpy())
             _, parts = losses(out, *_to((torch.from_numpy(rows.unsafe[sl]), torch.from_numpy(rows.domain[sl]),
                                          torch.from_numpy(rows.modality[sl]), torch.from_numpy(rows.weight[sl])),
                                         device), pos_weight, cfg)
@@ -220,7 +229,10 @@ def _evaluate_rows(head: FusionHead, feats: Features, rows: Rows, pos_weight: fl
             for k, v in parts.items():
                 sums[k] = sums.get(k, 0.0) + v * n
             count += n
-    return {k: v / max(count, 1) for k, v in sums.items()}
+    result = {k: v / max(count, 1) for k, v in sums.items()}
+    if n_pairs:
+        result["auroc"] = auroc(rows.unsafe[:n_pairs] > 0.5, np.concatenate(logits)[:n_pairs]) or 0.0
+    return result
 
 
 def train_head(train_feats: Features, train_labels: Labels, val_feats: Features, val_labels: Labels,
@@ -271,13 +283,14 @@ def train_head(train_feats: Features, train_labels: Labels, val_feats: Features,
                 sums[k] = sums.get(k, 0.0) + v * len(sel)
             count += len(sel)
         history["train"].append({k: v / count for k, v in sums.items()})
-        val = _evaluate_rows(head, val_feats, val_rows, pos_weight, cfg)
+        val = _evaluate_rows(head, val_feats, val_rows, pos_weight, cfg, n_pairs=len(val_labels.kind))
         history["val"].append(val)
         history["epochs_run"] = epoch + 1
         if progress:
             epochs.set_postfix(train=f"{history['train'][-1]['total']:.3f}", val=f"{val['total']:.3f}")
-        if val["total"] < best - 1e-4:
-            best, bad_epochs, history["best_epoch"] = val["total"], 0, epoch + 1
+        score = val["total"] if cfg.select_on == "loss" else -val["auroc"]
+        if score < best - 1e-4:
+            best, bad_epochs, history["best_epoch"] = score, 0, epoch + 1
             best_state = {k: v.detach().cpu().clone() for k, v in head.state_dict().items()}
             if checkpoint_dir is not None:
                 from safetensors.torch import save_file
