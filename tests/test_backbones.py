@@ -15,6 +15,7 @@ ort = pytest.importorskip("onnxruntime")
 
 from PIL import Image  # noqa: E402
 
+from _wordpiece import save_wordpiece_tokenizer  # noqa: E402
 from crossguard.runtime.preprocess import TextTokenizer, images_to_batch  # noqa: E402
 from crossguard.train import backbones as bb  # noqa: E402
 
@@ -25,19 +26,7 @@ WORDS = ["hello", "world", "a", "cat", "sat", "on", "the", "mat", "dog", "ran", 
 
 
 def _wordpiece_tokenizer_json(path):
-    from tokenizers import Tokenizer, decoders, normalizers, pre_tokenizers, processors
-    from tokenizers.models import WordPiece
-
-    vocab = {tok: i for i, tok in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS])}
-    tok = Tokenizer(WordPiece(vocab, unk_token="[UNK]"))
-    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
-    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    tok.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
-        special_tokens=[("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])])
-    tok.decoder = decoders.WordPiece()
-    tok.save(str(path))
-    return len(vocab)
+    return len(save_wordpiece_tokenizer(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS], path))
 
 
 @pytest.fixture(scope="module")

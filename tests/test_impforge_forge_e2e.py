@@ -22,6 +22,7 @@ pytest.importorskip("peft")
 from PIL import Image, ImageDraw  # noqa: E402
 
 from _impforge_fakes import VOCAB_WORDS, tiny_lm  # noqa: E402
+from _wordpiece import save_wordpiece_tokenizer  # noqa: E402
 from crossguard.manifest import read_manifest  # noqa: E402
 from crossguard.schemas import KINDS  # noqa: E402
 from crossguard.train.image_pool import ImagePool  # noqa: E402
@@ -97,22 +98,11 @@ def _bow_bert_dir(folder: Path, words: set[str]) -> Path:
     """A 1-layer BERT whose attention and feed-forward outputs are zeroed and whose position embeddings are
     zero: each token maps to LayerNorm(its word embedding), so the mean-pooled sentence vector is a bag of
     words (texts sharing words are similar), with a WordPiece tokenizer (letters for unknown words)."""
-    from tokenizers import Tokenizer, decoders, normalizers, pre_tokenizers, processors
-    from tokenizers.models import WordPiece
-
     specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
     letters = list(string.ascii_lowercase + string.digits)
-    tokens = specials + sorted(words - set(letters)) + letters + [f"##{c}" for c in letters]
-    vocab = {t: i for i, t in enumerate(dict.fromkeys(tokens))}
-    tok = Tokenizer(WordPiece(vocab, unk_token="[UNK]"))
-    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
-    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    tok.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
-        special_tokens=[("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])])
-    tok.decoder = decoders.WordPiece()
     folder.mkdir(parents=True)
-    tok.save(str(folder / "tokenizer.json"))
+    vocab = save_wordpiece_tokenizer(specials + sorted(words - set(letters)) + letters + [f"##{c}" for c in letters],
+                                     folder / "tokenizer.json")
     torch.manual_seed(0)
     config = transformers.BertConfig(vocab_size=len(vocab), hidden_size=64, num_hidden_layers=1,
                                      num_attention_heads=2, intermediate_size=32, max_position_embeddings=520)
