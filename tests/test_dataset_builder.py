@@ -280,3 +280,35 @@ def test_text_judge_option_loads_a_saved_judge_or_none(tiny):
     assert np.allclose(p_harm(texts), judge.p_harm(texts))
     with pytest.raises(FileNotFoundError):
         _text_judge(str(tmp / "missing.safetensors"), seeds, hashing_embed, 0)
+
+
+def test_intent_frames_expand_into_distinct_filled_requests():
+    from crossguard.train.object_intents import INTENT_FRAMES, OBJECT_INTENTS, intent_requests
+
+    hand = intent_requests(0)
+    assert len(hand) == sum(len(o.requests()) for o in OBJECT_INTENTS) and all(r.family == r.text for r in hand)
+    framed = [r for r in intent_requests(4) if r.family.startswith("frame:")]
+    assert framed == [r for r in intent_requests(4) if r.family.startswith("frame:")]  # deterministic
+    for f in INTENT_FRAMES:
+        for concept in f.concepts:
+            texts = f.fillings(4, concept)
+            assert 1 <= len(texts) <= 4 and len(set(texts)) == len(texts)
+            assert all("{" not in t and t[0].isupper() for t in texts)
+    assert {r.family for r in framed} == {f"frame:{f.name}" for f in INTENT_FRAMES}
+    assert len({r.text for r in framed}) > 4 * len(INTENT_FRAMES)
+
+
+def test_intent_variants_split_by_frame_family(tiny):
+    tmp, pool, seeds = tiny
+    out = tmp / "framed"
+    summary = build_dataset(seeds, pool, out, embed=hashing_embed, counts={"implicit": 60, "benign-hard": 40},
+                            seed=1, progress=False, text_harm=word_judge, intent_variants=3)
+    assert summary["object_intents"]["variants"] == 3
+    rows = [(split, s) for split in ("train", "val", "test") for s in read_manifest(out / f"{split}.jsonl")]
+    families = {}
+    for split, s in rows:  # every filling of a frame lands in its family's split, whichever kind uses it
+        fam = s.provenance.get("intent_family")
+        if fam:
+            assert families.setdefault(fam, split) == split
+    assert any(f.startswith("frame:") for f in families)
+    assert sum(summary["object_intents"]["families"].values()) >= len(families)

@@ -50,7 +50,7 @@ from crossguard.taxonomy import DOMAIN_NAMES
 
 from .benign_text import alarming_request, benign_request, image_request
 from .image_pool import EMOJI_FONT, OPENCLIPART_DIR, ImagePool, PoolItem
-from .object_intents import OBJECT_INTENTS, ObjectIntent
+from .object_intents import IntentRequest, intent_requests
 from .seeds import SPLITS, EmbedFn, Seed, assign_domains, read_seed_dir, split_of
 from .typography import (
     INCITEMENTS,
@@ -280,7 +280,7 @@ HARD_TEXTS: tuple[tuple[str, str], ...] = (
 @dataclass(frozen=True)
 class _Intent:
     """An object-intent request with the pool items of its concept."""
-    intent: ObjectIntent
+    intent: IntentRequest
     text: str
     contrast_ok: bool
     items: tuple[PoolItem, ...]
@@ -533,7 +533,8 @@ def _object_intent(ctx: _Ctx, n: int) -> list[tuple[str, Sample]]:
         item = ctx.rng.choice(r.items)
         out.append(_sample(ctx, "implicit", i, _with_prefix(ctx, r.text), _copy_image(ctx, item), r.intent.domain,
                            f"intent|{r.text}", split=r.split, part="object-intent", keyword=r.intent.concept, pool_item=item.id,
-                           pool_caption=item.caption, template_id=f"intent:{r.text}"))
+                           pool_caption=item.caption, template_id=f"intent:{r.text}",
+                           intent_family=r.intent.family))
     return out
 
 
@@ -605,10 +606,12 @@ def _seed_implicit_judged(ctx: _Ctx, seeds: Sequence[Seed], n: int, min_similari
 
 
 def object_intent_requests(pool: ImagePool, embed: EmbedFn, min_similarity: float,
-                           text_harm: TextHarmFn | None = None, threshold: float = 0.3) -> tuple[list[_Intent], int]:
-    """The object-intent requests whose object the pool shows and (with a judge) whose text alone the judge
-    calls safe; returns them and how many the judge refused."""
-    concepts = sorted({o.concept for o in OBJECT_INTENTS})
+                           text_harm: TextHarmFn | None = None, threshold: float = 0.3,
+                           variants: int = 0) -> tuple[list[_Intent], int]:
+    """The object-intent requests (``intent_requests(variants)``) whose object the pool shows and (with a
+    judge) whose text alone the judge calls safe; returns them and how many the judge refused."""
+    requests = intent_requests(variants)
+    concepts = sorted({r.concept for r in requests})
     hits = dict(zip(concepts, pool.search_many(concepts, k=30)))
     emb = dict(zip(concepts, np.asarray(embed(concepts), dtype=np.float32)))
 
@@ -616,8 +619,8 @@ def object_intent_requests(pool: ImagePool, embed: EmbedFn, min_similarity: floa
         named = {_stem(w) for w in concept.split()} & {_stem(w) for w in re.findall(r"[A-Za-z]+", item.caption)}
         return sim >= max(min_similarity, 0.6) or (bool(named) and sim >= min_similarity)
 
-    rows = [_Intent(o, t, ok, tuple(it for it, sim in hits[o.concept] if shows(o.concept, it, sim)), emb[o.concept])
-            for o in OBJECT_INTENTS for t, ok in o.requests()]
+    rows = [_Intent(q, q.text, q.contrast_ok, tuple(it for it, sim in hits[q.concept] if shows(q.concept, it, sim)),
+                    emb[q.concept]) for q in requests]
     rows = [r for r in rows if r.items]
     refused = 0
     if text_harm is not None and rows:
@@ -627,14 +630,15 @@ def object_intent_requests(pool: ImagePool, embed: EmbedFn, min_similarity: floa
 
 
 def _split_requests(rows: list[_Intent], every: int = 6) -> list[_Intent]:
-    """Requests in a fixed hash order, every ``every``-th to test and the next to val: a few dozen requests
-    split by ``split_of`` leave the test split one or two (a request's samples all share its split)."""
+    """Request families (a hand-written request, or all fillings of one frame) in a fixed hash order, every
+    ``every``-th to test and the next to val: a few dozen families split by ``split_of`` leave the test split
+    one or two (a family's samples all share its split)."""
     import dataclasses
     import hashlib
 
-    order = sorted(rows, key=lambda r: hashlib.sha1(r.text.encode()).hexdigest())
-    split = {id(r): ("test", "val")[i % every] if i % every < 2 else "train" for i, r in enumerate(order)}
-    return [dataclasses.replace(r, split=split[id(r)]) for r in rows]
+    order = sorted({r.intent.family for r in rows}, key=lambda f: hashlib.sha1(f.encode()).hexdigest())
+    split = {f: ("test", "val")[i % every] if i % every < 2 else "train" for i, f in enumerate(order)}
+    return [dataclasses.replace(r, split=split[r.intent.family]) for r in rows]
 
 
 _VAGUE_CAPTIONS = {"white", "black", "red", "blue", "green", "yellow", "orange", "purple", "grey", "gray",
@@ -734,7 +738,7 @@ def _benign_hard_one(ctx: _Ctx, part: str, i: int, concepts: list, by_query: dic
         item = _ordinary_item(ctx, r)
         return _sample(ctx, "benign-hard", i, _with_prefix(ctx, r.text), _copy_image(ctx, item), r.intent.domain,
                        f"intent|{r.text}", split=r.split, keyword=r.intent.concept, pool_item=item.id, pool_caption=item.caption,
-                       template_id=f"intent:{r.text}", part=part)
+                       template_id=f"intent:{r.text}", part=part, intent_family=r.intent.family)
     if part in ("alarm-concept", "alarm-ordinary", "alarm-typo"):
         g = alarming_request(ctx.rng)
         if part == "alarm-typo":
@@ -800,7 +804,7 @@ def build_dataset(seeds: Sequence[Seed], pool: ImagePool, out: str | os.PathLike
                   embed: EmbedFn, counts: dict[str, int] | None = None, seed: int = 0,
                   min_similarity: float = 0.45, progress: bool = True, extra: Sequence[Sample] = (),
                   restate_share: float = 0.0, text_harm: TextHarmFn | None = None, judge_threshold: float = 0.3,
-                  object_share: float = 0.6) -> dict:
+                  object_share: float = 0.6, intent_variants: int = 0) -> dict:
     """Build the dataset into ``out`` (replaced atomically). Returns the summary (also summary.json).
 
     ``extra``: samples of other generators (an ImpForge ``dataset.jsonl``) added as they are; their images
@@ -808,7 +812,9 @@ def build_dataset(seeds: Sequence[Seed], pool: ImagePool, out: str | os.PathLike
     never lands in two splits. ``restate_share``: see ``user_text_form`` (0 keeps the texts as generated).
     ``text_harm``: a judge of texts alone (``TextHarmFn``); with one, implicit samples are object-intent
     requests (``object_share`` of them) and seed rewrites whose text the judge scores under
-    ``judge_threshold``; without one (v6 and earlier), seed rewrites as they come."""
+    ``judge_threshold``; without one (v6 and earlier), seed rewrites as they come. ``intent_variants``:
+    fillings per frame and concept of ``object_intents.INTENT_FRAMES`` added to the hand-written requests
+    (0: hand-written only, data v7)."""
     t0 = time.perf_counter()
     counts = dict(DEFAULT_COUNTS if counts is None else counts)
     unknown = set(counts) - set(KINDS)
@@ -833,7 +839,7 @@ def build_dataset(seeds: Sequence[Seed], pool: ImagePool, out: str | os.PathLike
         intents_refused = 0
         if text_harm is not None:
             ctx.intents, intents_refused = object_intent_requests(pool, embed, min_similarity, text_harm,
-                                                                  judge_threshold)
+                                                                  judge_threshold, intent_variants)
         (tmp / "images").mkdir()
         rows: list[tuple[str, Sample]] = []
         steps = [("implicit", lambda k: _implicit(ctx, harmful, k, min_similarity)),
@@ -856,7 +862,10 @@ def build_dataset(seeds: Sequence[Seed], pool: ImagePool, out: str | os.PathLike
         summary = summarise(rows)
         summary.update(seconds=round(time.perf_counter() - t0, 1), seed=seed, counts_requested=counts,
                        harmful_seeds=len(harmful), pool_items=len(pool), text_judge=text_harm is not None,
-                       object_intents={"used": len(ctx.intents), "refused_by_judge": intents_refused},
+                       object_intents={"used": len(ctx.intents), "refused_by_judge": intents_refused,
+                                       "families": dict(Counter(r.split for r in
+                                                                {r.intent.family: r for r in ctx.intents}.values())),
+                                       "variants": intent_variants},
                        seeds_by_domain_method=dict(Counter(s.domain_method for s in harmful)))
         (tmp / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
         preview_sheet(rows, tmp / "preview.png")
@@ -975,6 +984,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
                              "rewrites through in a hand check)")
     parser.add_argument("--object-share", type=float, default=0.6,
                         help="share of the implicit kind made of object-intent requests (with a text judge)")
+    parser.add_argument("--intent-variants", type=int, default=0, metavar="N",
+                        help="with a text judge: also up to N fillings per frame and concept of the slot frames in "
+                             "train/object_intents.py (0, the default: the hand-written requests only, data v7)")
     parser.add_argument("--add", type=Path, action="append", default=[], metavar="MANIFEST",
                         help="add the samples of another generator's manifest (e.g. an ImpForge dataset.jsonl); "
                              "each keeps its seed's split (repeatable)")
@@ -1026,7 +1038,8 @@ def run(args: argparse.Namespace) -> int:
         return 2
     summary = build_dataset(seeds, pool, args.out, embed=embed, counts=counts, seed=args.seed, extra=extra,
                             restate_share=args.restate_share, text_harm=text_harm,
-                            judge_threshold=args.judge_threshold, object_share=args.object_share)
+                            judge_threshold=args.judge_threshold, object_share=args.object_share,
+                            intent_variants=args.intent_variants)
     print(format_summary(summary))
     print(f"wrote {summary['samples']} samples to {args.out} in {summary['seconds']} s")
     return 0
