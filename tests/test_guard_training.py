@@ -62,6 +62,24 @@ def test_view_labels_follow_contract():
     assert len(rows.index) == 30 and set(rows.weight.tolist()) == {1.0, 0.5}
 
 
+def test_text_view_parts_drop_text_only_views_of_untrusted_implicit_pairs():
+    import dataclasses
+
+    samples, _ = synthetic(12)
+    implicit = [i for i, s in enumerate(samples) if s.kind == "implicit"]
+    assert len(implicit) >= 2
+    samples = [dataclasses.replace(s, provenance={**s.provenance, "part": "object-intent"}) if i == implicit[0]
+               else s for i, s in enumerate(samples)]
+    labels = Labels.of(samples)
+    every = Rows.build(labels, True, 0.5)
+    trusted = Rows.build(labels, True, 0.5, text_view_parts=["object-intent"])
+    text_rows = lambda r: r.index[(r.mode == np.asarray(TEXT_ONLY)).all(1)]  # noqa: E731
+    assert sorted(text_rows(every)) == list(range(12))
+    assert sorted(text_rows(trusted)) == [i for i in range(12) if i not in implicit[1:]]  # only the listed part
+    assert len(trusted.index) == len(every.index) - (len(implicit) - 1)
+    assert TrainConfig.from_dict({"text_view_parts": ["object-intent"]}).text_view_parts == ["object-intent"]
+
+
 def test_make_batch_substitutes_blank_and_empty():
     _, feats = synthetic(10)
     x = make_batch(feats, np.array([0, 1]), TEXT_ONLY)

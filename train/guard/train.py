@@ -5,6 +5,9 @@ known) and on the modality head. Unimodal views are extra rows built from the sa
 with the blank image (no OCR) and the image (with its OCR) with empty text; a view is unsafe only when
 its remaining modality carries the harm on its own (explicit-text keeps (text, unsafe) with a blank
 image, explicit-image keeps (image, unsafe) with empty text, an implicit pair becomes (none, safe)).
+``text_view_parts`` limits the text-only view of implicit pairs to parts whose text is known to be harmless
+alone (hand-written object-intent requests): a noisy seed rewrite that is still explicit ("What is the thing in
+this photo to use for self-harm?") must not be taught as safe text.
 Early stopping on the validation split; the best epoch's weights are kept.
 """
 from __future__ import annotations
@@ -54,6 +57,8 @@ class TrainConfig:
     target_frr: float = 0.02
     select_on: str = "loss"  # early stopping / best epoch on val: "loss" (total) or "auroc" (unsafe, pairs only)
     views: bool = True
+    # implicit pairs get a (safe) text-only view only when their provenance part is listed; None: all of them
+    text_view_parts: list[str] | None = None
     fusion: dict = field(default_factory=dict)  # FusionConfig overrides of the arch's defaults
     device: str = "auto"  # cuda when available, else cpu
 
@@ -96,13 +101,19 @@ class Labels:
     domain: np.ndarray  # int64 [N], -1 unknown
     modality: np.ndarray  # int64 [N]
     kind: list[str]
+    part: list[str | None] = field(default_factory=list)  # provenance "part" (e.g. object-intent), if any
 
     @classmethod
     def of(cls, samples: list[Sample]) -> Labels:
         return cls(unsafe=np.asarray([s.unsafe for s in samples], np.float32),
                    domain=np.asarray([DOMAIN_NAMES.index(s.domain) if s.domain else -1 for s in samples], np.int64),
                    modality=np.asarray([MODALITIES.index(KIND_TO_MODALITY[s.kind]) for s in samples], np.int64),
-                   kind=[s.kind for s in samples])
+                   kind=[s.kind for s in samples], part=[s.provenance.get("part") for s in samples])
+
+    def text_view_ok(self, parts: list[str] | None) -> np.ndarray:
+        """Which samples get a text-only view: all, or (with ``parts``) all but implicit pairs of other parts."""
+        parts_of = self.part or [None] * len(self.kind)
+        return np.asarray([parts is None or k != "implicit" or p in parts for k, p in zip(self.kind, parts_of)])
 
 
 def view_labels(labels: Labels, mode: tuple[bool, bool, bool]) -> tuple[np.ndarray, np.ndarray]:
@@ -178,7 +189,7 @@ class Rows:
 
     @classmethod
     def build(cls, labels: Labels, views: bool, view_weight: float, soft: np.ndarray | None = None,
-              alpha: float = 0.5, mode=FULL) -> Rows:
+              alpha: float = 0.5, mode=FULL, text_view_parts: list[str] | None = None) -> Rows:
         n = len(labels.kind)
         unsafe = labels.unsafe.copy() if soft is None else (1 - alpha) * labels.unsafe + alpha * soft
         parts = [(np.arange(n), np.tile(np.asarray(mode, bool), (n, 1)), unsafe.astype(np.float32),
@@ -186,8 +197,10 @@ class Rows:
         if views:
             for m in (TEXT_ONLY, IMAGE_ONLY):
                 u, mod = view_labels(labels, m)
-                parts.append((np.arange(n), np.tile(np.asarray(m, bool), (n, 1)), u, labels.domain, mod,
-                              np.full(n, view_weight, np.float32)))
+                keep = labels.text_view_ok(text_view_parts) if m == TEXT_ONLY else np.ones(n, bool)
+                idx = np.flatnonzero(keep)
+                parts.append((idx, np.tile(np.asarray(m, bool), (len(idx), 1)), u[idx], labels.domain[idx], mod[idx],
+                              np.full(len(idx), view_weight, np.float32)))
         return cls(*[np.concatenate([p[i] for p in parts]) for i in range(6)])
 
 
@@ -248,8 +261,8 @@ def train_head(train_feats: Features, train_labels: Labels, val_feats: Features,
     device = resolve_device(cfg.device)
     head = FusionHead(fusion_cfg or fusion_config_for(cfg.arch, cfg.fusion)).to(device)
     views = cfg.views and mode == FULL
-    rows = Rows.build(train_labels, views, cfg.view_weight, soft_labels, cfg.distill_alpha, mode)
-    val_rows = Rows.build(val_labels, views, cfg.view_weight, None, 0.0, mode)
+    rows = Rows.build(train_labels, views, cfg.view_weight, soft_labels, cfg.distill_alpha, mode, cfg.text_view_parts)
+    val_rows = Rows.build(val_labels, views, cfg.view_weight, None, 0.0, mode, cfg.text_view_parts)
     n_pos = float((train_labels.unsafe > 0.5).sum())
     pos_weight = (len(train_labels.unsafe) - n_pos) / max(n_pos, 1.0)
     opt = torch.optim.AdamW(head.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
