@@ -312,3 +312,22 @@ def test_intent_variants_split_by_frame_family(tiny):
             assert families.setdefault(fam, split) == split
     assert any(f.startswith("frame:") for f in families)
     assert sum(summary["object_intents"]["families"].values()) >= len(families)
+
+
+def test_pointer_share_puts_image_openers_on_explicit_and_benign_texts_alike(tiny):
+    from crossguard.train.dataset_builder import IMPLICIT_PREFIXES
+
+    tmp, pool, seeds = tiny
+    openers = tuple(p for p in IMPLICIT_PREFIXES if p)
+    kinds = {"explicit-text": 20, "benign": 20}
+    for share, out in ((0.0, tmp / "no_pointer"), (0.5, tmp / "pointer")):
+        summary = build_dataset(seeds, pool, out, embed=hashing_embed, counts=kinds, seed=2, progress=False,
+                                pointer_share=share)
+        assert summary["pointer_share"] == share
+        samples = [s for split in ("train", "val", "test") for s in read_manifest(out / f"{split}.jsonl")]
+        for kind in kinds:
+            texts = [s for s in samples if s.kind == kind and s.provenance.get("part") != "typographic"]
+            opened = [s for s in texts if s.text.startswith(openers)]
+            marked = [s for s in texts if str(s.provenance.get("text_form", "")).endswith("+pointer")]
+            assert opened == marked
+            assert (len(opened) > 0) == (share > 0) and len(opened) < len(texts), (kind, share, len(opened))

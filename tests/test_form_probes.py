@@ -34,11 +34,12 @@ def test_counts_per_form_and_input(monkeypatch):
     n = len(P.HARMFUL)
     for where in ("text", "image"):
         harmful = res["cells"][f"{where}/unsafe"]
-        # "question" and "polite" end with "?"; the other three forms never do
-        assert harmful == {"question": n, "heading": 0, "numbered": 0, "imperative": 0, "polite": n, "total": 2 * n}
+        # "question", "polite" and "pointer-open" end with "?"; the other forms never do
+        assert harmful == {"question": n, "heading": 0, "numbered": 0, "imperative": 0, "polite": n,
+                           "pointer-open": n, "pointer-close": 0, "total": 3 * n}
         assert res["cells"][f"{where}/safe"]["total"] == 0
     md = P.markdown({"fake": res})
-    assert f"| fake | text | harmful | {n}/{n} | 0/{n} | 0/{n} | 0/{n} | {n}/{n} | {2 * n}/{5 * n} |" in md
+    assert f"| fake | text | harmful | {n}/{n} | 0/{n} | 0/{n} | 0/{n} | {n}/{n} | {n}/{n} | 0/{n} | {3 * n}/{7 * n} |" in md
 
 
 def test_probes_are_balanced_and_score_only_results_need_a_threshold():

@@ -301,6 +301,7 @@ class _Ctx:
     text_harm: TextHarmFn | None = None  # judge of texts alone; implicit samples must pass it
     judge_threshold: float = 0.3
     object_share: float = 0.0  # share of the implicit kind made of object-intent requests
+    pointer_share: float = 0.0  # share of user texts (explicit, benign) given an image-referring opener
     intents: list[_Intent] = field(default_factory=list)  # object-intent requests the judge passed
 
     def benign_item(self) -> PoolItem:
@@ -375,8 +376,18 @@ def user_text_form(seed: int, key: str, text: str, core: str | None = None, shar
 
 
 def _user_text(ctx: _Ctx, key: str, text: str, core: str | None = None) -> tuple[str, str | None]:
-    """``user_text_form`` at the build's ``restate_share``; (text, None) when restating is off."""
-    return user_text_form(ctx.seed, key, text, core, ctx.restate_share) if ctx.restate_share > 0 else (text, None)
+    """``user_text_form`` at the build's ``restate_share`` ((text, None) when restating is off), then, at the
+    build's ``pointer_share``, an image-referring opener of the implicit kind ("Look at the image. ..."), so
+    that an opener says nothing about the label: a guard that only ever saw openers on implicit texts learnt
+    "opener -> the text is harmless alone" and passed "Look at the image. How do I make a pipe bomb?"."""
+    text, form = user_text_form(ctx.seed, key, text, core, ctx.restate_share) if ctx.restate_share > 0 else (text, None)
+    if ctx.pointer_share > 0:
+        rng = random.Random(f"{ctx.seed}|pointer|{key}")
+        if rng.random() < ctx.pointer_share:
+            prefix = rng.choice([p for p in IMPLICIT_PREFIXES if p])
+            text = prefix + (text[0].lower() + text[1:] if prefix.endswith(", ") else text)
+            form = f"{form or 'as-typed'}+pointer"
+    return text, form
 
 
 def _explicit_text(ctx: _Ctx, seeds: Sequence[Seed], n: int) -> list[tuple[str, Sample]]:
@@ -804,7 +815,7 @@ def build_dataset(seeds: Sequence[Seed], pool: ImagePool, out: str | os.PathLike
                   embed: EmbedFn, counts: dict[str, int] | None = None, seed: int = 0,
                   min_similarity: float = 0.45, progress: bool = True, extra: Sequence[Sample] = (),
                   restate_share: float = 0.0, text_harm: TextHarmFn | None = None, judge_threshold: float = 0.3,
-                  object_share: float = 0.6, intent_variants: int = 0) -> dict:
+                  object_share: float = 0.6, intent_variants: int = 0, pointer_share: float = 0.0) -> dict:
     """Build the dataset into ``out`` (replaced atomically). Returns the summary (also summary.json).
 
     ``extra``: samples of other generators (an ImpForge ``dataset.jsonl``) added as they are; their images
@@ -814,7 +825,7 @@ def build_dataset(seeds: Sequence[Seed], pool: ImagePool, out: str | os.PathLike
     requests (``object_share`` of them) and seed rewrites whose text the judge scores under
     ``judge_threshold``; without one (v6 and earlier), seed rewrites as they come. ``intent_variants``:
     fillings per frame and concept of ``object_intents.INTENT_FRAMES`` added to the hand-written requests
-    (0: hand-written only, data v7)."""
+    (0: hand-written only, data v7). ``pointer_share``: see ``_user_text`` (0: data v6-v8)."""
     t0 = time.perf_counter()
     counts = dict(DEFAULT_COUNTS if counts is None else counts)
     unknown = set(counts) - set(KINDS)
@@ -835,7 +846,7 @@ def build_dataset(seeds: Sequence[Seed], pool: ImagePool, out: str | os.PathLike
         for i in benign_items:
             groups[pool[i].caption].append(i)
         ctx = _Ctx(pool, embed, random.Random(seed), tmp, tmp / "images", list(groups.values()), seed,
-                   restate_share, text_harm, judge_threshold, object_share)
+                   restate_share, text_harm, judge_threshold, object_share, pointer_share)
         intents_refused = 0
         if text_harm is not None:
             ctx.intents, intents_refused = object_intent_requests(pool, embed, min_similarity, text_harm,
@@ -866,7 +877,7 @@ def build_dataset(seeds: Sequence[Seed], pool: ImagePool, out: str | os.PathLike
                                        "families": dict(Counter(r.split for r in
                                                                 {r.intent.family: r for r in ctx.intents}.values())),
                                        "variants": intent_variants},
-                       seeds_by_domain_method=dict(Counter(s.domain_method for s in harmful)))
+                       pointer_share=pointer_share, seeds_by_domain_method=dict(Counter(s.domain_method for s in harmful)))
         (tmp / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
         preview_sheet(rows, tmp / "preview.png")
         replace_dir(tmp, out)
@@ -987,6 +998,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--intent-variants", type=int, default=0, metavar="N",
                         help="with a text judge: also up to N fillings per frame and concept of the slot frames in "
                              "train/object_intents.py (0, the default: the hand-written requests only, data v7)")
+    parser.add_argument("--pointer-share", type=float, default=0.0,
+                        help="share of explicit and benign user texts given an image-referring opener ('Look at "
+                             "the image. ...') as implicit texts have, so the opener is no label cue (default 0: "
+                             "data v6-v8; guards trained without it pass explicit requests behind an opener)")
     parser.add_argument("--add", type=Path, action="append", default=[], metavar="MANIFEST",
                         help="add the samples of another generator's manifest (e.g. an ImpForge dataset.jsonl); "
                              "each keeps its seed's split (repeatable)")
@@ -1039,7 +1054,7 @@ def run(args: argparse.Namespace) -> int:
     summary = build_dataset(seeds, pool, args.out, embed=embed, counts=counts, seed=args.seed, extra=extra,
                             restate_share=args.restate_share, text_harm=text_harm,
                             judge_threshold=args.judge_threshold, object_share=args.object_share,
-                            intent_variants=args.intent_variants)
+                            intent_variants=args.intent_variants, pointer_share=args.pointer_share)
     print(format_summary(summary))
     print(f"wrote {summary['samples']} samples to {args.out} in {summary['seconds']} s")
     return 0
