@@ -196,6 +196,42 @@ def test_feature_cache_roundtrip(tmp_path, monkeypatch):
     assert a.image_tokens.dtype == np.float16 and a.text_mask.shape == (10, 64)
 
 
+def test_image_features_are_cached_per_picture_across_sample_lists(tmp_path):
+    import dataclasses
+
+    write_dataset(tmp_path / "d", 10)
+    from crossguard.manifest import read_manifest
+    samples = read_manifest(tmp_path / "d" / "train.jsonl")
+
+    class Counting(FakeEncoders):
+        seen: list = []
+
+        def encode_images(self, images):
+            Counting.seen += list(images)
+            return super().encode_images(images)
+
+    first = F.cached_features(samples, tmp_path / "cache", encoders=Counting(), progress=False)
+    pictures = {F._file_digest(s.image) for s in samples}  # same-kind pictures are the same file content
+    assert 1 < len(pictures) < len(samples) and len(Counting.seen) == len(pictures) + 1  # once each, + blank
+    # a new sample list (new texts, one picture twice, one new picture): only the new picture is encoded
+    new_png = tmp_path / "d" / "new.png"
+    Image.new("RGB", (16, 16), (1, 2, 3)).save(new_png)
+    other = [dataclasses.replace(s, text=s.text + " again") for s in samples] + [
+        dataclasses.replace(samples[0], id="dup"), dataclasses.replace(samples[1], id="new", image=str(new_png))]
+    Counting.seen = []
+    second = F.cached_features(other, tmp_path / "cache", encoders=Counting(), progress=False)
+    assert Counting.seen[:-1] == [str(new_png)]
+    np.testing.assert_array_equal(second.image_tokens[:10], first.image_tokens)
+    np.testing.assert_array_equal(second.image_embedding[10], first.image_embedding[0])
+    # a broken cache file is encoded again, not trusted
+    broken = next((tmp_path / "cache" / "images").rglob("*.npz"))
+    broken.write_bytes(b"not an npz")
+    Counting.seen = []
+    F.cached_features([dataclasses.replace(s, text="third") for s in samples], tmp_path / "cache",
+                      encoders=Counting(), progress=False)
+    assert len(Counting.seen) == 2
+
+
 def test_train_cli_end_to_end(tmp_path, monkeypatch):
     from crossguard.cli import main
 

@@ -3,7 +3,8 @@
 With frozen encoders a sample's features never change, so they are computed once per sample list and
 stored under ``artifacts/features/<hash>/features.npz`` (image tokens and text tokens as float16; text
 padded to 64 tokens). OCR text goes through the runtime's OCR (``crossguard.runtime.ocr.FastOCR``) behind
-one function, ``ocr_text``, and is cached per image content hash. The unimodal views use one blank-image
+one function, ``ocr_text``, and is cached per image content hash; so are the image encoder's outputs
+(``ImageFeatureCache``), because datasets built from the same pool share most of their pictures. The unimodal views use one blank-image
 feature vector and one empty-text feature vector, computed once.
 """
 from __future__ import annotations
@@ -225,6 +226,51 @@ class OcrCache:
         os.replace(tmp, self.path)
 
 
+class ImageFeatureCache:
+    """Image-encoder outputs per image content hash: one ``<digest>.npz`` (tokens float16, embedding float32)
+    per image under ``root``, written atomically, so a new dataset from the same pool re-encodes only new
+    pictures."""
+
+    def __init__(self, root: Path | None):
+        self.root = root
+
+    def _path(self, digest: str) -> Path:
+        return self.root / digest[:2] / f"{digest}.npz"
+
+    def get(self, digest: str) -> tuple[np.ndarray, np.ndarray] | None:
+        if self.root is None:
+            return None
+        path = self._path(digest)
+        try:
+            with np.load(path) as z:
+                return z["tokens"], z["embedding"]
+        except (OSError, KeyError, ValueError):  # absent, or a broken file: encode again
+            return None
+
+    def put(self, digest: str, tokens: np.ndarray, embedding: np.ndarray) -> None:
+        if self.root is None:
+            return
+        path = self._path(digest)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, tokens=tokens.astype(np.float16), embedding=embedding.astype(np.float32))
+        os.replace(tmp, path)
+
+    def encode(self, digests: Sequence[str], paths: Sequence[str], encode_images: ImageEncodeFn
+               ) -> tuple[np.ndarray, np.ndarray]:
+        """Tokens and embeddings of every image, encoding only the digests not cached (once each)."""
+        found = {d: self.get(d) for d in dict.fromkeys(digests)}
+        todo = {d: p for d, p in zip(digests, paths) if found[d] is None}
+        if todo:
+            tokens, emb = encode_images(list(todo.values()))
+            for i, d in enumerate(todo):
+                found[d] = (tokens[i], emb[i])
+                self.put(d, tokens[i], emb[i])
+        return (np.stack([found[d][0] for d in digests]).astype(np.float16),
+                np.stack([found[d][1] for d in digests]).astype(np.float32))
+
+
 def samples_key(samples: Sequence[Sample], encoder_name: str) -> str:
     """Cache key: the encoders, the feature format and every sample's id, text and image file."""
     h = hashlib.sha256(f"{FEATURES_VERSION}|{encoder_name}".encode())
@@ -235,7 +281,8 @@ def samples_key(samples: Sequence[Sample], encoder_name: str) -> str:
 
 
 def compute_features(samples: Sequence[Sample], encode_images: ImageEncodeFn, encode_texts: TextEncodeFn,
-                     ocr_texts: OcrFn, ocr_cache: OcrCache | None = None, progress: bool = True) -> Features:
+                     ocr_texts: OcrFn, ocr_cache: OcrCache | None = None, progress: bool = True,
+                     image_cache: ImageFeatureCache | None = None) -> Features:
     """Encode every sample's image, text and OCR text, plus the blank-image and empty-text views."""
     if not samples:
         raise ValueError("no samples to encode")
@@ -246,7 +293,8 @@ def compute_features(samples: Sequence[Sample], encode_images: ImageEncodeFn, en
         cache.data.update(zip(todo, ocr_texts(list(todo.values()))))
         cache.save()
     ocr = [cache.data[k] for k in keys]
-    image_tokens, image_embedding = encode_images([s.image for s in samples])
+    image_tokens, image_embedding = (image_cache or ImageFeatureCache(None)).encode(
+        keys, [s.image for s in samples], encode_images)
     text_tokens, text_mask, text_embedding = encode_texts([s.text for s in samples])
     present = np.asarray([[1.0 if t else 0.0] for t in ocr], np.float32)
     ocr_texts_nonempty = [t for t in ocr if t]
@@ -275,7 +323,9 @@ def cached_features(samples: Sequence[Sample], cache_dir: str | os.PathLike | No
         if path.is_file():
             return Features.load(path)
     feats = compute_features(samples, encoders.encode_images, encoders.encode_texts, encoders.ocr_texts,
-                             OcrCache(cache_root / "ocr_cache.json" if cache_root else None), progress)
+                             OcrCache(cache_root / "ocr_cache.json" if cache_root else None), progress,
+                             ImageFeatureCache(cache_root / "images" / hashlib.sha256(encoders.name.encode()).hexdigest()[:12]
+                                               if cache_root else None))
     if cache_root is not None:
         feats.save(path)
     return feats
