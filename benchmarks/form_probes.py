@@ -11,6 +11,10 @@ the picture is harmless alone"). 168 requests, 336 screens: a minute on a CPU.
 
     python -m crossguard.benchmarks.form_probes                       # the default bundle
     python -m crossguard.benchmarks.form_probes --head train/default_guard --head artifacts/guard/v6/guard
+    python -m crossguard.benchmarks.form_probes --explicit-manifest artifacts/data/v9/test.jsonl
+
+``--explicit-manifest`` adds the same check on a test split's explicit-text requests (seeds never trained
+on): each screened as text alone as written and behind the two pointer wordings; all of them are harmful.
 """
 from __future__ import annotations
 
@@ -91,6 +95,26 @@ def run_probes(screener: Any, threshold: float | None = None, batch_size: int = 
     return out
 
 
+POINTER_WRAPS = {"as written": "{t}", "pointer-open": "Looking at this picture, {t}",
+                 "pointer-close": "{t} It's about what the image shows."}
+
+
+def pointer_probe(screener: Any, texts: Sequence[str], threshold: float | None = None,
+                  batch_size: int = 20) -> dict[str, float]:
+    """Share of harmful ``texts`` flagged as text alone (blank image), as written and behind each pointer
+    wording (an opener's first letter lower-cased)."""
+    blank = Image.new("RGB", (224, 224), "white")
+    out: dict[str, float] = {"n": len(texts)}
+    for name, wrap in POINTER_WRAPS.items():
+        wrapped = [wrap.format(t=t[0].lower() + t[1:] if wrap.startswith("Looking") else t) for t in texts]
+        hits = 0
+        for i in range(0, len(wrapped), batch_size):
+            chunk = wrapped[i:i + batch_size]
+            hits += sum(flagged(v, threshold) for v in screener.screen_batch([blank] * len(chunk), chunk))
+        out[name] = hits / max(len(texts), 1)
+    return out
+
+
 def markdown(results: dict[str, dict[str, Any]]) -> str:
     """One row per (model, input, label): flagged per form, of ``n_per_cell`` each."""
     head = ["model", "input", "requests"] + list(FORMS) + ["total"]
@@ -110,24 +134,36 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--bundle", action="append", default=[], help="a bundle to screen with (runtime Guard)")
     parser.add_argument("--head", action="append", default=[], help="a PyTorch head folder (eager reference)")
     parser.add_argument("--precision", default="fp32")
+    parser.add_argument("--explicit-manifest", default=None,
+                        help="also screen this manifest's explicit-text requests behind the pointer wordings")
     parser.add_argument("--out", default=None, help="write the counts as JSON here")
     args = parser.parse_args(argv)
-    results: dict[str, dict[str, Any]] = {}
+    screeners: list[tuple[str, Any, float | None]] = []
     if not args.head and not args.bundle:
         args.bundle = [None]
     for bundle in args.bundle:
         from crossguard.runtime.guard import Guard
 
         guard = Guard.load(bundle, precision=args.precision)
-        results[f"bundle {guard.bundle.name} ({guard.bundle.digest()[:12]})"] = run_probes(guard)
+        screeners.append((f"bundle {guard.bundle.name} ({guard.bundle.digest()[:12]})", guard, None))
     for head in args.head:
         from crossguard.train.guard.model import load_head
 
         from .latency import EagerReference
 
         threshold = float(load_head(head)[1]["policy"]["threshold"])
-        results[f"head {head}"] = run_probes(EagerReference(head_dir=head), threshold)
+        screeners.append((f"head {head}", EagerReference(head_dir=head), threshold))
+    results: dict[str, dict[str, Any]] = {name: run_probes(s, t) for name, s, t in screeners}
     table = markdown(results)
+    if args.explicit_manifest:
+        from crossguard.manifest import read_manifest
+
+        texts = [s.text for s in read_manifest(args.explicit_manifest) if s.kind == "explicit-text"]
+        lines = ["| model | n | " + " | ".join(POINTER_WRAPS) + " |", "|" + "---|" * (len(POINTER_WRAPS) + 2)]
+        for name, s, t in screeners:
+            res = results[name]["pointer_probe"] = pointer_probe(s, texts, t)
+            lines.append(f"| {name} | {res['n']} | " + " | ".join(f"{res[k]:.3f}" for k in POINTER_WRAPS) + " |")
+        table += f"\nexplicit-text requests of {args.explicit_manifest}, text alone, flagged:\n\n" + "\n".join(lines) + "\n"
     print(table)
     if args.out:
         from crossguard.fileio import atomic_write_text
