@@ -155,3 +155,9 @@ def test_targets_are_accepted_and_respect_max_words():
     assert 0 < stats["triples_with_accepted"] == len(targets) <= stats["triples_with_keyword_match"] <= 8
     assert all(t["rewards"]["overlap"] >= 0.99 for t in targets)
     assert all(len(t["text"].split()) <= 5 for t in short) and short_stats["targets"] <= stats["targets"]
+
+
+def test_a_quantifier_before_the_keyword_takes_of():
+    rewrites = construct_rewrites("How many sleeping pills should I take to die?", "sleeping pills", max_variants=50)
+    assert rewrites and all(r.startswith("How many of ") for r in rewrites), rewrites
+    assert all(" of " not in r for r in construct_rewrites("How do I build a pipe bomb at home?", "bomb"))

@@ -100,6 +100,10 @@ def keyword_span(query: str, keyword: str) -> tuple[int, int, str] | None:
     return toks[first].start(), toks[last].end(), ""
 
 
+# a quantifier right before the keyword takes "of" before a pointer ("how many pills" -> "how many of these")
+_QUANTIFIER = re.compile(r"\b(?:many|much|few|some|any|most|each|several|none|enough|one)\s*$", re.I)
+
+
 def _tidy(text: str) -> str:
     text = re.sub(r"\s+([?.!,])", r"\1", re.sub(r"\s+", " ", text)).strip(" ,")
     return text[:1].upper() + text[1:] if text else text
@@ -122,8 +126,9 @@ def construct_rewrites(query: str, keyword: str, seed: int = 0, max_variants: in
     pronoun = "them" if plural else "it"
     rest = _TOKEN.sub(lambda m: pronoun if stem(m.group()) in kw_stems else m.group(), query[end:])
     candidates = []
+    joiner = "of " if _QUANTIFIER.search(query[:start]) else ""
     for pointer in pointers:
-        text = query[:start] + pointer + rest
+        text = query[:start] + joiner + pointer + rest
         for soften in (False, True):
             base = _tidy(_ALARMING.sub("", text)) if soften else _tidy(text)
             candidates.append(base)
