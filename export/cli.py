@@ -35,7 +35,7 @@ from .validate import (
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_HEAD = REPO / "train" / "default_guard"
-DEFAULT_DATA = REPO / "artifacts" / "data" / "v6"  # our own splits (the default guard's): train calibrates, val validates int8
+DEFAULT_DATA = REPO / "artifacts" / "data" / "v9"  # our own splits (the default guard's): train calibrates, val validates int8
 
 
 def _recording(run: Runner, store: dict[str, list[Feeds]]) -> Runner:
@@ -352,7 +352,7 @@ def _int8_sets(args: argparse.Namespace, ocr, precisions: tuple[str, ...]) -> tu
                 paths[key] = default
             else:
                 print(f"crossguard export: {default} not found: int8 {key} uses the generated samples "
-                      "(build our data with `crossguard build-data --out artifacts/data/v6 --count explicit-text=1500`)",
+                      "(build our data with the build-data command in train/default_guard/README.md)",
                       file=sys.stderr)
     if all(path is None for path in paths.values()):
         return None, None

@@ -101,7 +101,7 @@ def keyword_span(query: str, keyword: str) -> tuple[int, int, str] | None:
 
 
 # a quantifier right before the keyword takes "of" before a pointer ("how many pills" -> "how many of these")
-_QUANTIFIER = re.compile(r"\b(?:many|much|few|some|any|most|each|several|none|enough|one)\s*$", re.I)
+_QUANTIFIER = re.compile(r"\b(?:many|much|few|some|any|most|each|several|none|enough)\s*$", re.I)
 
 
 def _tidy(text: str) -> str:
