@@ -391,3 +391,25 @@ def test_distillation_comparison_reports_thresholded_test_metrics(tmp_path, monk
     assert res["teacher"]["agreement_with_teacher"]["unsafe"] == 1.0
     table = distill.format_comparison(res)
     assert table.count("\n") == 4 and "student_distilled" in table
+
+
+def test_percentile_calibration_clips_activation_ranges(exported):
+    from crossguard.export.quantize import candidate_methods
+
+    _, paths, folder = exported
+    calib = _calibration(IMAGE_ENCODER, 2)
+
+    def activation_scales(path):
+        model = onnx.load(str(path))
+        inits = {i.name: onnx.numpy_helper.to_array(i) for i in model.graph.initializer}
+        weights = {i.name for i in model.graph.initializer if i.data_type == onnx.TensorProto.FLOAT and i.dims}
+        return {n.input[0]: float(inits[n.input[1]]) for n in model.graph.node
+                if n.op_type == "QuantizeLinear" and n.input[0] not in weights and inits[n.input[1]].ndim == 0}
+
+    minmax = activation_scales(quantize_qdq(paths["image_encoder"], folder / "img.mm.onnx", IMAGE_ENCODER, calib,
+                                            exclude_end_convs=True))
+    clipped = activation_scales(quantize_qdq(paths["image_encoder"], folder / "img.pc.onnx", IMAGE_ENCODER, calib,
+                                             exclude_end_convs=True, percentile=99.0))
+    shared = set(minmax) & set(clipped)
+    assert shared and sum(clipped[k] for k in shared) < sum(minmax[k] for k in shared)
+    assert "qdq_fp32_ends_percentile" in candidate_methods(IMAGE_ENCODER)
