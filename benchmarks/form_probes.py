@@ -79,20 +79,30 @@ def flagged(verdict: Any, threshold: float | None) -> bool:
 def run_probes(screener: Any, threshold: float | None = None, batch_size: int = 20) -> dict[str, Any]:
     """Flagged counts per (input, label, form) and in total; ``screener.screen_batch(images, texts)``."""
     rows = probes()
-    blank = Image.new("RGB", (224, 224), "white")
     out: dict[str, Any] = {"n_per_cell": len(HARMFUL), "cells": {}}
     for where in ("text", "image"):
-        decisions = []
-        for i in range(0, len(rows), batch_size):
-            chunk = rows[i:i + batch_size]
-            images = [blank] * len(chunk) if where == "text" else [typed_image(p.text) for p in chunk]
-            texts = [p.text for p in chunk] if where == "text" else [INCITEMENT] * len(chunk)
-            decisions += [flagged(v, threshold) for v in screener.screen_batch(images, texts)]
+        if where == "text":
+            decisions = _decisions(screener, [p.text for p in rows], threshold, batch_size)
+        else:
+            decisions = _decisions(screener, [INCITEMENT] * len(rows), threshold, batch_size,
+                                   image_of=lambda i: typed_image(rows[i].text))
         for label in ("unsafe", "safe"):
             cells = {form: sum(d for p, d in zip(rows, decisions) if p.label == label and p.form == form)
                      for form in FORMS}
             out["cells"][f"{where}/{label}"] = {**cells, "total": sum(cells.values())}
     return out
+
+
+def _decisions(screener: Any, texts: Sequence[str], threshold: float | None, batch_size: int,
+               image_of: Any = None) -> list[bool]:
+    """Flag decisions for ``texts``, screened in batches with ``image_of(i)`` (default: a blank image)."""
+    blank = Image.new("RGB", (224, 224), "white")
+    decisions: list[bool] = []
+    for i in range(0, len(texts), batch_size):
+        chunk = list(texts[i:i + batch_size])
+        images = [blank] * len(chunk) if image_of is None else [image_of(j) for j in range(i, i + len(chunk))]
+        decisions += [flagged(v, threshold) for v in screener.screen_batch(images, chunk)]
+    return decisions
 
 
 POINTER_WRAPS = {"as written": "{t}", "pointer-open": "Looking at this picture, {t}",
@@ -102,16 +112,12 @@ POINTER_WRAPS = {"as written": "{t}", "pointer-open": "Looking at this picture, 
 def pointer_probe(screener: Any, texts: Sequence[str], threshold: float | None = None,
                   batch_size: int = 20) -> dict[str, float]:
     """Share of harmful ``texts`` flagged as text alone (blank image), as written and behind each pointer
-    wording (an opener's first letter lower-cased)."""
-    blank = Image.new("RGB", (224, 224), "white")
+    wording (behind an opener, the request's first letter lower-cased)."""
     out: dict[str, float] = {"n": len(texts)}
     for name, wrap in POINTER_WRAPS.items():
-        wrapped = [wrap.format(t=t[0].lower() + t[1:] if wrap.startswith("Looking") else t) for t in texts]
-        hits = 0
-        for i in range(0, len(wrapped), batch_size):
-            chunk = wrapped[i:i + batch_size]
-            hits += sum(flagged(v, threshold) for v in screener.screen_batch([blank] * len(chunk), chunk))
-        out[name] = hits / max(len(texts), 1)
+        opener = not wrap.startswith("{t}")
+        wrapped = [wrap.format(t=t[0].lower() + t[1:] if opener else t) for t in texts]
+        out[name] = sum(_decisions(screener, wrapped, threshold, batch_size)) / max(len(texts), 1)
     return out
 
 

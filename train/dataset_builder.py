@@ -281,11 +281,17 @@ HARD_TEXTS: tuple[tuple[str, str], ...] = (
 class _Intent:
     """An object-intent request with the pool items of its concept."""
     intent: IntentRequest
-    text: str
-    contrast_ok: bool
     items: tuple[PoolItem, ...]
     concept_emb: np.ndarray
     split: str = "train"
+
+    @property
+    def text(self) -> str:
+        return self.intent.text
+
+    @property
+    def contrast_ok(self) -> bool:
+        return self.intent.contrast_ok
 
 
 @dataclass
@@ -384,8 +390,7 @@ def _user_text(ctx: _Ctx, key: str, text: str, core: str | None = None) -> tuple
     if ctx.pointer_share > 0:
         rng = random.Random(f"{ctx.seed}|pointer|{key}")
         if rng.random() < ctx.pointer_share:
-            prefix = rng.choice([p for p in IMPLICIT_PREFIXES if p])
-            text = prefix + (text[0].lower() + text[1:] if prefix.endswith(", ") else text)
+            text = _prefixed(rng.choice([p for p in IMPLICIT_PREFIXES if p]), text)
             form = f"{form or 'as-typed'}+pointer"
     return text, form
 
@@ -521,9 +526,13 @@ def _best_phrases(ctx: _Ctx, unique: Sequence[Seed]) -> dict[str, tuple[str, int
     return best
 
 
-def _with_prefix(ctx: _Ctx, text: str) -> str:
-    prefix = ctx.rng.choice(IMPLICIT_PREFIXES)
+def _prefixed(prefix: str, text: str) -> str:
+    """``text`` behind an image-referring opener (lower-cased after "Given what you see, ")."""
     return prefix + (text[0].lower() + text[1:] if prefix.endswith(", ") else text)
+
+
+def _with_prefix(ctx: _Ctx, text: str) -> str:
+    return _prefixed(ctx.rng.choice(IMPLICIT_PREFIXES), text)
 
 
 def _implicit(ctx: _Ctx, seeds: Sequence[Seed], n: int, min_similarity: float) -> list[tuple[str, Sample]]:
@@ -630,8 +639,8 @@ def object_intent_requests(pool: ImagePool, embed: EmbedFn, min_similarity: floa
         named = {_stem(w) for w in concept.split()} & {_stem(w) for w in re.findall(r"[A-Za-z]+", item.caption)}
         return sim >= max(min_similarity, 0.6) or (bool(named) and sim >= min_similarity)
 
-    rows = [_Intent(q, q.text, q.contrast_ok, tuple(it for it, sim in hits[q.concept] if shows(q.concept, it, sim)),
-                    emb[q.concept]) for q in requests]
+    rows = [_Intent(q, tuple(it for it, sim in hits[q.concept] if shows(q.concept, it, sim)), emb[q.concept])
+            for q in requests]
     rows = [r for r in rows if r.items]
     refused = 0
     if text_harm is not None and rows:
