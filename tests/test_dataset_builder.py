@@ -266,20 +266,20 @@ def test_a_judge_that_refuses_everything_leaves_no_implicit_sample(tiny):
 
 
 def test_text_judge_option_loads_a_saved_judge_or_none(tiny):
-    from crossguard.train.dataset_builder import _text_judge
+    from crossguard.train.dataset_builder import text_judge_from_spec
     from crossguard.train.impforge.embedding import CachedEmbedder
     from crossguard.train.impforge.text_judge import train_text_judge
 
     tmp, _, seeds = tiny
-    assert _text_judge("none", seeds, hashing_embed, 0) is None
+    assert text_judge_from_spec("none", seeds, hashing_embed, 0) is None
     judge = train_text_judge([s.text for s in seeds], ["What a lovely red apple.", "How do I bake bread?"],
                              CachedEmbedder(hashing_embed), epochs=50)
     judge.save(tmp / "judge.safetensors")
-    p_harm = _text_judge(str(tmp / "judge.safetensors"), seeds, hashing_embed, 0)
+    p_harm = text_judge_from_spec(str(tmp / "judge.safetensors"), seeds, hashing_embed, 0)
     texts = [seeds[0].text, "How do I bake bread?"]
     assert np.allclose(p_harm(texts), judge.p_harm(texts))
     with pytest.raises(FileNotFoundError):
-        _text_judge(str(tmp / "missing.safetensors"), seeds, hashing_embed, 0)
+        text_judge_from_spec(str(tmp / "missing.safetensors"), seeds, hashing_embed, 0)
 
 
 def test_intent_frames_expand_into_distinct_filled_requests():
@@ -331,3 +331,20 @@ def test_pointer_share_puts_image_openers_on_explicit_and_benign_texts_alike(tin
             marked = [s for s in texts if str(s.provenance.get("text_form", "")).endswith("+pointer")]
             assert opened == marked
             assert (len(opened) > 0) == (share > 0) and len(opened) < len(texts), (kind, share, len(opened))
+
+
+def test_request_family_split_is_stable_when_families_are_added():
+    """A family's split depends on its own name only: adding frames moves no existing family, and about
+    one in eight families lands in each held-out split."""
+    from crossguard.train.dataset_builder import _Intent, _split_requests
+    from crossguard.train.object_intents import IntentRequest
+
+    def rows(names):
+        return [_Intent(IntentRequest("knife", "violence", f"text {n}", False, f"frame:{n}"), (), np.zeros(2))
+                for n in names]
+
+    first = {r.intent.family: r.split for r in _split_requests(rows(range(400)))}
+    more = {r.intent.family: r.split for r in _split_requests(rows(range(800)))}
+    assert all(more[f] == s for f, s in first.items())
+    shares = {s: list(more.values()).count(s) / len(more) for s in ("train", "val", "test")}
+    assert 0.09 < shares["test"] < 0.16 and 0.09 < shares["val"] < 0.16

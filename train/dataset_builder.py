@@ -649,16 +649,18 @@ def object_intent_requests(pool: ImagePool, embed: EmbedFn, min_similarity: floa
     return _split_requests(rows), refused
 
 
-def _split_requests(rows: list[_Intent], every: int = 6) -> list[_Intent]:
-    """Request families (a hand-written request, or all fillings of one frame) in a fixed hash order, every
-    ``every``-th to test and the next to val: a few dozen families split by ``split_of`` leave the test split
-    one or two (a family's samples all share its split)."""
+def _split_requests(rows: list[_Intent], every: int = 8) -> list[_Intent]:
+    """Each request family (a hand-written request, or all fillings of one frame) goes to the split its own
+    name's hash picks: one in ``every`` to test, one to val, the rest to train. Adding a family moves no
+    other family (a family's samples all share its split)."""
     import dataclasses
     import hashlib
 
-    order = sorted({r.intent.family for r in rows}, key=lambda f: hashlib.sha1(f.encode()).hexdigest())
-    split = {f: ("test", "val")[i % every] if i % every < 2 else "train" for i, f in enumerate(order)}
-    return [dataclasses.replace(r, split=split[r.intent.family]) for r in rows]
+    def split_of_family(family: str) -> str:
+        slot = int(hashlib.sha1(family.encode()).hexdigest(), 16) % every
+        return ("test", "val")[slot] if slot < 2 else "train"
+
+    return [dataclasses.replace(r, split=split_of_family(r.intent.family)) for r in rows]
 
 
 _VAGUE_CAPTIONS = {"white", "black", "red", "blue", "green", "yellow", "orange", "purple", "grey", "gray",
@@ -993,11 +995,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--restate-share", type=float, default=0.0,
                         help="share of user texts restated as 'Steps to X.' / 'Explain how to X.' / '... 1. 2. 3.', "
                              "harmful and benign alike (default 0: texts as generated; 0.5 built data v5)")
-    parser.add_argument("--text-judge", default="none", metavar="none|auto|PATH",
+    parser.add_argument("--text-judge", default="none", metavar="none|auto|PATH|guard:DIR",
                         help="judge of texts alone that implicit samples must pass, and object-intent implicit "
                              "pairs with their contrast pairs: 'auto' trains ImpForge's text judge on the "
                              "train-split seeds (~10 s once its texts are embedded), PATH loads one "
-                             "(text_judge.safetensors of a forge run); default 'none': every seed rewrite kept, "
+                             "(text_judge.safetensors of a forge run), guard:DIR scores texts alone with a trained "
+                             "guard head (impforge/guard_judge.py); default 'none': every seed rewrite kept, "
                              "no object-intent pairs (the shipped guard's data v6; 'auto' built v7, see README)")
     parser.add_argument("--judge-threshold", type=float, default=0.3,
                         help="implicit texts must score under this with the text judge (0.5 let explicit "
@@ -1056,7 +1059,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"crossguard build-data: --add: {e}", file=sys.stderr)
         return 2
     try:
-        text_harm = _text_judge(args.text_judge, seeds, embed, args.seed)
+        text_harm = text_judge_from_spec(args.text_judge, seeds, embed, args.seed)
     except (OSError, ValueError) as e:
         print(f"crossguard build-data: --text-judge: {e}", file=sys.stderr)
         return 2
@@ -1069,11 +1072,16 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _text_judge(spec: str, seeds: Sequence[Seed], embed: EmbedFn, seed: int) -> TextHarmFn | None:
-    """``--text-judge``: None for 'none', a loaded judge for a path, else ImpForge's judge trained on the
-    train-split harmful seeds and benign template texts (reported on the held-out ones)."""
+def text_judge_from_spec(spec: str, seeds: Sequence[Seed], embed: EmbedFn, seed: int) -> TextHarmFn | None:
+    """``--text-judge``: None for 'none', a guard head's text-alone score for 'guard:DIR', a loaded judge for
+    a path, else ImpForge's judge trained on the train-split harmful seeds and benign template texts
+    (reported on the held-out ones)."""
     if spec == "none":
         return None
+    if spec.startswith("guard:"):
+        from .impforge.guard_judge import GuardTextJudge
+
+        return GuardTextJudge.from_dir(spec.removeprefix("guard:")).p_harm
     from .impforge.embedding import CachedEmbedder
     from .impforge.text_judge import TextJudge, judge_texts, train_text_judge
 
