@@ -348,3 +348,20 @@ def test_request_family_split_is_stable_when_families_are_added():
     assert all(more[f] == s for f, s in first.items())
     shares = {s: list(more.values()).count(s) / len(more) for s in ("train", "val", "test")}
     assert 0.09 < shares["test"] < 0.16 and 0.09 < shares["val"] < 0.16
+
+
+def test_contrast_share_sets_the_benign_hard_share_of_contrast_pairs(tiny):
+    tmp, pool, seeds = tiny
+
+    def contrast_count(share, name):
+        summary = build_dataset(seeds, pool, tmp / name, embed=hashing_embed, counts={"benign-hard": 60}, seed=1,
+                                progress=False, text_harm=word_judge, contrast_share=share)
+        assert summary["contrast_share"] == share
+        hard = [s for split in ("train", "val", "test") for s in read_manifest(tmp / name / f"{split}.jsonl")]
+        assert len(hard) == 60 and all(s.kind == "benign-hard" for s in hard)
+        return sum(s.provenance.get("part") == "intent-ordinary" for s in hard)
+
+    assert contrast_count(0.1, "default") == 6
+    assert contrast_count(0.5, "half") == 30
+    with pytest.raises(ValueError, match="contrast_share"):
+        build_dataset(seeds, pool, tmp / "bad", embed=hashing_embed, counts={"benign-hard": 5}, contrast_share=1.0)

@@ -75,7 +75,10 @@ def test_judge_scores_do_not_depend_on_the_batch():
 
 def test_packaged_hand_labels_read_and_bad_lines_are_named(tmp_path):
     rows = read_hand_labels(HAND_LABELS)
-    assert len(rows) == 60 and {r["label"] for r in rows} == {"explicit", "implicit", "garbled"}
+    assert len(rows) == 96 and {r["label"] for r in rows} == {"explicit", "implicit", "garbled"}
+    assert all(r["pool_item"] and r["split"] in ("train", "val", "test") for r in rows)
+    held = [r for r in rows if r["split"] != "train"]
+    assert len(held) == 47 and {r["label"] for r in held} == {"explicit", "implicit", "garbled"}
     bad = tmp_path / "labels.jsonl"
     bad.write_text('{"text": "a", "label": "explicit"}\n{"text": "b", "label": "maybe"}\n')
     with pytest.raises(ValueError, match=r"labels.jsonl:2"):
@@ -88,10 +91,41 @@ def test_packaged_hand_labels_read_and_bad_lines_are_named(tmp_path):
 def test_check_judges_ranks_a_perfect_and_a_reversed_judge():
     rows = [{"text": t, "label": lab} for t, lab in
             [("e1", "explicit"), ("e2", "explicit"), ("i1", "implicit"), ("g1", "garbled")]]
-    perfect = lambda texts: np.array([1.0 if t.startswith("e") else 0.0 for t in texts])  # noqa: E731
-    res = check_judges(rows, {"perfect": perfect, "reversed": lambda texts: 1 - perfect(texts)})
-    assert res["perfect"]["auroc_explicit_vs_rest"] == 1.0 and res["reversed"]["auroc_explicit_vs_rest"] == 0.0
+    perfect = lambda rs: np.array([1.0 if r["text"].startswith("e") else 0.0 for r in rs])  # noqa: E731
+    res = check_judges(rows, {"perfect": perfect, "reversed": lambda rs: 1 - perfect(rs)})
+    assert res["perfect"]["auroc"] == 1.0 and res["reversed"]["auroc"] == 0.0
     assert res["perfect"]["mean_explicit"] == 1.0 and res["perfect"]["mean_garbled"] == 0.0
+    harmful = check_judges(rows, {"perfect": perfect}, positive=("explicit", "implicit"))
+    assert harmful["perfect"]["auroc"] == 5 / 6  # the implicit row scores like the garbled one
+
+
+def test_pairs_score_the_full_view_with_the_image_and_its_ocr_text():
+    """p_harm_pairs equals the head on (image, text, OCR) as training feeds it; OCR only where text is found."""
+    head = tiny_head()
+    pictures = {"knife.png": 1, "menu.png": 2}
+
+    def encode_images(images):
+        toks, embs = [], []
+        for im in images:
+            rng = np.random.default_rng(pictures.get(im, 0) if isinstance(im, str) else 0)
+            toks.append(rng.normal(size=(TOKENS, DI)).astype(np.float16))
+            embs.append(rng.normal(size=DI))
+        return np.asarray(toks, np.float32), np.asarray(embs, np.float32)
+
+    ocr = {"menu.png": "soup of the day"}
+    judge = GuardTextJudge(head, 1.3, fake_encode_texts, encode_images, batch_size=2, ocr_text=lambda im: ocr.get(im, ""))
+    texts, images = TEXTS[:3], ["knife.png", "menu.png", "knife.png"]
+    tokens, mask, emb = fake_encode_texts(texts)
+    img_tokens, img_emb = encode_images(images)
+    present = np.array([[0.0], [1.0], [0.0]], np.float32)
+    ocr_emb = fake_encode_texts(["soup of the day"])[2][0] * present
+    with torch.no_grad():
+        logit, _, _ = head(*(torch.from_numpy(a) for a in (img_tokens, img_emb, tokens, mask, emb,
+                                                            ocr_emb.astype(np.float32), present)))
+    np.testing.assert_allclose(judge.p_harm_pairs(texts, images), 1 / (1 + np.exp(-logit.numpy() / 1.3)), atol=1e-6)
+    assert not np.allclose(judge.p_harm_pairs(texts, images), judge.p_harm(texts))  # the picture counts
+    with pytest.raises(ValueError, match="2 images"):
+        judge.p_harm_pairs(texts, images[:2])
 
 
 def test_cli_refuses_a_missing_labels_file(tmp_path, capsys):

@@ -62,6 +62,7 @@ from .typography import (
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_SEEDS = REPO_ROOT.parent / "shared" / "data" / "seeds"
+CONTRAST_SHARE = 0.1  # benign-hard share of object-intent contrast pairs (data v7-v11)
 DEFAULT_COUNTS = {"implicit": 800, "explicit-text": 600, "explicit-image": 800, "benign": 2000,
                   "benign-hard": 1300}
 GENERATOR = "dataset_builder"
@@ -308,6 +309,7 @@ class _Ctx:
     judge_threshold: float = 0.3
     object_share: float = 0.0  # share of the implicit kind made of object-intent requests
     pointer_share: float = 0.0  # share of user texts (explicit, benign) given an image-referring opener
+    contrast_share: float = CONTRAST_SHARE  # share of benign-hard that are object-intent contrast pairs
     intents: list[_Intent] = field(default_factory=list)  # object-intent requests the judge passed
 
     def benign_item(self) -> PoolItem:
@@ -726,8 +728,9 @@ def _benign_typo_count(counts: dict[str, int], n_benign: int) -> int:
 def _benign_hard(ctx: _Ctx, n: int, min_similarity: float) -> list[tuple[str, Sample]]:
     """Parts: generated alarming-word requests with their alarming clip-art (30%) or an ordinary image
     (15%) or typed into an image (10%); ordinary requests (15%) and picture questions (10%) with alarming
-    clip-art; v1's hard texts (10%), object-intent requests with an ordinary image (10%, with a text judge)
-    and concept questions (the rest)."""
+    clip-art; v1's hard texts (10%), object-intent requests with an ordinary image (``ctx.contrast_share``,
+    10% by default, with a text judge; the parts before it shrink in proportion) and concept questions (the
+    rest)."""
     hits = ctx.pool.search_many([q for q, _, _ in HARD_CONCEPTS], k=12)
     concepts = []
     for (query, domain, questions), found in zip(HARD_CONCEPTS, hits):
@@ -742,7 +745,9 @@ def _benign_hard(ctx: _Ctx, n: int, min_similarity: float) -> list[tuple[str, Sa
         shares = {"alarm-concept": 0.3, "alarm-ordinary": 0.15, "ordinary-alarming": 0.15,
                   "picture-alarming": 0.1, "v1-text": 0.1, "alarm-typo": 0.1}
         if any(r.contrast_ok for r in ctx.intents):
-            shares["intent-ordinary"] = 0.1
+            if ctx.contrast_share != CONTRAST_SHARE:
+                shares = {k: v * (1.0 - ctx.contrast_share) / (1.0 - CONTRAST_SHARE) for k, v in shares.items()}
+            shares["intent-ordinary"] = ctx.contrast_share
         n_parts = {k: int(n * v) for k, v in shares.items()}
         n_parts["v1-concept"] = n - sum(n_parts.values())
     i = 0
@@ -826,7 +831,8 @@ def build_dataset(seeds: Sequence[Seed], pool: ImagePool, out: str | os.PathLike
                   embed: EmbedFn, counts: dict[str, int] | None = None, seed: int = 0,
                   min_similarity: float = 0.45, progress: bool = True, extra: Sequence[Sample] = (),
                   restate_share: float = 0.0, text_harm: TextHarmFn | None = None, judge_threshold: float = 0.3,
-                  object_share: float = 0.6, intent_variants: int = 0, pointer_share: float = 0.0) -> dict:
+                  object_share: float = 0.6, intent_variants: int = 0, pointer_share: float = 0.0,
+                  contrast_share: float = CONTRAST_SHARE) -> dict:
     """Build the dataset into ``out`` (replaced atomically). Returns the summary (also summary.json).
 
     ``extra``: samples of other generators (an ImpForge ``dataset.jsonl``) added as they are; their images
@@ -836,7 +842,11 @@ def build_dataset(seeds: Sequence[Seed], pool: ImagePool, out: str | os.PathLike
     requests (``object_share`` of them) and seed rewrites whose text the judge scores under
     ``judge_threshold``; without one (v6 and earlier), seed rewrites as they come. ``intent_variants``:
     fillings per frame and concept of ``object_intents.INTENT_FRAMES`` added to the hand-written requests
-    (0: hand-written only, data v7). ``pointer_share``: see ``_user_text`` (0: data v6-v8)."""
+    (0: hand-written only, data v7). ``pointer_share``: see ``_user_text`` (0: data v6-v8). ``contrast_share``:
+    share of benign-hard samples that are contrast pairs (a contrast-ok object-intent request with an ordinary
+    picture; the other parts shrink in proportion)."""
+    if not 0.0 <= contrast_share < 1.0:
+        raise ValueError(f"contrast_share must be in [0, 1), got {contrast_share}")
     t0 = time.perf_counter()
     counts = dict(DEFAULT_COUNTS if counts is None else counts)
     unknown = set(counts) - set(KINDS)
@@ -857,7 +867,7 @@ def build_dataset(seeds: Sequence[Seed], pool: ImagePool, out: str | os.PathLike
         for i in benign_items:
             groups[pool[i].caption].append(i)
         ctx = _Ctx(pool, embed, random.Random(seed), tmp, tmp / "images", list(groups.values()), seed,
-                   restate_share, text_harm, judge_threshold, object_share, pointer_share)
+                   restate_share, text_harm, judge_threshold, object_share, pointer_share, contrast_share)
         intents_refused = 0
         if text_harm is not None:
             ctx.intents, intents_refused = object_intent_requests(pool, embed, min_similarity, text_harm,
@@ -888,7 +898,7 @@ def build_dataset(seeds: Sequence[Seed], pool: ImagePool, out: str | os.PathLike
                                        "families": dict(Counter(r.split for r in
                                                                 {r.intent.family: r for r in ctx.intents}.values())),
                                        "variants": intent_variants},
-                       pointer_share=pointer_share, seeds_by_domain_method=dict(Counter(s.domain_method for s in harmful)))
+                       pointer_share=pointer_share, contrast_share=contrast_share, seeds_by_domain_method=dict(Counter(s.domain_method for s in harmful)))
         (tmp / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
         preview_sheet(rows, tmp / "preview.png")
         replace_dir(tmp, out)
@@ -1014,6 +1024,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="share of explicit and benign user texts given an image-referring opener ('Look at "
                              "the image. ...') as implicit texts have, so the opener is no label cue (default 0: "
                              "data v6-v8; guards trained without it pass explicit requests behind an opener)")
+    parser.add_argument("--contrast-share", type=float, default=CONTRAST_SHARE,
+                        help="share of benign-hard samples that are contrast pairs: an object-intent request that "
+                             "is harmless with an ordinary picture, shown with one (the same text with the object "
+                             "is an implicit pair; needs --text-judge; default %(default)s)")
     parser.add_argument("--add", type=Path, action="append", default=[], metavar="MANIFEST",
                         help="add the samples of another generator's manifest (e.g. an ImpForge dataset.jsonl); "
                              "each keeps its seed's split (repeatable)")
@@ -1066,7 +1080,8 @@ def run(args: argparse.Namespace) -> int:
     summary = build_dataset(seeds, pool, args.out, embed=embed, counts=counts, seed=args.seed, extra=extra,
                             restate_share=args.restate_share, text_harm=text_harm,
                             judge_threshold=args.judge_threshold, object_share=args.object_share,
-                            intent_variants=args.intent_variants, pointer_share=args.pointer_share)
+                            intent_variants=args.intent_variants, pointer_share=args.pointer_share,
+                            contrast_share=args.contrast_share)
     print(format_summary(summary))
     print(f"wrote {summary['samples']} samples to {args.out} in {summary['seconds']} s")
     return 0

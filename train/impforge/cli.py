@@ -9,7 +9,8 @@ from .config import DEFAULT_CONFIG, ConfigError, apply_overrides, load_config
 # flag -> config key
 FLAGS = {"seeds": "seeds", "out": "out", "policy": "policy.source", "clip": "clip",
          "text_encoder": "text_encoder", "image_encoder": "image_encoder", "steps": "ppo.steps",
-         "samples": "generation.samples", "seed": "seed", "device": "device", "threads": "threads"}
+         "samples": "generation.samples", "seed": "seed", "device": "device", "threads": "threads",
+         "guard_judge": "judge.guard"}
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -24,6 +25,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="local HF BERT-like dir (with tokenizer.json) instead of the packaged all-MiniLM-L6-v2")
     parser.add_argument("--image-encoder", metavar="PATH",
                         help="EfficientNet-Lite0 .pth/.safetensors state dict instead of the packaged one")
+    parser.add_argument("--guard-judge", metavar="DIR",
+                        help="a trained guard head folder: safety judge and the semantic reward's joint term")
     parser.add_argument("--steps", type=int, help="PPO steps")
     parser.add_argument("--samples", type=int, help="accepted implicit samples wanted")
     parser.add_argument("--seed", type=int, help="random seed")

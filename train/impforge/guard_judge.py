@@ -1,17 +1,18 @@
-"""A trained CrossGuard head as an ImpForge text judge, and a check of judges against hand labels.
+"""A trained CrossGuard head as an ImpForge judge, and a check of judges against hand labels.
 
 ``GuardTextJudge.p_harm(texts)`` is the guard's calibrated unsafe score for each text *alone*: a blank
 image, no OCR text, the view the guard is trained on as "text only". It has ``TextJudge.p_harm``'s
 interface, so the safety reward and ``build-data``'s seed-rewrite filter can use it instead of the
-logistic-regression judge, which cannot tell a rewrite that is still explicit from one that is not
-(AUROC ~0.54 on hand labels, see ``check_judges``).
+logistic-regression judge, which cannot tell a rewrite that is still explicit from one that is not.
+``p_harm_pairs(texts, images)`` scores each text *with* its picture, a candidate semantic judge.
 
-    python -m crossguard.train.impforge.guard_judge --head artifacts/guard/v9/guard
+    python -m crossguard.train.impforge.guard_judge --head artifacts/guard/v11/guard
 
-prints, for the hand-labelled seed rewrites in ``data/hand_labels_seed_rewrites.jsonl`` (60 constructed
-rewrites of data v11 read by a developer: explicit = harmful as text alone, implicit = harmless alone and
-harmful with the picture, garbled = harmless or broken), how well each judge separates the explicit ones
-from the rest (AUROC; a safety judge should score explicit rewrites high).
+reads ``data/hand_labels_seed_rewrites.jsonl`` (96 constructed seed rewrites of data v11, each with its pool
+picture, read by a developer: explicit = harmful as text alone, implicit = harmless alone and harmful with the
+picture, garbled = broken, or harmless even with the picture) and prints two tables: safety judges (AUROC of
+explicit vs the rest, all rows) and semantic judges (AUROC of explicit or implicit vs garbled, on the 47 rows
+whose seeds are in val/test, so no guard trained on them).
 """
 from __future__ import annotations
 
@@ -32,15 +33,17 @@ ImageEncodeFn = Callable[[list], tuple]  # PIL images -> (tokens [N,T,C], embedd
 
 
 class GuardTextJudge:
-    """p_harm(texts) = sigmoid(unsafe_logit / T) of a guard head for each text with a blank image, no OCR."""
+    """A guard head as a judge: ``p_harm(texts)`` scores each text alone (blank image, no OCR), and
+    ``p_harm_pairs(texts, images)`` each text with its image (and the image's OCR text), both as
+    sigmoid(unsafe_logit / T)."""
 
     def __init__(self, head, temperature: float, encode_texts: TextEncodeFn, encode_images: ImageEncodeFn,
-                 batch_size: int = 64):
+                 batch_size: int = 64, ocr_text: Callable[[object], str] | None = None):
         from crossguard.train.guard.features import blank_image
 
         self.head = head.eval()
         self.temperature = float(temperature)
-        self.encode_texts = encode_texts
+        self.encode_texts, self.encode_images, self.ocr_text = encode_texts, encode_images, ocr_text
         self.batch_size = batch_size
         tokens, embedding = encode_images([blank_image()])
         self._blank_tokens = np.asarray(tokens[0], np.float32)
@@ -48,40 +51,64 @@ class GuardTextJudge:
 
     @classmethod
     def from_dir(cls, head_dir: str | os.PathLike, device: str = "cpu") -> GuardTextJudge:
-        """A head saved by ``crossguard train`` (its ``guard/`` folder) with the packaged encoders."""
+        """A head saved by ``crossguard train`` (its ``guard/`` folder) with the packaged encoders and OCR."""
         from crossguard.train.guard.features import Encoders
         from crossguard.train.guard.model import load_head
 
         head, meta = load_head(head_dir)
         encoders = Encoders(progress=False, device=device)
-        return cls(head, float(meta["calibration"].get("temperature", 1.0)), encoders.encode_texts,
-                   encoders.encode_images)
+        return cls(head.to(device), float(meta["calibration"].get("temperature", 1.0)), encoders.encode_texts,
+                   encoders.encode_images, ocr_text=encoders.ocr_text)
 
     def p_harm(self, texts: Sequence[str]) -> np.ndarray:
+        return self._scores(list(texts), None)
+
+    def p_harm_pairs(self, texts: Sequence[str], images: Sequence) -> np.ndarray:
+        """Scores of (text, image) pairs; images are paths or PIL images."""
+        if len(texts) != len(images):
+            raise ValueError(f"{len(texts)} texts but {len(images)} images")
+        if self.ocr_text is None:
+            raise ValueError("scoring pairs needs an OCR function (GuardTextJudge.from_dir gives one)")
+        return self._scores(list(texts), list(images))
+
+    def _scores(self, texts: list[str], images: list | None) -> np.ndarray:
         import torch
 
         from crossguard.runtime.policy import calibrated_score
 
-        texts = list(texts)
         out = np.zeros(len(texts), np.float32)
         for s in range(0, len(texts), self.batch_size):
             chunk = texts[s:s + self.batch_size]
-            tokens, mask, embedding = self.encode_texts(chunk)
             n = len(chunk)
+            tokens, mask, embedding = self.encode_texts(chunk)
             length = max(1, int(np.asarray(mask).sum(1).max()))
-            inputs = (np.broadcast_to(self._blank_tokens, (n, *self._blank_tokens.shape)),
-                      np.broadcast_to(self._blank_embedding, (n, self._blank_embedding.shape[0])),
+            ocr = np.zeros((n, embedding.shape[1]), np.float32)
+            present = np.zeros((n, 1), np.float32)
+            if images is None:
+                img_tokens = np.broadcast_to(self._blank_tokens, (n, *self._blank_tokens.shape))
+                img_embedding = np.broadcast_to(self._blank_embedding, (n, self._blank_embedding.shape[0]))
+            else:
+                pictures = images[s:s + n]
+                img_tokens, img_embedding = self.encode_images(pictures)
+                ocr_texts = [self.ocr_text(p) for p in pictures]
+                found = [i for i, t in enumerate(ocr_texts) if t]
+                if found:
+                    ocr[found] = self.encode_texts([ocr_texts[i] for i in found])[2]
+                    present[found] = 1.0
+            inputs = (np.asarray(img_tokens, np.float32), np.asarray(img_embedding, np.float32),
                       np.asarray(tokens, np.float32)[:, :length], np.asarray(mask, np.int64)[:, :length],
-                      np.asarray(embedding, np.float32), np.zeros_like(embedding, dtype=np.float32),
-                      np.zeros((n, 1), np.float32))
+                      np.asarray(embedding, np.float32), ocr, present)
+            device = next(self.head.parameters()).device
             with torch.no_grad():
-                logit, _, _ = self.head(*(torch.from_numpy(np.ascontiguousarray(a)) for a in inputs))
-            out[s:s + n] = calibrated_score(logit.numpy(), self.temperature)
+                logit, _, _ = self.head(*(torch.from_numpy(np.ascontiguousarray(a)).to(device) for a in inputs))
+            out[s:s + n] = calibrated_score(logit.float().cpu().numpy(), self.temperature)
         return out
 
 
 def read_hand_labels(path: str | os.PathLike = HAND_LABELS) -> list[dict]:
-    """Rows ``{"text", "keyword", "image_caption", "domain", "label"}``; a clear error names a bad line."""
+    """Rows ``{"text", "keyword", "image_caption", "domain", "label", "pool_item", "split"}`` (the last two:
+    the image-pool item shown with the text, and the split of its seed in data v11); a clear error names a
+    bad line."""
     rows = []
     for n, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
         if not line.strip():
@@ -98,26 +125,34 @@ def read_hand_labels(path: str | os.PathLike = HAND_LABELS) -> list[dict]:
     return rows
 
 
-def check_judges(rows: Sequence[dict], judges: dict[str, Callable[[list], np.ndarray]]) -> dict[str, dict]:
-    """Per judge: AUROC of explicit vs the rest and the mean score per label."""
+def check_judges(rows: Sequence[dict], judges: dict[str, Callable[[list[dict]], np.ndarray]],
+                 positive: Sequence[str] = ("explicit",)) -> dict[str, dict]:
+    """Per judge (rows -> scores): AUROC of the ``positive`` labels vs the rest, and the mean score per label."""
     from .text_judge import auroc
 
-    texts = [r["text"] for r in rows]
     labels = np.asarray([r["label"] for r in rows])
     out = {}
-    for name, p_harm in judges.items():
-        p = np.asarray(p_harm(texts), np.float64)
-        out[name] = {"auroc_explicit_vs_rest": auroc(p, labels == "explicit"),
+    for name, judge in judges.items():
+        p = np.asarray(judge(list(rows)), np.float64)
+        out[name] = {"auroc": auroc(p, np.isin(labels, list(positive))), "n": len(rows),
                      **{f"mean_{lab}": float(p[labels == lab].mean()) if (labels == lab).any() else None
                         for lab in LABELS}}
     return out
 
 
+def _table(title: str, results: dict[str, dict]) -> str:
+    lines = [title, "", "| judge | n | AUROC | mean explicit / implicit / garbled |", "|---|---|---|---|"]
+    for name, res in results.items():
+        means = " / ".join("n/a" if res[f"mean_{lab}"] is None else f"{res[f'mean_{lab}']:.3f}" for lab in LABELS)
+        lines.append(f"| {name} | {res['n']} | {res['auroc']:.3f} | {means} |")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m crossguard.train.impforge.guard_judge",
-                                     description="How well text judges flag seed rewrites that stay explicit.")
-    parser.add_argument("--labels", default=str(HAND_LABELS), help="hand-labelled JSONL (text, label)")
-    parser.add_argument("--head", action="append", default=[], help="a guard head folder (text-alone view)")
+                                     description="How well judges tell explicit, implicit and garbled rewrites apart.")
+    parser.add_argument("--labels", default=str(HAND_LABELS), help="hand-labelled JSONL (text, label, pool_item, split)")
+    parser.add_argument("--head", action="append", default=[], help="a guard head folder")
     parser.add_argument("--seeds", default=None, help="seed folder for the logistic-regression judge "
                                                        "(default ../shared/data/seeds; 'none' skips it)")
     args = parser.parse_args(argv)
@@ -126,17 +161,34 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (OSError, ValueError) as e:
         print(f"guard_judge: {e}", file=sys.stderr)
         return 2
-    judges: dict[str, Callable] = {}
+    texts = lambda rs: [r["text"] for r in rs]  # noqa: E731
+    safety: dict[str, Callable] = {}
+    semantic: dict[str, Callable] = {}
     if args.seeds != "none":
-        judges["logistic-regression text judge"] = _logreg_judge(args.seeds)
+        from .rewards import resolve_referent
+
+        p_harm = _logreg_judge(args.seeds)
+        safety["logistic-regression text judge"] = lambda rs: p_harm(texts(rs))
+        semantic["logistic-regression judge on the caption-resolved text (semantic reward's joint term)"] = (
+            lambda rs: p_harm([resolve_referent(r["text"], r["image_caption"] or "") for r in rs]))
+    pool = None
     for head in args.head:
-        judges[f"guard head {head}, text alone"] = GuardTextJudge.from_dir(head).p_harm
+        judge = GuardTextJudge.from_dir(head)
+        safety[f"guard head {head}, text alone"] = lambda rs, j=judge: j.p_harm(texts(rs))
+        if all(r.get("pool_item") for r in rows):
+            if pool is None:
+                from crossguard.train.image_pool import ImagePool
+
+                pool = ImagePool.open()
+            semantic[f"guard head {head}, text + image"] = (
+                lambda rs, j=judge: j.p_harm_pairs(texts(rs), [pool.get(r["pool_item"]).path for r in rs]))
     counts = {lab: sum(r["label"] == lab for r in rows) for lab in LABELS}
-    print(f"{args.labels}: {len(rows)} rewrites {counts}")
-    print("| judge | AUROC explicit vs rest | mean explicit / implicit / garbled |\n|---|---|---|")
-    for name, res in check_judges(rows, judges).items():
-        means = " / ".join("n/a" if res[f"mean_{lab}"] is None else f"{res[f'mean_{lab}']:.3f}" for lab in LABELS)
-        print(f"| {name} | {res['auroc_explicit_vs_rest']:.3f} | {means} |")
+    held = [r for r in rows if r.get("split", "train") != "train"]
+    print(f"{args.labels}: {len(rows)} rewrites {counts}, {len(held)} of seeds no guard trained on (val/test)\n")
+    print(_table("Safety judge (the rewrite alone): AUROC explicit vs the rest, all rows", check_judges(rows, safety)))
+    if semantic and held:
+        print(_table("Semantic judge (rewrite + picture): AUROC explicit or implicit vs garbled, held-out rows",
+                     check_judges(held, semantic, positive=("explicit", "implicit"))))
     return 0
 
 

@@ -181,8 +181,7 @@ def sample_rewrites(policy, triples: Sequence[Triple], n: int, batch_size: int, 
 def score_rewrites(rewards, triples: Sequence[Triple], rewrites: list[list[str]]):
     flat_t = [t for t, rs in zip(triples, rewrites) for _ in rs]
     flat_r = [r for rs in rewrites for r in rs]
-    return flat_t, flat_r, rewards([t.query for t in flat_t], flat_r, [t.keyword for t in flat_t],
-                                   [t.caption for t in flat_t])
+    return flat_t, flat_r, rewards.for_triples(flat_t, flat_r)
 
 
 def reward_separation(rewards, triples: Sequence[Triple], n: int = 200, seed: int = 0) -> dict:
@@ -210,7 +209,7 @@ def reward_separation(rewards, triples: Sequence[Triple], n: int = 200, seed: in
     for name, texts in (("referent", [referent(t) for t in picked]), ("unrelated", unrelated),
                         ("original", [t.query for t in picked])):
         rewards.diversity.load_state([])
-        rb = rewards([t.query for t in picked], texts, [t.keyword for t in picked], [t.caption for t in picked])
+        rb = rewards.for_triples(picked, texts)
         out[name] = {k: float(np.mean(getattr(rb, k))) for k in ("safety", "semantic", "overlap", "accepted")}
         out[name]["semantic_p10_p50_p90"] = [float(x) for x in np.percentile(rb.semantic, [10, 50, 90])]
     rewards.diversity.load_state(saved)
@@ -640,7 +639,12 @@ def run_forge(config: ForgeConfig, resume: bool = False, progress: bool = True) 
 
     # -- stage 2: PPO
     t0 = time.perf_counter()
-    rewards = RewardModel(c.rewards, embed, judge)
+    guard_judge = None
+    if c.judge.guard:  # a trained guard head: safety judge and the semantic reward's joint term
+        from .guard_judge import GuardTextJudge
+
+        guard_judge = GuardTextJudge.from_dir(c.judge.guard, device=device)
+    rewards = RewardModel(c.rewards, embed, judge, guard_judge)
     separation = reward_separation(rewards, triples, seed=c.seed)
     _log(f"reward separation (threshold check): {json.dumps(separation)}")
     policy = load_policy(c.policy, device)

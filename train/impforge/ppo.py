@@ -107,8 +107,7 @@ class PPOTrainer:
         """Sample rewrites for a batch and score them: (rollout, reward batch)."""
         prompts = [build_prompt(self.policy.tokenizer, t.query, t.keyword) for t in batch]
         roll = self.policy.generate(prompts)
-        rb = self.rewards([t.query for t in batch], roll.texts, [t.keyword for t in batch],
-                          [t.caption for t in batch])
+        rb = self.rewards.for_triples(batch, roll.texts)
         return roll, rb
 
     def run_step(self, batch: Sequence[Triple], step: int) -> dict:

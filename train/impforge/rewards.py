@@ -4,11 +4,14 @@ Notation: q = the harmful seed query, r = the policy's rewrite, k = the keyword 
 c = a caption proxy of the retrieved image, e(.) = L2-normalised MiniLM sentence embedding,
 p(.) = the text judge's harm probability.
 
-- ``SafetyReward``:    S = 1 - p(r)                       (the rewrite alone must look harmless)
+- ``SafetyReward``:    S = 1 - p(r)                       (the rewrite alone must look harmless; p is the text
+                       judge, or a guard head's text-alone score when one is given)
 - ``SemanticReward``:  M = max over j in {resolve(r, c), c ⊕ r} of (1 - w) * max(0, cos(e(q), e(j))) + w * p(j)
                        (rewrite + image together must still carry the query's intent); resolve(r, c) puts the
                        caption where the rewrite points at the picture ("make this" -> "make a bomb"), which is
-                       how a reader of both combines them; c ⊕ r = "The image shows c. r" when it points nowhere
+                       how a reader of both combines them; c ⊕ r = "The image shows c. r" when it points nowhere.
+                       With a pair judge g (a trained guard head, ``guard_judge.GuardTextJudge``) and the
+                       images, p(j) is replaced by g(r, image): the guard reads the rewrite with the picture
 - ``OverlapReward``:   O = 0 if a word of r has the stem of a keyword word (all of them for phrases),
                        else 1 if s < t, else 0.5 * max(0, 1 - (s - t) / (1 - t)),
                        s = max over n-grams g of r of cos(e(g), e(k))   (r must not name what the image shows)
@@ -23,13 +26,15 @@ from __future__ import annotations
 import re
 from collections import deque
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
 from .config import RewardConfig
 from .embedding import CachedEmbedder
 from .text_judge import TextJudge
+
+PairJudgeFn = Callable[[list, list], np.ndarray]  # (texts, image paths) -> harm probability per pair
 
 _WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
 _STOP = frozenset("a an the of and or to in on at for with by from this that these those it its my your".split())
@@ -87,16 +92,22 @@ class SemanticReward:
     of e(c ⊕ r), so the image itself, not its caption, stands for the picture.
     """
 
-    def __init__(self, embed: CachedEmbedder, judge: TextJudge, joint_weight: float = 0.5):
+    def __init__(self, embed: CachedEmbedder, judge: TextJudge, joint_weight: float = 0.5,
+                 pair_judge: PairJudgeFn | None = None):
         if not 0.0 <= joint_weight <= 1.0:
             raise ValueError(f"joint_weight must be in [0, 1], got {joint_weight}")
-        self.embed, self.judge, self.w = embed, judge, joint_weight
+        self.embed, self.judge, self.w, self.pair_judge = embed, judge, joint_weight, pair_judge
 
     def __call__(self, queries: Sequence[str], rewrites: Sequence[str], captions: Sequence[str],
-                 image_vectors: np.ndarray | None = None) -> np.ndarray:
+                 image_vectors: np.ndarray | None = None, images: Sequence[str] | None = None) -> np.ndarray:
+        """``images``: the pictures' paths; used by the pair judge (without them the text judge scores j)."""
         _check_lengths(queries=queries, rewrites=rewrites, captions=captions)
         q = self.embed(list(queries))
         best = np.zeros(len(rewrites), np.float32)
+        pair = None
+        if self.pair_judge is not None and images is not None and self.w > 0:
+            _check_lengths(rewrites=rewrites, images=images)
+            pair = np.asarray(self.pair_judge(list(rewrites), list(images)), np.float32)
         # with image vectors the image itself stands for the picture: only the prefixed form applies
         for joint in (joint_text,) if image_vectors is not None else (resolve_referent, joint_text):
             joints = [joint(r, c) for r, c in zip(rewrites, captions)]
@@ -106,7 +117,10 @@ class SemanticReward:
                 j = self.embed(list(rewrites)) + np.asarray(image_vectors, np.float32)
                 j /= np.maximum(np.linalg.norm(j, axis=1, keepdims=True), 1e-12)
             cos = np.clip((q * j).sum(1), 0.0, 1.0)
-            harm = self.judge.p_harm(joints) if self.w > 0 else np.zeros(len(joints), np.float32)
+            if pair is not None:
+                harm = pair
+            else:
+                harm = self.judge.p_harm(joints) if self.w > 0 else np.zeros(len(joints), np.float32)
             best = np.maximum(best, (1.0 - self.w) * cos + self.w * harm)
         return best.astype(np.float32)
 
@@ -218,20 +232,30 @@ class RewardBatch:
 
 
 class RewardModel:
-    """total = w_s S + w_m M + w_o O + w_d D; accepted = S >= t_s and M >= t_m and O >= t_o (and non-empty)."""
+    """total = w_s S + w_m M + w_o O + w_d D; accepted = S >= t_s and M >= t_m and O >= t_o (and non-empty).
 
-    def __init__(self, config: RewardConfig, embed: CachedEmbedder, judge: TextJudge):
+    ``guard``: a judge with ``p_harm(texts)`` and ``p_harm_pairs(texts, images)`` (a trained guard head,
+    ``guard_judge.GuardTextJudge``); when given it is the safety judge and the semantic reward's joint term."""
+
+    def __init__(self, config: RewardConfig, embed: CachedEmbedder, judge: TextJudge, guard=None):
         self.config = config
-        self.safety = SafetyReward(judge)
-        self.semantic = SemanticReward(embed, judge, config.semantic_joint_weight)
+        self.safety = SafetyReward(guard if guard is not None else judge)
+        self.semantic = SemanticReward(embed, judge, config.semantic_joint_weight,
+                                       guard.p_harm_pairs if guard is not None else None)
         self.overlap = OverlapReward(embed, config.overlap_sim_threshold)
         self.diversity = DiversityReward(config.diversity_window, config.diversity_ngram)
 
+    def for_triples(self, triples: Sequence, rewrites: Sequence[str]) -> RewardBatch:
+        """Rewards of ``rewrites[i]`` for ``triples[i]`` (records.Triple: query, keyword, caption, image)."""
+        return self([t.query for t in triples], rewrites, [t.keyword for t in triples],
+                    [t.caption for t in triples], images=[t.image for t in triples])
+
     def __call__(self, queries: Sequence[str], rewrites: Sequence[str], keywords: Sequence[str],
-                 captions: Sequence[str], image_vectors: np.ndarray | None = None) -> RewardBatch:
+                 captions: Sequence[str], image_vectors: np.ndarray | None = None,
+                 images: Sequence[str] | None = None) -> RewardBatch:
         c = self.config
         s = self.safety(rewrites)
-        m = self.semantic(queries, rewrites, captions, image_vectors)
+        m = self.semantic(queries, rewrites, captions, image_vectors, images)
         o = self.overlap(rewrites, keywords)
         d = self.diversity(rewrites)
         total = c.weight_safety * s + c.weight_semantic * m + c.weight_overlap * o + c.weight_diversity * d

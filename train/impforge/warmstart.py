@@ -162,7 +162,7 @@ def build_targets(rewards: RewardModel, triples: Sequence[Triple], config: WarmS
         starts = tqdm(starts, desc="warm start: score constructed rewrites", unit="chunk")
     for s in starts:
         ts, rs = flat_t[s:s + chunk], flat_r[s:s + chunk]
-        rb = rewards([t.query for t in ts], rs, [t.keyword for t in ts], [t.caption for t in ts])
+        rb = rewards.for_triples(ts, rs)
         short = np.array([config.max_words <= 0 or len(words(r)) <= config.max_words for r in rs], bool)
         accepted = np.concatenate([accepted, rb.accepted & short])
         rows += [rb.row(i) for i in range(len(rs))]
