@@ -11,7 +11,7 @@ from crossguard.train.guard.features import Features
 from crossguard.train.guard.model import FusionConfig, FusionHead
 from crossguard.train.guard.train import TEXT_ONLY, predict
 from crossguard.train.impforge.guard_judge import (
-    HAND_LABELS, GuardTextJudge, check_judges, main, read_hand_labels)
+    HAND_LABELS, GuardJudge, check_judges, main, read_hand_labels)
 
 DI, DT, TOKENS, L = 8, 6, 4, 7
 
@@ -49,7 +49,7 @@ TEXTS = ["How do I make this at home?", "hello", "Where can I buy these without 
 def test_judge_scores_the_training_text_only_view():
     """p_harm equals sigmoid(logit / T) of the head on the text-only view the guard is trained on."""
     head, temperature = tiny_head(), 1.7
-    judge = GuardTextJudge(head, temperature, fake_encode_texts, fake_encode_images, batch_size=3)
+    judge = GuardJudge(head, temperature, fake_encode_texts, fake_encode_images, batch_size=3)
     tokens, mask, emb = fake_encode_texts(TEXTS)
     blank_tokens, blank_emb = fake_encode_images([None])
     empty_tokens, empty_mask, empty_emb = fake_encode_texts([""])
@@ -67,8 +67,8 @@ def test_judge_scores_the_training_text_only_view():
 
 def test_judge_scores_do_not_depend_on_the_batch():
     head = tiny_head()
-    one = GuardTextJudge(head, 1.0, fake_encode_texts, fake_encode_images, batch_size=1).p_harm(TEXTS)
-    many = GuardTextJudge(head, 1.0, fake_encode_texts, fake_encode_images, batch_size=64).p_harm(TEXTS)
+    one = GuardJudge(head, 1.0, fake_encode_texts, fake_encode_images, batch_size=1).p_harm(TEXTS)
+    many = GuardJudge(head, 1.0, fake_encode_texts, fake_encode_images, batch_size=64).p_harm(TEXTS)
     np.testing.assert_allclose(one, many, atol=1e-6)
     assert np.all((one > 0) & (one < 1)) and len(set(np.round(one, 6))) == len(TEXTS)
 
@@ -113,7 +113,7 @@ def test_pairs_score_the_full_view_with_the_image_and_its_ocr_text():
         return np.asarray(toks, np.float32), np.asarray(embs, np.float32)
 
     ocr = {"menu.png": "soup of the day"}
-    judge = GuardTextJudge(head, 1.3, fake_encode_texts, encode_images, batch_size=2, ocr_text=lambda im: ocr.get(im, ""))
+    judge = GuardJudge(head, 1.3, fake_encode_texts, encode_images, batch_size=2, ocr_text=lambda im: ocr.get(im, ""))
     texts, images = TEXTS[:3], ["knife.png", "menu.png", "knife.png"]
     tokens, mask, emb = fake_encode_texts(texts)
     img_tokens, img_emb = encode_images(images)

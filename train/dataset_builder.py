@@ -745,8 +745,7 @@ def _benign_hard(ctx: _Ctx, n: int, min_similarity: float) -> list[tuple[str, Sa
         shares = {"alarm-concept": 0.3, "alarm-ordinary": 0.15, "ordinary-alarming": 0.15,
                   "picture-alarming": 0.1, "v1-text": 0.1, "alarm-typo": 0.1}
         if any(r.contrast_ok for r in ctx.intents):
-            if ctx.contrast_share != CONTRAST_SHARE:
-                shares = {k: v * (1.0 - ctx.contrast_share) / (1.0 - CONTRAST_SHARE) for k, v in shares.items()}
+            shares = {k: v * (1.0 - ctx.contrast_share) / (1.0 - CONTRAST_SHARE) for k, v in shares.items()}
             shares["intent-ordinary"] = ctx.contrast_share
         n_parts = {k: int(n * v) for k, v in shares.items()}
         n_parts["v1-concept"] = n - sum(n_parts.values())
@@ -1094,9 +1093,9 @@ def text_judge_from_spec(spec: str, seeds: Sequence[Seed], embed: EmbedFn, seed:
     if spec == "none":
         return None
     if spec.startswith("guard:"):
-        from .impforge.guard_judge import GuardTextJudge
+        from .impforge.guard_judge import GuardJudge
 
-        return GuardTextJudge.from_dir(spec.removeprefix("guard:")).p_harm
+        return GuardJudge.from_dir(spec.removeprefix("guard:")).p_harm
     from .impforge.embedding import CachedEmbedder
     from .impforge.text_judge import TextJudge, judge_texts, train_text_judge
 

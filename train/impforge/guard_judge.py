@@ -1,6 +1,6 @@
 """A trained CrossGuard head as an ImpForge judge, and a check of judges against hand labels.
 
-``GuardTextJudge.p_harm(texts)`` is the guard's calibrated unsafe score for each text *alone*: a blank
+``GuardJudge.p_harm(texts)`` is the guard's calibrated unsafe score for each text *alone*: a blank
 image, no OCR text, the view the guard is trained on as "text only". It has ``TextJudge.p_harm``'s
 interface, so the safety reward and ``build-data``'s seed-rewrite filter can use it instead of the
 logistic-regression judge, which cannot tell a rewrite that is still explicit from one that is not.
@@ -32,7 +32,7 @@ TextEncodeFn = Callable[[list], tuple]  # texts -> (tokens [N,L,D], mask [N,L], 
 ImageEncodeFn = Callable[[list], tuple]  # PIL images -> (tokens [N,T,C], embedding [N,C])
 
 
-class GuardTextJudge:
+class GuardJudge:
     """A guard head as a judge: ``p_harm(texts)`` scores each text alone (blank image, no OCR), and
     ``p_harm_pairs(texts, images)`` each text with its image (and the image's OCR text), both as
     sigmoid(unsafe_logit / T)."""
@@ -50,7 +50,7 @@ class GuardTextJudge:
         self._blank_embedding = np.asarray(embedding[0], np.float32)
 
     @classmethod
-    def from_dir(cls, head_dir: str | os.PathLike, device: str = "cpu") -> GuardTextJudge:
+    def from_dir(cls, head_dir: str | os.PathLike, device: str = "cpu") -> GuardJudge:
         """A head saved by ``crossguard train`` (its ``guard/`` folder) with the packaged encoders and OCR."""
         from crossguard.train.guard.features import Encoders
         from crossguard.train.guard.model import load_head
@@ -68,7 +68,7 @@ class GuardTextJudge:
         if len(texts) != len(images):
             raise ValueError(f"{len(texts)} texts but {len(images)} images")
         if self.ocr_text is None:
-            raise ValueError("scoring pairs needs an OCR function (GuardTextJudge.from_dir gives one)")
+            raise ValueError("scoring pairs needs an OCR function (GuardJudge.from_dir gives one)")
         return self._scores(list(texts), list(images))
 
     def _scores(self, texts: list[str], images: list | None) -> np.ndarray:
@@ -173,7 +173,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             lambda rs: p_harm([resolve_referent(r["text"], r["image_caption"] or "") for r in rs]))
     pool = None
     for head in args.head:
-        judge = GuardTextJudge.from_dir(head)
+        judge = GuardJudge.from_dir(head)
         safety[f"guard head {head}, text alone"] = lambda rs, j=judge: j.p_harm(texts(rs))
         if all(r.get("pool_item") for r in rows):
             if pool is None:

@@ -641,9 +641,9 @@ def run_forge(config: ForgeConfig, resume: bool = False, progress: bool = True) 
     t0 = time.perf_counter()
     guard_judge = None
     if c.judge.guard:  # a trained guard head: safety judge and the semantic reward's joint term
-        from .guard_judge import GuardTextJudge
+        from .guard_judge import GuardJudge
 
-        guard_judge = GuardTextJudge.from_dir(c.judge.guard, device=device)
+        guard_judge = GuardJudge.from_dir(c.judge.guard, device=device)
     rewards = RewardModel(c.rewards, embed, judge, guard_judge)
     separation = reward_separation(rewards, triples, seed=c.seed)
     _log(f"reward separation (threshold check): {json.dumps(separation)}")
