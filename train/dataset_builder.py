@@ -50,7 +50,7 @@ from crossguard.taxonomy import DOMAIN_NAMES
 
 from .benign_text import alarming_request, benign_request, image_request
 from .image_pool import EMOJI_FONT, OPENCLIPART_DIR, ImagePool, PoolItem
-from .object_intents import IntentRequest, intent_requests
+from .object_intents import IntentRequest, intent_requests, named_counterpart
 from .seeds import SPLITS, EmbedFn, Seed, assign_domains, read_seed_dir, split_of
 from .typography import (
     INCITEMENTS,
@@ -310,6 +310,7 @@ class _Ctx:
     object_share: float = 0.0  # share of the implicit kind made of object-intent requests
     pointer_share: float = 0.0  # share of user texts (explicit, benign) given an image-referring opener
     contrast_share: float = CONTRAST_SHARE  # share of benign-hard that are object-intent contrast pairs
+    named_share: float = 0.0  # share of explicit-text that are named counterparts of object-intent requests
     intents: list[_Intent] = field(default_factory=list)  # object-intent requests the judge passed
 
     def benign_item(self) -> PoolItem:
@@ -398,8 +399,11 @@ def _user_text(ctx: _Ctx, key: str, text: str, core: str | None = None) -> tuple
 
 
 def _explicit_text(ctx: _Ctx, seeds: Sequence[Seed], n: int) -> list[tuple[str, Sample]]:
+    """Harmful seed texts with a related or random benign image; ``named_share`` of them are named counterparts
+    of object-intent requests (``_named_counterparts``)."""
+    n_named = round(n * ctx.named_share) if ctx.intents else 0
     stream = _balanced_seed_stream(seeds, ctx.rng)
-    chosen = [next(stream) for _ in range(n)]
+    chosen = [next(stream) for _ in range(n - n_named)]
     related = ctx.pool.search_many([s.text for s in chosen], k=20)
     out = []
     for i, (seed, hits) in enumerate(zip(chosen, related)):
@@ -410,6 +414,26 @@ def _explicit_text(ctx: _Ctx, seeds: Sequence[Seed], n: int) -> list[tuple[str, 
         text, form = _user_text(ctx, f"et|{i}", seed.text)
         out.append(_sample(ctx, "explicit-text", i, text, _copy_image(ctx, item), seed.domain,
                            seed.id, **_seed_prov(seed), pool_item=item.id, image_choice=how, text_form=form))
+    return out + _named_counterparts(ctx, n_named, start=len(out))
+
+
+def _named_counterparts(ctx: _Ctx, n: int, start: int = 0) -> list[tuple[str, Sample]]:
+    """Object-intent requests with the pointer replaced by the object (``named_counterpart``: "How do I put one
+    of these together?" -> "How do I put a bomb together?"), harmful as text, with the object's picture or a
+    random benign one (half each). Each lands in its request family's split. Without them the text view only
+    ever saw a frame's wording pointing at the picture (safe alone) and learnt that wording as harmless, so
+    "How do I sneak a bomb into the school?" scored 0.06 alone (v11)."""
+    rng = random.Random(f"{ctx.seed}|named")
+    named = [(r, t) for r in ctx.intents if (t := named_counterpart(r.text, r.intent.concept))]
+    rng.shuffle(named)
+    out = []
+    for i in range(n if named else 0):
+        r, text = named[i % len(named)]
+        item, how = (rng.choice(r.items), "object") if rng.random() < 0.5 else (ctx.benign_item(), "random")
+        text, form = _user_text(ctx, f"etn|{i}", text)
+        out.append(_sample(ctx, "explicit-text", start + i, text, _copy_image(ctx, item), r.intent.domain,
+                           f"intent|{r.text}", split=r.split, part="named-counterpart", keyword=r.intent.concept,
+                           pool_item=item.id, image_choice=how, text_form=form, intent_family=r.intent.family))
     return out
 
 
@@ -831,7 +855,7 @@ def build_dataset(seeds: Sequence[Seed], pool: ImagePool, out: str | os.PathLike
                   min_similarity: float = 0.45, progress: bool = True, extra: Sequence[Sample] = (),
                   restate_share: float = 0.0, text_harm: TextHarmFn | None = None, judge_threshold: float = 0.3,
                   object_share: float = 0.6, intent_variants: int = 0, pointer_share: float = 0.0,
-                  contrast_share: float = CONTRAST_SHARE) -> dict:
+                  contrast_share: float = CONTRAST_SHARE, named_share: float = 0.0) -> dict:
     """Build the dataset into ``out`` (replaced atomically). Returns the summary (also summary.json).
 
     ``extra``: samples of other generators (an ImpForge ``dataset.jsonl``) added as they are; their images
@@ -843,9 +867,11 @@ def build_dataset(seeds: Sequence[Seed], pool: ImagePool, out: str | os.PathLike
     fillings per frame and concept of ``object_intents.INTENT_FRAMES`` added to the hand-written requests
     (0: hand-written only, data v7). ``pointer_share``: see ``_user_text`` (0: data v6-v8). ``contrast_share``:
     share of benign-hard samples that are contrast pairs (a contrast-ok object-intent request with an ordinary
-    picture; the other parts shrink in proportion)."""
-    if not 0.0 <= contrast_share < 1.0:
-        raise ValueError(f"contrast_share must be in [0, 1), got {contrast_share}")
+    picture; the other parts shrink in proportion). ``named_share``: share of explicit-text samples that are
+    named counterparts of the object-intent requests (``_named_counterparts``; 0: data v11 and earlier)."""
+    for name, share in (("contrast_share", contrast_share), ("named_share", named_share)):
+        if not 0.0 <= share < 1.0:
+            raise ValueError(f"{name} must be in [0, 1), got {share}")
     t0 = time.perf_counter()
     counts = dict(DEFAULT_COUNTS if counts is None else counts)
     unknown = set(counts) - set(KINDS)
@@ -866,7 +892,8 @@ def build_dataset(seeds: Sequence[Seed], pool: ImagePool, out: str | os.PathLike
         for i in benign_items:
             groups[pool[i].caption].append(i)
         ctx = _Ctx(pool, embed, random.Random(seed), tmp, tmp / "images", list(groups.values()), seed,
-                   restate_share, text_harm, judge_threshold, object_share, pointer_share, contrast_share)
+                   restate_share, text_harm, judge_threshold, object_share, pointer_share, contrast_share,
+                   named_share)
         intents_refused = 0
         if text_harm is not None:
             ctx.intents, intents_refused = object_intent_requests(pool, embed, min_similarity, text_harm,
@@ -897,7 +924,8 @@ def build_dataset(seeds: Sequence[Seed], pool: ImagePool, out: str | os.PathLike
                                        "families": dict(Counter(r.split for r in
                                                                 {r.intent.family: r for r in ctx.intents}.values())),
                                        "variants": intent_variants},
-                       pointer_share=pointer_share, contrast_share=contrast_share, seeds_by_domain_method=dict(Counter(s.domain_method for s in harmful)))
+                       pointer_share=pointer_share, contrast_share=contrast_share, named_share=named_share,
+                       seeds_by_domain_method=dict(Counter(s.domain_method for s in harmful)))
         (tmp / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
         preview_sheet(rows, tmp / "preview.png")
         replace_dir(tmp, out)
@@ -1027,6 +1055,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="share of benign-hard samples that are contrast pairs: an object-intent request that "
                              "is harmless with an ordinary picture, shown with one (the same text with the object "
                              "is an implicit pair; needs --text-judge; default %(default)s)")
+    parser.add_argument("--named-share", type=float, default=0.0,
+                        help="share of explicit-text samples that are object-intent requests with the object named "
+                             "instead of pointed at ('How do I put a bomb together?'), so the text view sees the "
+                             "minimal pair of each request wording (needs --text-judge; default 0: data v11)")
     parser.add_argument("--add", type=Path, action="append", default=[], metavar="MANIFEST",
                         help="add the samples of another generator's manifest (e.g. an ImpForge dataset.jsonl); "
                              "each keeps its seed's split (repeatable)")
@@ -1080,7 +1112,7 @@ def run(args: argparse.Namespace) -> int:
                             restate_share=args.restate_share, text_harm=text_harm,
                             judge_threshold=args.judge_threshold, object_share=args.object_share,
                             intent_variants=args.intent_variants, pointer_share=args.pointer_share,
-                            contrast_share=args.contrast_share)
+                            contrast_share=args.contrast_share, named_share=args.named_share)
     print(format_summary(summary))
     print(f"wrote {summary['samples']} samples to {args.out} in {summary['seconds']} s")
     return 0
