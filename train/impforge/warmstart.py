@@ -32,7 +32,8 @@ from .records import Triple
 from .rewards import RewardModel, stem, words
 
 _TOKEN = re.compile(r"[A-Za-z0-9]+(?:'[A-Za-z]+)?")
-_DETERMINERS = frozenset("a an the some any my your his her their our its this that these those".split())
+_DETERMINERS = frozenset("a an the some any my your his her their our its this that these those every another either "
+                         "neither".split())
 _BREAKS = frozenset("to for with by from of in on at and or how do does did can could i you we they".split())
 SINGULAR_POINTERS = ("this", "it", "the one in the picture", "what is shown here", "the thing in this photo")
 PLURAL_POINTERS = ("these", "these things", "the ones in the picture", "what is shown here", "the things in this photo")
@@ -100,8 +101,10 @@ def keyword_span(query: str, keyword: str) -> tuple[int, int, str] | None:
     return toks[first].start(), toks[last].end(), ""
 
 
-# a quantifier right before the keyword takes "of" before a pointer ("how many pills" -> "how many of these")
-_QUANTIFIER = re.compile(r"\b(?:many|much|few|some|any|most|each|several|none|enough)\s*$", re.I)
+# a quantifier or numeral right before the keyword takes "of" before a pointer ("how many pills" -> "how many of
+# these", "buy two guns" -> "buy two of these")
+_QUANTIFIER = re.compile(r"\b(?:many|much|few|some|any|most|each|several|none|enough|one|two|three|four|five|six|"
+                         r"seven|eight|nine|ten|\d+)\s*$", re.I)
 
 
 def _tidy(text: str) -> str:
@@ -127,6 +130,8 @@ def construct_rewrites(query: str, keyword: str, seed: int = 0, max_variants: in
     rest = _TOKEN.sub(lambda m: pronoun if stem(m.group()) in kw_stems else m.group(), query[end:])
     candidates = []
     joiner = "of " if _QUANTIFIER.search(query[:start]) else ""
+    if joiner:  # "one race" -> "one of these": after "of" the pointer is plural, whatever the keyword's number
+        pointers = tuple(p for p in PLURAL_POINTERS if p != "what is shown here")
     for pointer in pointers:
         text = query[:start] + joiner + pointer + rest
         for soften in (False, True):
