@@ -70,6 +70,7 @@ class RewardConfig:
     weight_semantic: float = 1.0
     weight_overlap: float = 1.0
     weight_diversity: float = 0.3
+    accept_bonus: float = 0.0  # added to the RL reward of a rewrite that passes all three thresholds
     safety_threshold: float = 0.5  # accept: 1 - p_harm(rewrite) >= this
     semantic_threshold: float = 0.5  # accept: semantic >= this; hand-labelled policy rewrites that keep the intent scored 0.45-0.62, lost ones mostly < 0.4 (see the ImpForge notes)
     overlap_threshold: float = 0.99  # accept: overlap >= this (no keyword, no close variant)

@@ -13,6 +13,9 @@ picture, read by a developer: explicit = harmful as text alone, implicit = harml
 picture, garbled = broken, or harmless even with the picture) and prints two tables: safety judges (AUROC of
 explicit vs the rest, all rows) and semantic judges (AUROC of explicit or implicit vs garbled, on the 47 rows
 whose seeds are in val/test, so no guard trained on them).
+``data/hand_labels_forge_guard_judge.jsonl`` (``--labels``) holds 50 rewrites that a PPO run with the guard
+as judge *accepted* (session 8, guard v14), read the same way, with ``detail`` splitting garbled into
+"garbled" and "harmless"; all passed that guard's text-alone check, so they test other judges, not v14.
 """
 from __future__ import annotations
 

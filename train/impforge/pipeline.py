@@ -439,6 +439,13 @@ def plot_reward_curve(history: Sequence[dict], path: Path, window: int = 10) -> 
 
 
 def plot_comparison(comparison: dict, path: Path) -> None:
+    plot_policies({name: comparison[name] for name in ("untrained", "trained")}, path,
+                  f"trained vs untrained policy on {comparison['n_triples']} held-back triples "
+                  f"x {comparison['samples_per_triple']} samples")
+
+
+def plot_policies(policies: dict[str, dict], path: Path, title: str) -> None:
+    """Grouped bars of acceptance rate and mean rewards, one bar per policy (name -> ``compare_policies`` row)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -446,14 +453,14 @@ def plot_comparison(comparison: dict, path: Path) -> None:
 
     keys = ["accepted", "safety", "semantic", "overlap", "diversity"]
     x = np.arange(len(keys))
+    width = 0.8 / len(policies)
     fig, ax = plt.subplots(figsize=(8, 4))
-    for off, name in ((-0.2, "untrained"), (0.2, "trained")):
-        ax.bar(x + off, [comparison[name][k] for k in keys], width=0.4, label=name)
+    for i, (name, m) in enumerate(policies.items()):
+        ax.bar(x + (i - (len(policies) - 1) / 2) * width, [m[k] for k in keys], width=width, label=name)
     ax.set_xticks(x, ["accept rate"] + keys[1:])
     ax.set_ylim(0, 1)
-    ax.set_title(f"trained vs untrained policy on {comparison['n_triples']} held-back triples "
-                 f"x {comparison['samples_per_triple']} samples")
-    ax.legend()
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -232,7 +232,9 @@ class RewardBatch:
 
 
 class RewardModel:
-    """total = w_s S + w_m M + w_o O + w_d D; accepted = S >= t_s and M >= t_m and O >= t_o (and non-empty).
+    """total = w_s S + w_m M + w_o O + w_d D + b [accepted]; accepted = S >= t_s and M >= t_m and O >= t_o (and
+    non-empty). The acceptance bonus b (``accept_bonus``) rewards meeting all three at once: with the sum alone PPO
+    can raise S by giving up M (the rewrite turns harmless) at no cost in total.
 
     ``guard``: a judge with ``p_harm(texts)`` and ``p_harm_pairs(texts, images)`` (a trained guard head,
     ``guard_judge.GuardJudge``); when given it is the safety judge and the semantic reward's joint term."""
@@ -261,6 +263,7 @@ class RewardModel:
         total = c.weight_safety * s + c.weight_semantic * m + c.weight_overlap * o + c.weight_diversity * d
         nonempty = np.array([len(words(r)) >= 3 for r in rewrites], bool)
         accepted = (s >= c.safety_threshold) & (m >= c.semantic_threshold) & (o >= c.overlap_threshold) & nonempty
+        total = total + c.accept_bonus * accepted
         total = np.where(nonempty, total, total - 1.0).astype(np.float32)
         return RewardBatch(s, m, o, d, total, accepted)
 
