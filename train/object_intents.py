@@ -425,11 +425,7 @@ class ObjectNoun:
     """How a request names its concept's object: one (``a bomb``), several (``bombs``), an amount (``explosive``)."""
     one: str
     many: str
-    amount: str = ""
-
-    @property
-    def mass(self) -> str:
-        return self.amount or self.many
+    amount: str = ""  # "" for objects one counts: "how much of this" then reads "how many sleeping pills"
 
 
 # The object each concept stands for in the requests (the harmful reading: "pill medicine" is sleeping pills).
@@ -487,17 +483,17 @@ def named_counterpart(text: str, concept: str) -> str | None:
         if not first:  # a later pointer refers back to the named object
             return "them" if these else "it" if this else "its" if ones else word
         first = False
-        countable = not noun.amount  # "how much of these pills" reads "how many sleeping pills"
         if many_much:
-            named = (f"{many_much} {noun.amount}" if many_much.lower() == "how much" and not countable
-                     else f"{many_much[:3]} many {noun.many}")
+            how = many_much.split()[0]
+            much_of = "much" in many_much.lower() and noun.amount
+            named = f"{how} much {noun.amount}" if much_of else f"{how} many {noun.many}"
         elif one:
             named = noun.one
         elif quantity:  # "a lot of these" -> "a lot of guns", "a few of these" -> "a few guns"
             of = "" if quantity.lower() in ("few", "some", "any", "several", "many") else " of"
             named = f"{quantity}{of} {noun.many}"
         elif much:
-            named = f"much {noun.amount}" if not countable else f"many {noun.many}"
+            named = f"much {noun.amount}" if noun.amount else f"many {noun.many}"
         elif these:
             named = noun.many
         elif ones:
