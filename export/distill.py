@@ -137,7 +137,7 @@ def distill_head(train_feats, train_labels, val_feats, val_labels, teacher_train
                          torch.from_numpy(r.modality[sel]), torch.from_numpy(r.weight[sel]), pos_weight, hard_cfg)
         if not teacher:
             return hard
-        soft = kd_loss(out, {k: v[r.index[sel]] for k, v in teacher.items()}, cfg.temperature)
+        soft = kd_loss(out, {k: v[r.sample[sel]] for k, v in teacher.items()}, cfg.temperature)
         return (1 - cfg.alpha) * hard + cfg.alpha * soft
 
     epochs = range(cfg.epochs)

@@ -73,7 +73,7 @@ def test_text_view_parts_drop_text_only_views_of_untrusted_implicit_pairs():
     labels = Labels.of(samples)
     every = Rows.build(labels, True, 0.5)
     trusted = Rows.build(labels, True, 0.5, text_view_parts=["object-intent"])
-    text_rows = lambda r: r.index[(r.mode == np.asarray(TEXT_ONLY)).all(1)]  # noqa: E731
+    text_rows = lambda r: r.index[(r.mode == np.asarray(TEXT_ONLY)).all(1), 0]  # noqa: E731
     assert sorted(text_rows(every)) == list(range(12))
     assert sorted(text_rows(trusted)) == [i for i in range(12) if i not in implicit[1:]]  # only the listed part
     assert len(trusted.index) == len(every.index) - (len(implicit) - 1)
@@ -88,6 +88,58 @@ def test_make_batch_substitutes_blank_and_empty():
     assert x[3].tolist() == [[1], [1]]  # the empty text only, trimmed to its length
     x = make_batch(feats, np.array([0, 1]), FULL)
     assert x[2].shape == (2, 4, DT)  # trimmed to the longest text
+
+
+def _mixed_samples():
+    """Two contrast-ok object-intent pairs (one whose object an ordinary donor also shows), ordinary donors,
+    and typographic pairs (harmful and benign)."""
+    from crossguard.train.object_intents import contrast_ok_texts
+
+    ok = sorted(contrast_ok_texts())[0]
+    intent = {"part": "object-intent", "template_id": f"intent:{ok}"}
+    return [
+        Sample(id="i0", image="x.png", text=ok, label="unsafe", kind="implicit", domain="violence",
+               provenance={**intent, "pool_caption": "kitchen knife"}),
+        Sample(id="i1", image="x.png", text=ok, label="unsafe", kind="implicit", domain="violence",
+               provenance={**intent, "pool_caption": "dog"}),
+        Sample(id="i2", image="x.png", text="t", label="unsafe", kind="implicit", domain="violence",
+               provenance={"part": "object-intent", "template_id": "intent:not a listed request"}),
+        Sample(id="b0", image="x.png", text="t", label="safe", kind="benign", provenance={"pool_caption": "dog house"}),
+        Sample(id="b1", image="x.png", text="t", label="safe", kind="benign", provenance={"pool_caption": "sofa"}),
+        Sample(id="h0", image="x.png", text="t", label="safe", kind="benign-hard", domain="violence",
+               provenance={"part": "alarm-concept", "pool_caption": "sofa"}),
+        Sample(id="e0", image="x.png", text="t", label="unsafe", kind="explicit-image", domain="violence",
+               provenance={"rendered_text": "harm"}),
+        Sample(id="t0", image="x.png", text="t", label="safe", kind="benign", provenance={"rendered_text": "fine"}),
+    ]
+
+
+def test_mixed_views_contrast_and_typographic():
+    labels = Labels.of(_mixed_samples())
+    assert labels.contrast_ok.tolist() == [True, True, False, False, False, False, False, False]
+    assert labels.ordinary_image.tolist() == [False, False, False, True, True, False, False, False]
+    plain = Rows.build(labels, True, 0.5)
+    rows = Rows.build(labels, True, 0.5, contrast_view=True, typo_view=True, seed=3)
+    mixed = slice(len(plain.index), None)
+    idx, unsafe = rows.index[mixed], rows.unsafe[mixed]
+    contrast, typo = idx[:2], idx[2:]
+    # contrast views: the request's text with a donor's image and OCR, safe, never the donor showing its object
+    assert contrast[:, 1].tolist() == [0, 1] and set(contrast[:, 0]) <= {3, 4}
+    assert contrast[1, 0] == 4 and (contrast[:, 0] == contrast[:, 2]).all()
+    assert unsafe[:2].tolist() == [0.0, 0.0] and rows.modality[mixed][:2].tolist() == [MODALITIES.index("none")] * 2
+    # typographic views: own OCR and label, image and text from typographic pairs
+    assert typo[:, 2].tolist() == [6, 7] and set(typo[:, :2].ravel()) <= {6, 7}
+    assert unsafe[2:].tolist() == [1.0, 0.0] and rows.weight[mixed].tolist() == [0.5] * 4
+    assert rows.sample[mixed].tolist() == [0, 1, 6, 7]  # the label's sample: the request, the OCR's pair
+
+
+def test_make_batch_takes_each_input_from_its_own_sample():
+    _, feats = synthetic(10)
+    feats.ocr_present[3], feats.ocr_embedding[3] = 1.0, 0.5
+    x = make_batch(feats, np.array([[1, 2, 3], [3, 3, 1]]), FULL)
+    assert torch.equal(x[1][0], torch.from_numpy(feats.image_embedding[1]))
+    assert torch.equal(x[4][0], torch.from_numpy(feats.text_embedding[2]))
+    assert x[6][:, 0].tolist() == [1.0, 0.0] and torch.all(x[5][0] == 0.5) and torch.all(x[5][1] == 0)
 
 
 def test_training_decreases_loss_and_learns_joint_rule():

@@ -21,6 +21,7 @@ a trained frame.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
 import random
@@ -506,3 +507,10 @@ def named_counterpart(text: str, concept: str) -> str | None:
 
     out = _POINTER.sub(swap, text)
     return None if first else out
+
+
+@functools.lru_cache(maxsize=1)
+def contrast_ok_texts() -> frozenset[str]:
+    """Every request text (hand-written, and every filling of every frame) that is harmless with an ordinary
+    picture; training looks a sample's request up here by its ``template_id``."""
+    return frozenset(r.text for r in intent_requests(variants=10**9) if r.contrast_ok)

@@ -8,6 +8,13 @@ image, explicit-image keeps (image, unsafe) with empty text, an implicit pair be
 ``text_view_parts`` limits the text-only view of implicit pairs to parts whose text is known to be harmless
 alone (hand-written object-intent requests): a noisy seed rewrite that is still explicit ("What is the thing in
 this photo to use for self-harm?") must not be taught as safe text.
+Two optional mixed views take one input from another sample of the same split:
+- ``contrast_view``: an object-intent implicit pair whose request is harmless with an ordinary picture
+  (``contrast_ok``) gets the image (and its OCR) of an ordinary benign sample -> safe. Every training frame then
+  has its contrast pair, so the text of a request is never enough and the head must look at the object.
+- ``typo_view``: a typographic pair (text rendered into the image, harmful or not) keeps its OCR text but takes
+  the image features and the user text of two other typographic pairs -> its own label. The rendering style
+  and the incitement wording then carry no label; only what the image says does.
 Early stopping on the validation split; the best epoch's weights are kept.
 """
 from __future__ import annotations
@@ -59,6 +66,8 @@ class TrainConfig:
     views: bool = True
     # implicit pairs get a (safe) text-only view only when their provenance part is listed; None: all of them
     text_view_parts: list[str] | None = None
+    contrast_view: bool = False  # mixed views, see the module docstring
+    typo_view: bool = False
     fusion: dict = field(default_factory=dict)  # FusionConfig overrides of the arch's defaults
     device: str = "auto"  # cuda when available, else cpu
 
@@ -102,18 +111,42 @@ class Labels:
     modality: np.ndarray  # int64 [N]
     kind: list[str]
     part: list[str | None] = field(default_factory=list)  # provenance "part" (e.g. object-intent), if any
+    # for the mixed views: text rendered into the image; an object-intent pair harmless with an ordinary
+    # picture; an ordinary picture (a donor for contrast views); the pool caption (to keep the object out)
+    typographic: np.ndarray | None = None
+    contrast_ok: np.ndarray | None = None
+    ordinary_image: np.ndarray | None = None
+    caption: list[str] = field(default_factory=list)
 
     @classmethod
     def of(cls, samples: list[Sample]) -> Labels:
+        from crossguard.train.object_intents import contrast_ok_texts
+
+        ok_texts = contrast_ok_texts()
+        intent_text = lambda s: str(s.provenance.get("template_id", "")).removeprefix("intent:")  # noqa: E731
         return cls(unsafe=np.asarray([s.unsafe for s in samples], np.float32),
                    domain=np.asarray([DOMAIN_NAMES.index(s.domain) if s.domain else -1 for s in samples], np.int64),
                    modality=np.asarray([MODALITIES.index(KIND_TO_MODALITY[s.kind]) for s in samples], np.int64),
-                   kind=[s.kind for s in samples], part=[s.provenance.get("part") for s in samples])
+                   kind=[s.kind for s in samples], part=[s.provenance.get("part") for s in samples],
+                   typographic=np.asarray(["rendered_text" in s.provenance for s in samples], bool),
+                   contrast_ok=np.asarray([s.kind == "implicit" and s.provenance.get("part") == "object-intent"
+                                           and intent_text(s) in ok_texts for s in samples], bool),
+                   ordinary_image=np.asarray([_ordinary_image(s) for s in samples], bool),
+                   caption=[str(s.provenance.get("pool_caption") or "") for s in samples])
 
     def text_view_ok(self, parts: list[str] | None) -> np.ndarray:
         """Which samples get a text-only view: all, or (with ``parts``) all but implicit pairs of other parts."""
         parts_of = self.part or [None] * len(self.kind)
         return np.asarray([parts is None or k != "implicit" or p in parts for k, p in zip(self.kind, parts_of)])
+
+
+def _ordinary_image(s: Sample) -> bool:
+    """A safe pair whose picture the builder drew from the ordinary (non-alarming) pool."""
+    if s.unsafe or "rendered_text" in s.provenance:
+        return False
+    part = s.provenance.get("part")
+    return (s.kind == "benign" or part in ("intent-ordinary", "v1-text")
+            or (part == "alarm-ordinary" and s.provenance.get("image_choice") == "ordinary"))
 
 
 def view_labels(labels: Labels, mode: tuple[bool, bool, bool]) -> tuple[np.ndarray, np.ndarray]:
@@ -132,16 +165,18 @@ def view_labels(labels: Labels, mode: tuple[bool, bool, bool]) -> tuple[np.ndarr
 def make_batch(feats: Features, index: np.ndarray, mode: tuple[bool, bool, bool] | np.ndarray
                ) -> tuple[torch.Tensor, ...]:
     """The fusion's seven inputs for rows ``index`` of ``feats``; ``mode`` = (image, text, ocr) flags, one
-    tuple for all rows or an array [len(index), 3]. Dropped inputs take the blank-image / empty-text
-    features; dropped OCR is zeros with ocr_present 0."""
+    tuple for all rows or an array [len(index), 3]. ``index`` is [R] (a sample per row) or [R,3] (the samples
+    whose image, text and OCR features a row takes: mixed views). Dropped inputs take the blank-image /
+    empty-text features; dropped OCR is zeros with ocr_present 0."""
     index = np.asarray(index, dtype=np.int64)
+    img_i, txt_i, ocr_i = index.T if index.ndim == 2 else (index, index, index)
     m = np.broadcast_to(np.asarray(mode, dtype=bool), (len(index), 3))
     use_img, use_txt, use_ocr = m[:, 0], m[:, 1], m[:, 2]
-    img_tok = feats.image_tokens[index].astype(np.float32)
-    img_emb = feats.image_embedding[index].astype(np.float32)
-    txt_tok = feats.text_tokens[index].astype(np.float32)
-    txt_mask = feats.text_mask[index].astype(np.int64)
-    txt_emb = feats.text_embedding[index].astype(np.float32)
+    img_tok = feats.image_tokens[img_i].astype(np.float32)
+    img_emb = feats.image_embedding[img_i].astype(np.float32)
+    txt_tok = feats.text_tokens[txt_i].astype(np.float32)
+    txt_mask = feats.text_mask[txt_i].astype(np.int64)
+    txt_emb = feats.text_embedding[txt_i].astype(np.float32)
     if not use_img.all():
         img_tok[~use_img] = feats.blank_image_tokens.astype(np.float32)
         img_emb[~use_img] = feats.blank_image_embedding
@@ -149,8 +184,8 @@ def make_batch(feats: Features, index: np.ndarray, mode: tuple[bool, bool, bool]
         txt_tok[~use_txt] = feats.empty_text_tokens.astype(np.float32)
         txt_mask[~use_txt] = feats.empty_text_mask
         txt_emb[~use_txt] = feats.empty_text_embedding
-    present = feats.ocr_present[index].astype(np.float32) * use_ocr[:, None]
-    ocr = feats.ocr_embedding[index].astype(np.float32) * present
+    present = feats.ocr_present[ocr_i].astype(np.float32) * use_ocr[:, None]
+    ocr = feats.ocr_embedding[ocr_i].astype(np.float32) * present
     # trim the token axis to the longest text of the batch (dynamic L, like the runtime)
     length = max(1, int(txt_mask.sum(1).max()))
     return (torch.from_numpy(img_tok), torch.from_numpy(img_emb), torch.from_numpy(np.ascontiguousarray(txt_tok[:, :length])),
@@ -178,30 +213,64 @@ def predict(head: FusionHead, feats: Features, mode=FULL, batch_size: int = 256,
 
 @dataclass
 class Rows:
-    """Training rows: sample index, input mode, targets and loss weight."""
+    """Training rows: the samples a row's (image, text, OCR) features come from, input mode, targets and
+    loss weight. A pair and its unimodal views use one sample for all three; mixed views combine samples."""
 
-    index: np.ndarray
+    index: np.ndarray  # [R,3] int
     mode: np.ndarray  # [R,3] bool
     unsafe: np.ndarray
     domain: np.ndarray
     modality: np.ndarray
     weight: np.ndarray
+    sample: np.ndarray  # [R] the sample whose label the row carries (its teacher outputs, for distillation)
 
     @classmethod
     def build(cls, labels: Labels, views: bool, view_weight: float, soft: np.ndarray | None = None,
-              alpha: float = 0.5, mode=FULL, text_view_parts: list[str] | None = None) -> Rows:
+              alpha: float = 0.5, mode=FULL, text_view_parts: list[str] | None = None,
+              contrast_view: bool = False, typo_view: bool = False, seed: int = 0) -> Rows:
         n = len(labels.kind)
         unsafe = labels.unsafe.copy() if soft is None else (1 - alpha) * labels.unsafe + alpha * soft
-        parts = [(np.arange(n), np.tile(np.asarray(mode, bool), (n, 1)), unsafe.astype(np.float32),
-                  labels.domain, labels.modality, np.ones(n, np.float32))]
+        same = lambda idx: np.repeat(np.asarray(idx, np.int64)[:, None], 3, 1)  # noqa: E731
+        parts = [(same(np.arange(n)), np.tile(np.asarray(mode, bool), (n, 1)), unsafe.astype(np.float32),
+                  labels.domain, labels.modality, np.ones(n, np.float32), np.arange(n))]
         if views:
             for m in (TEXT_ONLY, IMAGE_ONLY):
                 u, mod = view_labels(labels, m)
                 keep = labels.text_view_ok(text_view_parts) if m == TEXT_ONLY else np.ones(n, bool)
                 idx = np.flatnonzero(keep)
-                parts.append((idx, np.tile(np.asarray(m, bool), (len(idx), 1)), u[idx], labels.domain[idx], mod[idx],
-                              np.full(len(idx), view_weight, np.float32)))
-        return cls(*[np.concatenate([p[i] for p in parts]) for i in range(6)])
+                parts.append((same(idx), np.tile(np.asarray(m, bool), (len(idx), 1)), u[idx], labels.domain[idx],
+                              mod[idx], np.full(len(idx), view_weight, np.float32), idx))
+            rng = np.random.default_rng(seed)
+            for build, on in ((_contrast_views, contrast_view), (_typo_views, typo_view)):
+                if on:
+                    idx, u, mod, owner = build(labels, rng)
+                    parts.append((idx, np.ones((len(idx), 3), bool), u, labels.domain[owner], mod,
+                                  np.full(len(idx), view_weight, np.float32), owner))
+        return cls(*[np.concatenate([p[i] for p in parts]) for i in range(7)])
+
+
+def _contrast_views(labels: Labels, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
+    """Contrast-ok object-intent pairs with the picture (and OCR) of a random ordinary-image sample whose
+    caption shares no word with the pair's: (index [R,3], unsafe 0, modality none, the pair)."""
+    donors = np.flatnonzero(labels.ordinary_image)
+    rows = []
+    for i in np.flatnonzero(labels.contrast_ok) if len(donors) else ():
+        words = set(labels.caption[i].lower().split()) if labels.caption else set()
+        for _ in range(10):
+            d = int(rng.choice(donors))
+            if not words & set(labels.caption[d].lower().split()):
+                rows.append((d, i, d))
+                break
+    idx = np.asarray(rows, np.int64).reshape(-1, 3)
+    return idx, np.zeros(len(idx), np.float32), np.full(len(idx), MODALITIES.index("none"), np.int64), idx[:, 1]
+
+
+def _typo_views(labels: Labels, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
+    """Typographic pairs with the image features and user text of two random typographic pairs and their
+    own OCR: (index [R,3], own unsafe label, own modality, the pair)."""
+    typo = np.flatnonzero(labels.typographic)
+    idx = np.stack([rng.choice(typo, len(typo)), rng.choice(typo, len(typo)), typo], 1).astype(np.int64)
+    return idx, labels.unsafe[typo].astype(np.float32), labels.modality[typo], typo
 
 
 def losses(outputs, unsafe, domain, modality, weight, pos_weight: float, cfg: TrainConfig
@@ -261,8 +330,10 @@ def train_head(train_feats: Features, train_labels: Labels, val_feats: Features,
     device = resolve_device(cfg.device)
     head = FusionHead(fusion_cfg or fusion_config_for(cfg.arch, cfg.fusion)).to(device)
     views = cfg.views and mode == FULL
-    rows = Rows.build(train_labels, views, cfg.view_weight, soft_labels, cfg.distill_alpha, mode, cfg.text_view_parts)
-    val_rows = Rows.build(val_labels, views, cfg.view_weight, None, 0.0, mode, cfg.text_view_parts)
+    rows = Rows.build(train_labels, views, cfg.view_weight, soft_labels, cfg.distill_alpha, mode, cfg.text_view_parts,
+                      cfg.contrast_view, cfg.typo_view, cfg.seed)
+    val_rows = Rows.build(val_labels, views, cfg.view_weight, None, 0.0, mode, cfg.text_view_parts,
+                          cfg.contrast_view, cfg.typo_view, cfg.seed)
     n_pos = float((train_labels.unsafe > 0.5).sum())
     pos_weight = (len(train_labels.unsafe) - n_pos) / max(n_pos, 1.0)
     opt = torch.optim.AdamW(head.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
