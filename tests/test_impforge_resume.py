@@ -114,3 +114,39 @@ def test_jsonl_log_drops_torn_lines_and_duplicates(tmp_path):
     assert len(log) == 2 and log.records["a"]["x"] == 1
     assert log.add([{"id": "a"}, {"id": "d"}]) == 1
     assert _ids(path) == ["a", "b", "d"]
+
+
+def test_probe_round_samples_the_rest_only_for_triples_with_a_hit():
+    from collections import Counter
+
+    from crossguard.train.impforge.config import GenerationConfig
+    from crossguard.train.impforge.pipeline import sample_and_score
+
+    triples = tiny_triples(6)
+    policy, rewards = tiny_policy(seed=0), _rewards()
+    g = GenerationConfig(rewrites_per_triple=5, probe_rewrites=2, batch_size=8)
+    flat_t, flat_r, rb = sample_and_score(policy, rewards, triples, g, seed=3)
+    assert len(flat_r) == len(rb.total) == len(rb.accepted)
+    per = Counter(t.id for t in flat_t)
+    first_round_hits = {t.id for t, ok in zip(flat_t[:2 * len(triples)], rb.accepted[:2 * len(triples)]) if ok}
+    assert first_round_hits, "the tiny setup should accept some rewrites"
+    assert {tid: n for tid, n in per.items()} == {t.id: 5 if t.id in first_round_hits else 2 for t in triples}
+
+
+def test_max_similarity_zero_keeps_one_rewrite_per_triple(tmp_path):
+    from collections import Counter
+
+    cfg = ForgeConfig()
+    cfg.generation.samples, cfg.generation.rewrites_per_triple, cfg.generation.batch_size = 1000, 4, 8
+    cfg.generation.max_per_triple = 4
+    triples = tiny_triples(6)
+    loose = JsonlLog(tmp_path / "loose.jsonl")
+    generate_implicit(tiny_policy(seed=0), _rewards(), triples, cfg, loose, JsonlLog(tmp_path / "d1.jsonl"),
+                      progress=False)
+    cfg.generation.max_similarity = 0.0
+    strict = JsonlLog(tmp_path / "strict.jsonl")
+    generate_implicit(tiny_policy(seed=0), _rewards(), triples, cfg, strict, JsonlLog(tmp_path / "d2.jsonl"),
+                      progress=False)
+    per_triple = lambda log: Counter(r["triple"]["id"] for r in log.values())  # noqa: E731
+    assert max(per_triple(loose).values()) > 1 and max(per_triple(strict).values()) == 1
+    assert set(per_triple(strict)) == set(per_triple(loose))

@@ -131,6 +131,10 @@ class GenerationConfig:
     samples: int = 2000  # accepted implicit samples wanted
     rewrites_per_triple: int = 8  # sampled rewrites per (seed, keyword, image) per round
     max_per_triple: int = 2  # accepted rewrites kept per triple
+    # >0: sample this many per triple first, and the rest of rewrites_per_triple only for triples where one
+    # was accepted (held-back triples: after a hit the next rewrites pass 4x as often as after a miss)
+    probe_rewrites: int = 2
+    max_similarity: float = 1.0  # a kept rewrite's word-trigram Jaccard to the others kept for its triple is below
     batch_size: int = 32
     explicit_text_per_seed: float = 0.5  # fraction of seeds that also give an explicit-text sample
     explicit_image_per_seed: float = 0.5

@@ -17,6 +17,7 @@ import os
 import random
 import time
 from collections import Counter, defaultdict
+from dataclasses import fields
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -251,7 +252,7 @@ def generate_implicit(policy, rewards, triples: Sequence[Triple], config: ForgeC
     order = [t for t in domain_round_robin(triples, config.seed) if t.id not in done]
     rewards.diversity.load_state([])  # rebuilt from the log: a resumed run scores like an uninterrupted one
     rewards.diversity.update([r["text"] for r in accepted.values()])
-    per_chunk = max(1, g.batch_size // g.rewrites_per_triple)
+    per_chunk = max(1, g.batch_size // (g.probe_rewrites or g.rewrites_per_triple))
     bar = None
     if progress:
         from tqdm.auto import tqdm
@@ -265,17 +266,19 @@ def generate_implicit(policy, rewards, triples: Sequence[Triple], config: ForgeC
             _log(f"generation stopped after {g.max_minutes} min (generation.max_minutes)")
             break
         chunk = order[start:start + per_chunk]
-        rewrites = sample_rewrites(policy, chunk, g.rewrites_per_triple, g.batch_size,
-                                   _stable_hash(config.seed, chunk[0].id))
-        flat_t, flat_r, rb = score_rewrites(rewards, chunk, rewrites)
+        flat_t, flat_r, rb = sample_and_score(policy, rewards, chunk, g, _stable_hash(config.seed, chunk[0].id))
         generated += len(flat_r)
         records, per_triple = [], Counter()
+        kept: dict[str, list[frozenset]] = defaultdict(list)
         for i in np.argsort(-rb.total, kind="stable"):
             t = flat_t[i]
             if rb.accepted[i] and per_triple[t.id] < g.max_per_triple:
                 rec = accepted_records([t], [flat_r[i]], _row_batch(rb, i), "generate", -1)[0]
-                if rec["id"] not in accepted and all(r["id"] != rec["id"] for r in records):
+                grams = rewards.diversity.grams(flat_r[i])
+                if (rec["id"] not in accepted and all(r["id"] != rec["id"] for r in records)
+                        and all(_jaccard(grams, o) < g.max_similarity for o in kept[t.id])):
                     records.append(rec)
+                    kept[t.id].append(grams)
                     per_triple[t.id] += 1
         before = len(accepted)
         accepted.add(records)
@@ -290,11 +293,32 @@ def generate_implicit(policy, rewards, triples: Sequence[Triple], config: ForgeC
     return {"triples_tried": tried, "rewrites_generated": generated, "seconds": time.perf_counter() - t0}
 
 
+def sample_and_score(policy, rewards, triples: Sequence[Triple], g, seed: int):
+    """Rewrites of ``triples`` with their rewards (flat triples, flat rewrites, ``RewardBatch``). With
+    ``g.probe_rewrites`` the first round is that many per triple and only triples with an accepted rewrite
+    get the remaining ``rewrites_per_triple - probe_rewrites``."""
+    from .rewards import RewardBatch
+
+    n_first = g.probe_rewrites or g.rewrites_per_triple
+    flat_t, flat_r, rb = score_rewrites(rewards, triples, sample_rewrites(policy, triples, n_first, g.batch_size, seed))
+    hits = {t.id for t, ok in zip(flat_t, rb.accepted) if ok}
+    more = [t for t in triples if t.id in hits]
+    if not g.probe_rewrites or not more or g.rewrites_per_triple <= n_first:
+        return flat_t, flat_r, rb
+    more_t, more_r, more_rb = score_rewrites(
+        rewards, more, sample_rewrites(policy, more, g.rewrites_per_triple - n_first, g.batch_size, seed + 1))
+    both = RewardBatch(*(np.concatenate([getattr(rb, f.name), getattr(more_rb, f.name)]) for f in fields(RewardBatch)))
+    return flat_t + more_t, flat_r + more_r, both
+
+
+def _jaccard(a: frozenset, b: frozenset) -> float:
+    return len(a & b) / len(a | b) if a and b else 0.0
+
+
 def _row_batch(rb, i: int):
     from .rewards import RewardBatch
 
-    return RewardBatch(*(getattr(rb, f)[i:i + 1] for f in ("safety", "semantic", "overlap", "diversity", "total",
-                                                          "accepted")))
+    return RewardBatch(*(getattr(rb, f.name)[i:i + 1] for f in fields(RewardBatch)))
 
 
 # ---------------------------------------------------------------------------------------- dataset
