@@ -31,7 +31,8 @@ class KeywordConfig:
 
 @dataclass
 class RetrievalConfig:
-    top_k: int = 5  # candidate images per keyword (the first that passes the benign check is used)
+    top_k: int = 5  # candidate images per keyword, best first; those that pass the benign check are used
+    images_per_keyword: int = 1  # triples per (seed, keyword): the best N benign images of the top_k
     weight_caption: float = 0.6  # score = w_caption * cos(keyword, caption) + w_image * cos(keyword, image)
     weight_image: float = 0.4
     min_score: float = 0.35  # a keyword whose best image scores below this has no picture in the pool

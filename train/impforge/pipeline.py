@@ -100,7 +100,8 @@ def showable_vocabulary(pool) -> list[str]:
 
 def build_triples(seeds: Sequence, pool, embed: CachedEmbedder, caption_emb: np.ndarray, retriever, checker,
                   config: ForgeConfig, progress: bool = True) -> Stage1:
-    """Keywords per seed -> top-k images per keyword -> the best-ranked image that passes the benign check."""
+    """Keywords per seed -> top-k images per keyword -> the best-ranked ``images_per_keyword`` images that pass
+    the benign check, a triple each (the first keeps the id ``seed#keyword``, later ones add ``#image``)."""
     from crossguard.train.seeds import split_of
 
     from .keywords import KeywordExtractor
@@ -111,34 +112,33 @@ def build_triples(seeds: Sequence, pool, embed: CachedEmbedder, caption_emb: np.
     pairs = [(s, k) for s, ks in zip(seeds, keywords) for k in ks]
     _log(f"keywords: {len(pairs)} for {sum(bool(k) for k in keywords)}/{len(seeds)} seeds")
     matches = retriever.search([k.phrase for _, k in pairs], k=c.retrieval.top_k) if pairs else []
-    chosen: list = [None] * len(pairs)
+    want = max(1, c.retrieval.images_per_keyword)
+    chosen: list[list] = [[] for _ in pairs]
     rejected = 0
     for rank in range(c.retrieval.top_k):
-        todo = [i for i in range(len(pairs)) if chosen[i] is None and rank < len(matches[i])
+        todo = [i for i in range(len(pairs)) if len(chosen[i]) < want and rank < len(matches[i])
                 and matches[i][rank].score >= c.retrieval.min_score]
         if not todo:
             break
         results = checker.check([pool[matches[i][rank].index].path for i in todo], progress=progress)
         for i, r in zip(todo, results):
             if r.benign:
-                chosen[i] = (matches[i][rank], r)
+                chosen[i].append((matches[i][rank], r))
             else:
                 rejected += 1
     triples = []
-    for (seed, kw), pick in zip(pairs, chosen):
-        if pick is None:
-            continue
-        match, benign = pick
-        item = pool[match.index]
-        triples.append(Triple(
-            id=f"{seed.id}#{kw.phrase}", seed_id=seed.id, query=seed.text, keyword=kw.phrase, image=item.path,
-            image_id=item.id, caption=item.caption, domain=seed.domain, split=split_of(seed.id),
-            scores={"keyword": round(kw.score, 4), "retrieval": round(match.score, 4),
-                    "caption_sim": round(match.caption_sim, 4), "image_sim": round(match.image_sim, 4),
-                    "nsfw": benign.nsfw, "ocr_text": benign.ocr_text, "ocr_harm": benign.ocr_harm}))
+    for (seed, kw), picks in zip(pairs, chosen):
+        for n, (match, benign) in enumerate(picks):
+            item = pool[match.index]
+            triples.append(Triple(
+                id=f"{seed.id}#{kw.phrase}" + (f"#{item.id}" if n else ""), seed_id=seed.id, query=seed.text,
+                keyword=kw.phrase, image=item.path,
+                image_id=item.id, caption=item.caption, domain=seed.domain, split=split_of(seed.id),
+                scores={"keyword": round(kw.score, 4), "retrieval": round(match.score, 4),
+                        "caption_sim": round(match.caption_sim, 4), "image_sim": round(match.image_sim, 4),
+                        "nsfw": benign.nsfw, "ocr_text": benign.ocr_text, "ocr_harm": benign.ocr_harm}))
     stats = {"seeds": len(seeds), "seeds_with_keywords": sum(bool(k) for k in keywords), "keywords": len(pairs),
-             "triples": len(triples), "images_rejected": rejected,
-             "no_image": sum(p is None for p in chosen)}
+             "triples": len(triples), "images_rejected": rejected, "no_image": sum(not p for p in chosen)}
     return Stage1(triples, stats)
 
 
