@@ -10,10 +10,10 @@ alone (hand-written object-intent requests): a noisy seed rewrite that is still 
 this photo to use for self-harm?") must not be taught as safe text.
 Two optional mixed views take one input from another sample of the same split:
 - ``contrast_view``: an object-intent implicit pair whose request is harmless with an ordinary picture
-  (``contrast_ok``) gets the image (and its OCR) of an ordinary benign sample -> safe. Every training frame then
-  has its contrast pair, so the text of a request is never enough and the head must look at the object.
+  (``contrast_ok``) gets the image (and its OCR) of an ordinary benign sample -> safe. Every such request then
+  has its contrast pair, so its wording alone is never enough and the head must look at the object.
 - ``typo_view``: a typographic pair (text rendered into the image, harmful or not) keeps its OCR text but takes
-  the image features and the user text of two other typographic pairs -> its own label. The rendering style
+  the image features and the user text of two random typographic pairs -> its own label. The rendering style
   and the incitement wording then carry no label; only what the image says does.
 Early stopping on the validation split; the best epoch's weights are kept.
 """
