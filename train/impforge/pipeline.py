@@ -17,7 +17,6 @@ import os
 import random
 import time
 from collections import Counter, defaultdict
-from dataclasses import fields
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -247,6 +246,7 @@ def generate_implicit(policy, rewards, triples: Sequence[Triple], config: ForgeC
     """Sample rewrites for triples (domain round-robin), keep up to ``max_per_triple`` accepted ones each,
     until ``samples`` accepted implicit samples exist. Triples already in ``done`` are skipped."""
     from .ppo import accepted_records
+    from .rewards import jaccard
 
     g = config.generation
     order = [t for t in domain_round_robin(triples, config.seed) if t.id not in done]
@@ -273,10 +273,10 @@ def generate_implicit(policy, rewards, triples: Sequence[Triple], config: ForgeC
         for i in np.argsort(-rb.total, kind="stable"):
             t = flat_t[i]
             if rb.accepted[i] and per_triple[t.id] < g.max_per_triple:
-                rec = accepted_records([t], [flat_r[i]], _row_batch(rb, i), "generate", -1)[0]
+                rec = accepted_records([t], [flat_r[i]], rb.take(slice(i, i + 1)), "generate", -1)[0]
                 grams = rewards.diversity.grams(flat_r[i])
                 if (rec["id"] not in accepted and all(r["id"] != rec["id"] for r in records)
-                        and all(_jaccard(grams, o) < g.max_similarity for o in kept[t.id])):
+                        and all(jaccard(grams, o) < g.max_similarity for o in kept[t.id])):
                     records.append(rec)
                     kept[t.id].append(grams)
                     per_triple[t.id] += 1
@@ -307,18 +307,7 @@ def sample_and_score(policy, rewards, triples: Sequence[Triple], g, seed: int):
         return flat_t, flat_r, rb
     more_t, more_r, more_rb = score_rewrites(
         rewards, more, sample_rewrites(policy, more, g.rewrites_per_triple - n_first, g.batch_size, seed + 1))
-    both = RewardBatch(*(np.concatenate([getattr(rb, f.name), getattr(more_rb, f.name)]) for f in fields(RewardBatch)))
-    return flat_t + more_t, flat_r + more_r, both
-
-
-def _jaccard(a: frozenset, b: frozenset) -> float:
-    return len(a & b) / len(a | b) if a and b else 0.0
-
-
-def _row_batch(rb, i: int):
-    from .rewards import RewardBatch
-
-    return RewardBatch(*(getattr(rb, f.name)[i:i + 1] for f in fields(RewardBatch)))
+    return flat_t + more_t, flat_r + more_r, RewardBatch.concat([rb, more_rb])
 
 
 # ---------------------------------------------------------------------------------------- dataset

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import re
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Callable, Sequence
 
 import numpy as np
@@ -172,6 +172,11 @@ class OverlapReward:
         return np.where(hits, 0.0, soft).astype(np.float32)
 
 
+def jaccard(a: frozenset, b: frozenset) -> float:
+    """|a & b| / |a | b|; 0 when either is empty."""
+    return len(a & b) / len(a | b) if a and b else 0.0
+
+
 class DiversityReward:
     """D = 1 - max Jaccard(ngrams(r), ngrams(a)) over the last ``window`` accepted rewrites and the
     earlier rewrites of the same batch. Cost per rewrite is O(window), never quadratic in the run."""
@@ -193,8 +198,7 @@ class DiversityReward:
             g = self.grams(r)
             best = 0.0
             for other in list(self.memory) + batch:
-                if g and other:
-                    best = max(best, len(g & other) / len(g | other))
+                best = max(best, jaccard(g, other))
             out[i] = 1.0 - best
             batch.append(g)
         return out
@@ -225,6 +229,14 @@ class RewardBatch:
         return {"safety": float(self.safety[i]), "semantic": float(self.semantic[i]),
                 "overlap": float(self.overlap[i]), "diversity": float(self.diversity[i]),
                 "total": float(self.total[i])}
+
+    def take(self, index) -> RewardBatch:
+        """The rows ``index`` (a slice or index array) as a batch."""
+        return RewardBatch(*(getattr(self, f.name)[index] for f in fields(RewardBatch)))
+
+    @staticmethod
+    def concat(batches: Sequence[RewardBatch]) -> RewardBatch:
+        return RewardBatch(*(np.concatenate([getattr(b, f.name) for b in batches]) for f in fields(RewardBatch)))
 
     def means(self) -> dict[str, float]:
         return {k: float(np.mean(getattr(self, k))) if len(self.total) else float("nan")
