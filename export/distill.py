@@ -113,7 +113,7 @@ def distill_head(train_feats, train_labels, val_feats, val_labels, teacher_train
     (same mix when ``teacher_val`` is given, else hard loss). Returns (head, history)."""
     import torch
 
-    from crossguard.train.guard.train import FULL, Rows, TrainConfig, fusion_config_for, losses, make_batch, set_seed
+    from crossguard.train.guard.train import Rows, TrainConfig, fusion_config_for, losses, set_seed
     from crossguard.train.guard.model import FusionHead
 
     cfg = cfg or DistillConfig()
@@ -132,7 +132,7 @@ def distill_head(train_feats, train_labels, val_feats, val_labels, teacher_train
     best, best_state, bad = math.inf, None, 0
 
     def step_loss(feats, r, sel, teacher):
-        out = head(*make_batch(feats, r.index[sel], FULL))
+        out = head(*r.batch(feats, sel))
         hard, _ = losses(out, torch.from_numpy(r.unsafe[sel]), torch.from_numpy(r.domain[sel]),
                          torch.from_numpy(r.modality[sel]), torch.from_numpy(r.weight[sel]), pos_weight, hard_cfg)
         if not teacher:

@@ -10,7 +10,7 @@ from crossguard.manifest import write_manifest
 from crossguard.schemas import MODALITIES, Sample
 from crossguard.train.guard import features as F
 from crossguard.train.guard.model import FusionConfig, load_head
-from crossguard.train.guard.train import (FULL, IMAGE_ONLY, TEXT_ONLY, Labels, Rows, TrainConfig, make_batch,
+from crossguard.train.guard.train import (FULL, IMAGE_NO_OCR, IMAGE_ONLY, TEXT_ONLY, Labels, Rows, TrainConfig, make_batch,
                                           predict, train_head, view_labels)
 
 DI, DT = 24, 12
@@ -131,6 +131,31 @@ def test_mixed_views_contrast_and_typographic():
     assert typo[:, 2].tolist() == [6, 7] and set(typo[:, :2].ravel()) <= {6, 7}
     assert unsafe[2:].tolist() == [1.0, 0.0] and rows.weight[mixed].tolist() == [0.5] * 4
     assert rows.sample[mixed].tolist() == [0, 1, 6, 7]  # the label's sample: the request, the OCR's pair
+
+
+def test_ocr_text_view_types_each_text_into_a_typographic_image():
+    samples = _mixed_samples() + [Sample(id="x0", image="x.png", text="t", label="unsafe", kind="explicit-text",
+                                         domain="financial_crime")]
+    labels = Labels.of(samples)
+    plain = Rows.build(labels, True, 0.5, text_view_parts=["object-intent"])
+    rows = Rows.build(labels, True, 0.5, text_view_parts=["object-intent"], ocr_text_view=True, seed=1)
+    typed = slice(len(plain.index), None)
+    assert not plain.ocr_from_text.any() and rows.ocr_from_text[typed].all()
+    idx = rows.index[typed]
+    # every non-typographic sample's text becomes the OCR of a typographic pair's image, under a typographic
+    # pair's user text; the label is the text's own (unsafe only for explicit text), harm carried by the image
+    assert idx[:, 2].tolist() == [0, 1, 2, 3, 4, 5, 8] and set(idx[:, :2].ravel()) <= {6, 7}
+    assert rows.unsafe[typed].tolist() == [0.0] * 6 + [1.0]
+    assert rows.modality[typed].tolist() == [MODALITIES.index("none")] * 6 + [MODALITIES.index("image")]
+    assert rows.domain[typed][-1] == labels.domain[8] and rows.sample[typed].tolist() == idx[:, 2].tolist()
+
+
+def test_make_batch_ocr_from_text_uses_the_text_embedding():
+    _, feats = synthetic(10)
+    x = make_batch(feats, np.array([[1, 1, 4], [1, 1, 4], [1, 1, 4]]), np.array([FULL, FULL, IMAGE_NO_OCR]),
+                   ocr_from_text=np.array([True, False, True]))
+    assert torch.equal(x[5][0], torch.from_numpy(feats.text_embedding[4])) and x[6][:, 0].tolist() == [1.0, 0.0, 0.0]
+    assert torch.all(x[5][1:] == 0)
 
 
 def test_make_batch_takes_each_input_from_its_own_sample():

@@ -15,6 +15,11 @@ Two optional mixed views take one input from another sample of the same split:
 - ``typo_view``: a typographic pair (text rendered into the image, harmful or not) keeps its OCR text but takes
   the image features and the user text of two random typographic pairs -> its own label. The rendering style
   and the incitement wording then carry no label; only what the image says does.
+- ``ocr_text_view``: the user text of a non-typographic sample (of ``ocr_text_kinds``) stands in for the OCR of an
+  image (as if typed into it, FigStep style), with the image features and user text of two random typographic
+  pairs -> the text's text-only label (unsafe for explicit-text). Every explicit seed then appears as text in an
+  image, not only the few that the builder rendered; the text encoder gives typed text and OCR text the same
+  embedding. Typing the hard-benign and implicit requests too (as safe) raised MOSSBench false refusals.
 Early stopping on the validation split; the best epoch's weights are kept.
 """
 from __future__ import annotations
@@ -68,6 +73,8 @@ class TrainConfig:
     text_view_parts: list[str] | None = None
     contrast_view: bool = False  # mixed views, see the module docstring
     typo_view: bool = False
+    ocr_text_view: bool = False
+    ocr_text_kinds: list[str] | None = None  # sample kinds whose text the OCR-text view types; None: all
     fusion: dict = field(default_factory=dict)  # FusionConfig overrides of the arch's defaults
     device: str = "auto"  # cuda when available, else cpu
 
@@ -162,12 +169,13 @@ def view_labels(labels: Labels, mode: tuple[bool, bool, bool]) -> tuple[np.ndarr
 
 # ------------------------------------------------------------------------------------------------ batches
 
-def make_batch(feats: Features, index: np.ndarray, mode: tuple[bool, bool, bool] | np.ndarray
-               ) -> tuple[torch.Tensor, ...]:
+def make_batch(feats: Features, index: np.ndarray, mode: tuple[bool, bool, bool] | np.ndarray,
+               ocr_from_text: np.ndarray | None = None) -> tuple[torch.Tensor, ...]:
     """The fusion's seven inputs for rows ``index`` of ``feats``; ``mode`` = (image, text, ocr) flags, one
     tuple for all rows or an array [len(index), 3]. ``index`` is [R] (a sample per row) or [R,3] (the samples
-    whose image, text and OCR features a row takes: mixed views). Dropped inputs take the blank-image /
-    empty-text features; dropped OCR is zeros with ocr_present 0."""
+    whose image, text and OCR features a row takes: mixed views). ``ocr_from_text`` [R] bool: those rows take
+    the OCR sample's user-text embedding as OCR. Dropped inputs take the blank-image / empty-text features;
+    dropped OCR is zeros with ocr_present 0."""
     index = np.asarray(index, dtype=np.int64)
     img_i, txt_i, ocr_i = index.T if index.ndim == 2 else (index, index, index)
     m = np.broadcast_to(np.asarray(mode, dtype=bool), (len(index), 3))
@@ -184,8 +192,13 @@ def make_batch(feats: Features, index: np.ndarray, mode: tuple[bool, bool, bool]
         txt_tok[~use_txt] = feats.empty_text_tokens.astype(np.float32)
         txt_mask[~use_txt] = feats.empty_text_mask
         txt_emb[~use_txt] = feats.empty_text_embedding
-    present = feats.ocr_present[ocr_i].astype(np.float32) * use_ocr[:, None]
-    ocr = feats.ocr_embedding[ocr_i].astype(np.float32) * present
+    present = feats.ocr_present[ocr_i].astype(np.float32)
+    ocr = feats.ocr_embedding[ocr_i].astype(np.float32)
+    if ocr_from_text is not None and np.any(ocr_from_text):
+        typed = np.asarray(ocr_from_text, bool)
+        ocr[typed], present[typed] = feats.text_embedding[ocr_i[typed]], 1.0
+    present *= use_ocr[:, None]
+    ocr *= present
     # trim the token axis to the longest text of the batch (dynamic L, like the runtime)
     length = max(1, int(txt_mask.sum(1).max()))
     return (torch.from_numpy(img_tok), torch.from_numpy(img_emb), torch.from_numpy(np.ascontiguousarray(txt_tok[:, :length])),
@@ -223,30 +236,38 @@ class Rows:
     modality: np.ndarray
     weight: np.ndarray
     sample: np.ndarray  # [R] the sample whose label the row carries (its teacher outputs, for distillation)
+    ocr_from_text: np.ndarray  # [R] bool: the OCR input is the user text of sample index[:,2] (ocr_text_view)
+
+    def batch(self, feats: Features, sel: np.ndarray) -> tuple[torch.Tensor, ...]:
+        """The fusion inputs of rows ``sel``."""
+        return make_batch(feats, self.index[sel], self.mode[sel], self.ocr_from_text[sel])
 
     @classmethod
     def build(cls, labels: Labels, views: bool, view_weight: float, soft: np.ndarray | None = None,
               alpha: float = 0.5, mode=FULL, text_view_parts: list[str] | None = None,
-              contrast_view: bool = False, typo_view: bool = False, seed: int = 0) -> Rows:
+              contrast_view: bool = False, typo_view: bool = False, ocr_text_view: bool = False,
+              ocr_text_kinds: list[str] | None = None, seed: int = 0) -> Rows:
         n = len(labels.kind)
         unsafe = labels.unsafe.copy() if soft is None else (1 - alpha) * labels.unsafe + alpha * soft
         same = lambda idx: np.repeat(np.asarray(idx, np.int64)[:, None], 3, 1)  # noqa: E731
         parts = [(same(np.arange(n)), np.tile(np.asarray(mode, bool), (n, 1)), unsafe.astype(np.float32),
-                  labels.domain, labels.modality, np.ones(n, np.float32), np.arange(n))]
+                  labels.domain, labels.modality, np.ones(n, np.float32), np.arange(n), np.zeros(n, bool))]
         if views:
             for m in (TEXT_ONLY, IMAGE_ONLY):
                 u, mod = view_labels(labels, m)
                 keep = labels.text_view_ok(text_view_parts) if m == TEXT_ONLY else np.ones(n, bool)
                 idx = np.flatnonzero(keep)
                 parts.append((same(idx), np.tile(np.asarray(m, bool), (len(idx), 1)), u[idx], labels.domain[idx],
-                              mod[idx], np.full(len(idx), view_weight, np.float32), idx))
+                              mod[idx], np.full(len(idx), view_weight, np.float32), idx, np.zeros(len(idx), bool)))
             rng = np.random.default_rng(seed)
-            for build, on in ((_contrast_views, contrast_view), (_typo_views, typo_view)):
+            typed_view = lambda lb, r: _ocr_text_views(lb, r, text_view_parts, ocr_text_kinds)  # noqa: E731
+            for build, on, typed in ((_contrast_views, contrast_view, False), (_typo_views, typo_view, False),
+                                     (typed_view, ocr_text_view, True)):
                 if on:
                     idx, u, mod, owner = build(labels, rng)
                     parts.append((idx, np.ones((len(idx), 3), bool), u, labels.domain[owner], mod,
-                                  np.full(len(idx), view_weight, np.float32), owner))
-        return cls(*[np.concatenate([p[i] for p in parts]) for i in range(7)])
+                                  np.full(len(idx), view_weight, np.float32), owner, np.full(len(idx), typed)))
+        return cls(*[np.concatenate([p[i] for p in parts]) for i in range(8)])
 
 
 def _contrast_views(labels: Labels, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
@@ -271,6 +292,20 @@ def _typo_views(labels: Labels, rng: np.random.Generator) -> tuple[np.ndarray, .
     typo = np.flatnonzero(labels.typographic)
     idx = np.stack([rng.choice(typo, len(typo)), rng.choice(typo, len(typo)), typo], 1).astype(np.int64)
     return idx, labels.unsafe[typo].astype(np.float32), labels.modality[typo], typo
+
+
+def _ocr_text_views(labels: Labels, rng: np.random.Generator, text_view_parts: list[str] | None,
+                    kinds: list[str] | None = None) -> tuple[np.ndarray, ...]:
+    """Non-typographic samples with a text-only view, their user text as the OCR of the image and user
+    text of two random typographic pairs: (index [R,3], text-only label, image or none, the sample)."""
+    typo = np.flatnonzero(labels.typographic)
+    of_kind = np.asarray([kinds is None or k in kinds for k in labels.kind], bool)
+    donors = np.flatnonzero(labels.text_view_ok(text_view_parts) & ~labels.typographic & of_kind) if len(typo) else []
+    idx = np.stack([rng.choice(typo, len(donors)), rng.choice(typo, len(donors)), donors], 1).astype(np.int64) \
+        if len(donors) else np.zeros((0, 3), np.int64)
+    unsafe = view_labels(labels, TEXT_ONLY)[0][idx[:, 2]]
+    modality = np.where(unsafe > 0, MODALITIES.index("image"), MODALITIES.index("none")).astype(np.int64)
+    return idx, unsafe, modality, idx[:, 2]
 
 
 def losses(outputs, unsafe, domain, modality, weight, pos_weight: float, cfg: TrainConfig
@@ -302,7 +337,7 @@ def _evaluate_rows(head: FusionHead, feats: Features, rows: Rows, pos_weight: fl
     with torch.no_grad():
         for s in range(0, len(rows.index), 256):
             sl = slice(s, s + 256)
-            out = head(*_to(make_batch(feats, rows.index[sl], rows.mode[sl]), device))
+            out = head(*_to(rows.batch(feats, sl), device))
             logits.append(out[0].float().cpu().numpy())
             _, parts = losses(out, *_to((torch.from_numpy(rows.unsafe[sl]), torch.from_numpy(rows.domain[sl]),
                                          torch.from_numpy(rows.modality[sl]), torch.from_numpy(rows.weight[sl])),
@@ -331,9 +366,9 @@ def train_head(train_feats: Features, train_labels: Labels, val_feats: Features,
     head = FusionHead(fusion_cfg or fusion_config_for(cfg.arch, cfg.fusion)).to(device)
     views = cfg.views and mode == FULL
     rows = Rows.build(train_labels, views, cfg.view_weight, soft_labels, cfg.distill_alpha, mode, cfg.text_view_parts,
-                      cfg.contrast_view, cfg.typo_view, cfg.seed)
+                      cfg.contrast_view, cfg.typo_view, cfg.ocr_text_view, cfg.ocr_text_kinds, cfg.seed)
     val_rows = Rows.build(val_labels, views, cfg.view_weight, None, 0.0, mode, cfg.text_view_parts,
-                          cfg.contrast_view, cfg.typo_view, cfg.seed)
+                          cfg.contrast_view, cfg.typo_view, cfg.ocr_text_view, cfg.ocr_text_kinds, cfg.seed)
     n_pos = float((train_labels.unsafe > 0.5).sum())
     pos_weight = (len(train_labels.unsafe) - n_pos) / max(n_pos, 1.0)
     opt = torch.optim.AdamW(head.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -354,7 +389,7 @@ def train_head(train_feats: Features, train_labels: Labels, val_feats: Features,
         sums, count = {}, 0
         for s in range(0, len(order), cfg.batch_size):
             sel = order[s:s + cfg.batch_size]
-            out = head(*_to(make_batch(train_feats, rows.index[sel], rows.mode[sel]), device))
+            out = head(*_to(rows.batch(train_feats, sel), device))
             loss, parts = losses(out, *_to((torch.from_numpy(rows.unsafe[sel]), torch.from_numpy(rows.domain[sel]),
                                             torch.from_numpy(rows.modality[sel]), torch.from_numpy(rows.weight[sel])),
                                            device), pos_weight, cfg)
