@@ -31,7 +31,7 @@ from crossguard.train.impforge.config import (  # noqa: E402
     BenignConfig, ForgeConfig, GenerationConfig, JudgeConfig, KeywordConfig, PolicyConfig, PPOConfig,
     RetrievalConfig, RewardConfig, WarmStartConfig,
 )
-from crossguard.train.impforge.pipeline import run_forge  # noqa: E402
+from crossguard.train.impforge.pipeline import run_forge, stage1_settings  # noqa: E402
 from crossguard.train.impforge.templates import hard_benign_questions  # noqa: E402
 from crossguard.train.seeds import split_of  # noqa: E402
 
@@ -303,6 +303,16 @@ def test_run_forge_end_to_end_then_resume(tmp_path, models, offline_readers):
     assert third["generation"]["triples_tried"] == len(done_after) - len(done)
     if len(done) < len(triples):  # untried triples were left: generation went on with them
         assert third["generation"]["triples_tried"] > 0
+
+    # resume with other stage-1 settings: the triples are rebuilt for them; what was accepted or tried stays
+    wider = replace(more, retrieval=replace(more.retrieval, images_per_keyword=more.retrieval.images_per_keyword + 1))
+    assert stage1_settings(wider) != stage1_settings(more)
+    assert stage1_settings(replace(more, judge=replace(more.judge, guard="other/head"))) == stage1_settings(more)
+    run_forge(wider, resume=True, progress=False)
+    assert json.loads((out / "stage1.json").read_text(encoding="utf-8"))["settings"] == stage1_settings(wider)
+    assert len(_lines(out / "triples.jsonl")) >= len(triples)
+    assert _lines(out / "accepted_implicit.jsonl")[:len(accepted_after)] == accepted_after
+    assert _lines(out / "generation_done.jsonl")[:len(done_after)] == done_after
 
 
 def test_cli_refuses_non_empty_out_without_resume(tmp_path, models, capsys):

@@ -19,7 +19,7 @@ import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -534,6 +534,16 @@ def _image_features(source: str | None, device: str):
     return encode
 
 
+def stage1_settings(c: ForgeConfig) -> dict[str, Any]:
+    """The config values stage 1's triples depend on (seeds, pool, encoders, keywords, retrieval, benign check and
+    the text judge behind it); a resume with other values rebuilds the triples. Runs whose stage1.json predates
+    this record reuse their triples."""
+    d = c.to_dict()
+    judge = {k: v for k, v in d["judge"].items() if k != "guard"}  # the guard judges rewrites, not images
+    return {**{k: d[k] for k in ("seed", "seeds", "seeds_limit", "pool", "pool_limit", "clip", "text_encoder",
+                                 "image_encoder", "keywords", "retrieval", "benign")}, "judge": judge}
+
+
 def run_forge(config: ForgeConfig, resume: bool = False, progress: bool = True) -> dict:
     """The whole pipeline; returns the summary (also written to ``out/summary.json``)."""
     import torch
@@ -641,9 +651,14 @@ def run_forge(config: ForgeConfig, resume: bool = False, progress: bool = True) 
     # -- stage 1
     t0 = time.perf_counter()
     triples_path = out / "triples.jsonl"
-    if resume and triples_path.is_file():
+    settings = stage1_settings(c)
+    cached = json.loads((out / "stage1.json").read_text(encoding="utf-8")) if resume and triples_path.is_file() else None
+    if cached is not None and cached.pop("settings", settings) != settings:
+        _log("stage-1 settings changed since the last run: rebuilding the triples (finished ones stay done)")
+        cached = None
+    if cached is not None:
         triples = [Triple(**json.loads(line)) for line in triples_path.read_text(encoding="utf-8").splitlines()]
-        stage1_stats = json.loads((out / "stage1.json").read_text(encoding="utf-8"))
+        stage1_stats = cached
     else:
         checker = BenignChecker(c.benign, nsfw=nsfw_scorer(c.threads) if c.benign.use_nsfw else None,
                                 ocr=ocr_reader(c.threads) if c.benign.use_ocr else None, text_harm=judge.p_harm,
@@ -651,7 +666,7 @@ def run_forge(config: ForgeConfig, resume: bool = False, progress: bool = True) 
         stage1 = build_triples(seeds, pool, embed, caption_emb, retriever, checker, c, progress)
         triples, stage1_stats = stage1.triples, stage1.stats
         atomic_write_text(triples_path, "".join(json.dumps(t.to_dict(), ensure_ascii=False) + "\n" for t in triples))
-        _atomic_json(out / "stage1.json", stage1_stats)
+        _atomic_json(out / "stage1.json", {**stage1_stats, "settings": settings})
     _log(f"stage 1: {stage1_stats}")
     timed("stage 1", t0)
     if not triples:
