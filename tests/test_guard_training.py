@@ -148,6 +148,11 @@ def test_ocr_text_view_types_each_text_into_a_typographic_image():
     assert rows.unsafe[typed].tolist() == [0.0] * 6 + [1.0]
     assert rows.modality[typed].tolist() == [MODALITIES.index("none")] * 6 + [MODALITIES.index("image")]
     assert rows.domain[typed][-1] == labels.domain[8] and rows.sample[typed].tolist() == idx[:, 2].tolist()
+    only = Rows.build(labels, True, 0.5, text_view_parts=["object-intent"], ocr_text_view=True,
+                      ocr_text_kinds=["explicit-text", "benign"], seed=1)
+    assert only.index[only.ocr_from_text][:, 2].tolist() == [3, 4, 8]
+    with pytest.raises(ValueError, match="ocr_text_kinds"):
+        TrainConfig.from_dict({"ocr_text_kinds": ["explicit"]})
 
 
 def test_make_batch_ocr_from_text_uses_the_text_embedding():

@@ -83,6 +83,9 @@ class TrainConfig:
         cfg = from_dict_strict(cls, d, "training config")
         if cfg.select_on not in ("loss", "auroc"):
             raise ValueError(f"training config: select_on must be 'loss' or 'auroc', got {cfg.select_on!r}")
+        unknown = sorted(set(cfg.ocr_text_kinds or ()) - set(KIND_TO_MODALITY))
+        if unknown:
+            raise ValueError(f"training config: unknown ocr_text_kinds {unknown}; kinds: {sorted(KIND_TO_MODALITY)}")
         fusion_config_for(cfg.arch, cfg.fusion)  # validates arch and fusion overrides
         return cfg
 
@@ -296,8 +299,9 @@ def _typo_views(labels: Labels, rng: np.random.Generator) -> tuple[np.ndarray, .
 
 def _ocr_text_views(labels: Labels, rng: np.random.Generator, text_view_parts: list[str] | None,
                     kinds: list[str] | None = None) -> tuple[np.ndarray, ...]:
-    """Non-typographic samples with a text-only view, their user text as the OCR of the image and user
-    text of two random typographic pairs: (index [R,3], text-only label, image or none, the sample)."""
+    """Non-typographic samples of ``kinds`` (None: all) that get a text-only view, their user text as the OCR
+    of the image and user text of two random typographic pairs: (index [R,3], text-only label, image or none,
+    the sample)."""
     typo = np.flatnonzero(labels.typographic)
     of_kind = np.asarray([kinds is None or k in kinds for k in labels.kind], bool)
     donors = np.flatnonzero(labels.text_view_ok(text_view_parts) & ~labels.typographic & of_kind) if len(typo) else []
