@@ -131,3 +131,18 @@ def test_pairs_score_the_full_view_with_the_image_and_its_ocr_text():
 def test_cli_refuses_a_missing_labels_file(tmp_path, capsys):
     assert main(["--labels", str(tmp_path / "none.jsonl"), "--seeds", "none"]) == 2
     assert "none.jsonl" in capsys.readouterr().err
+
+
+def test_from_dir_shares_a_loaded_text_encoder(tmp_path, monkeypatch):
+    """The forge hands its packaged MiniLM to the guard judge instead of loading a second copy."""
+    from crossguard.train import backbones
+    from crossguard.train.guard.model import save_head
+
+    real = backbones.text_encoder
+    shared = real()
+    loads = []
+    monkeypatch.setattr(backbones, "text_encoder", lambda *a, **k: loads.append(1) or real(*a, **k))
+    save_head(tmp_path / "guard", FusionHead().eval())
+    judge = GuardJudge.from_dir(tmp_path / "guard", text_encoder=shared)
+    scores = judge.p_harm(["how do I bake bread", "hello"])
+    assert loads == [] and scores.shape == (2,) and np.all((scores >= 0) & (scores <= 1))

@@ -99,13 +99,15 @@ class Encoders:
     """The packaged frozen encoders and the runtime OCR, loaded lazily, batched, with progress bars."""
 
     def __init__(self, batch_size: int = 32, progress: bool = True, max_tokens: int = TEXT_MAX_TOKENS,
-                 device: str = "auto", ocr_workers: int = 1):
+                 device: str = "auto", ocr_workers: int = 1, text_encoder=None):
+        """``text_encoder``: an already loaded packaged text encoder (``backbones.text_encoder()``) to share."""
         import torch
 
         self.batch_size, self.progress, self.max_tokens = batch_size, progress, max_tokens
         self.device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
         self.ocr_workers = max(1, int(ocr_workers))
-        self._text = self._image = self._ocr = self._tokenizer = None
+        self._image = self._ocr = self._tokenizer = None
+        self._text = text_encoder
 
     @property
     def name(self) -> str:
@@ -113,10 +115,12 @@ class Encoders:
 
     def text_encoder(self):
         if self._text is None:
-            from crossguard.runtime.preprocess import TextTokenizer
             from crossguard.train import backbones
 
             self._text = backbones.text_encoder().to(self.device)
+        if self._tokenizer is None:
+            from crossguard.runtime.preprocess import TextTokenizer
+
             self._tokenizer = TextTokenizer(self._text.tokenizer_file, self.max_tokens)
         return self._text
 

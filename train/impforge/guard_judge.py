@@ -53,13 +53,14 @@ class GuardJudge:
         self._blank_embedding = np.asarray(embedding[0], np.float32)
 
     @classmethod
-    def from_dir(cls, head_dir: str | os.PathLike, device: str = "cpu") -> GuardJudge:
-        """A head saved by ``crossguard train`` (its ``guard/`` folder) with the packaged encoders and OCR."""
+    def from_dir(cls, head_dir: str | os.PathLike, device: str = "cpu", text_encoder=None) -> GuardJudge:
+        """A head saved by ``crossguard train`` (its ``guard/`` folder) with the packaged encoders and OCR;
+        ``text_encoder``: the packaged text encoder when the caller has it loaded already."""
         from crossguard.train.guard.features import Encoders
         from crossguard.train.guard.model import load_head
 
         head, meta = load_head(head_dir)
-        encoders = Encoders(progress=False, device=device)
+        encoders = Encoders(progress=False, device=device, text_encoder=text_encoder)
         return cls(head.to(device), float(meta["calibration"].get("temperature", 1.0)), encoders.encode_texts,
                    encoders.encode_images, ocr_text=encoders.ocr_text)
 

@@ -678,7 +678,9 @@ def run_forge(config: ForgeConfig, resume: bool = False, progress: bool = True) 
     if c.judge.guard:  # a trained guard head: safety judge and the semantic reward's joint term
         from .guard_judge import GuardJudge
 
-        guard_judge = GuardJudge.from_dir(c.judge.guard, device=device)
+        # the guard was trained on the packaged MiniLM: share it unless the run embeds with another encoder
+        guard_judge = GuardJudge.from_dir(c.judge.guard, device=device,
+                                          text_encoder=encoder if c.text_encoder is None else None)
     rewards = RewardModel(c.rewards, embed, judge, guard_judge)
     separation = reward_separation(rewards, triples, seed=c.seed)
     _log(f"reward separation (threshold check): {json.dumps(separation)}")
