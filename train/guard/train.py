@@ -289,11 +289,19 @@ def _contrast_views(labels: Labels, rng: np.random.Generator) -> tuple[np.ndarra
     return idx, np.zeros(len(idx), np.float32), np.full(len(idx), MODALITIES.index("none"), np.int64), idx[:, 1]
 
 
+def _on_typographic_hosts(labels: Labels, rng: np.random.Generator, ocr_sources: np.ndarray) -> np.ndarray:
+    """Index rows [R,3]: the image features and user text of two random typographic pairs, the OCR input from
+    ``ocr_sources`` (none when the split has no typographic pair)."""
+    typo = np.flatnonzero(labels.typographic)
+    n = len(ocr_sources) if len(typo) else 0
+    return np.stack([rng.choice(typo, n), rng.choice(typo, n), np.asarray(ocr_sources)[:n]], 1).astype(np.int64)
+
+
 def _typo_views(labels: Labels, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
     """Typographic pairs with the image features and user text of two random typographic pairs and their
     own OCR: (index [R,3], own unsafe label, own modality, the pair)."""
     typo = np.flatnonzero(labels.typographic)
-    idx = np.stack([rng.choice(typo, len(typo)), rng.choice(typo, len(typo)), typo], 1).astype(np.int64)
+    idx = _on_typographic_hosts(labels, rng, typo)
     return idx, labels.unsafe[typo].astype(np.float32), labels.modality[typo], typo
 
 
@@ -302,11 +310,9 @@ def _ocr_text_views(labels: Labels, rng: np.random.Generator, text_view_parts: l
     """Non-typographic samples of ``kinds`` (None: all) that get a text-only view, their user text as the OCR
     of the image and user text of two random typographic pairs: (index [R,3], text-only label, image or none,
     the sample)."""
-    typo = np.flatnonzero(labels.typographic)
     of_kind = np.asarray([kinds is None or k in kinds for k in labels.kind], bool)
-    donors = np.flatnonzero(labels.text_view_ok(text_view_parts) & ~labels.typographic & of_kind) if len(typo) else []
-    idx = np.stack([rng.choice(typo, len(donors)), rng.choice(typo, len(donors)), donors], 1).astype(np.int64) \
-        if len(donors) else np.zeros((0, 3), np.int64)
+    donors = np.flatnonzero(labels.text_view_ok(text_view_parts) & ~labels.typographic & of_kind)
+    idx = _on_typographic_hosts(labels, rng, donors)
     unsafe = view_labels(labels, TEXT_ONLY)[0][idx[:, 2]]
     modality = np.where(unsafe > 0, MODALITIES.index("image"), MODALITIES.index("none")).astype(np.int64)
     return idx, unsafe, modality, idx[:, 2]
