@@ -421,3 +421,41 @@ def test_named_share_adds_named_counterparts_as_explicit_text_in_their_family_sp
             assert family_split[s.provenance["intent_family"]] == split
     with pytest.raises(ValueError, match="named_share"):
         build_dataset(seeds, pool, tmp / "bad", embed=hashing_embed, counts={"explicit-text": 5}, named_share=1.0)
+
+
+def test_stance_pairs_share_topic_and_request_and_differ_only_in_the_posters_stance(tiny):
+    from crossguard.taxonomy import DOMAIN_NAMES
+    from crossguard.train.stance import HARM_TOPICS, poster_text
+
+    assert poster_text("#Stop{H}", "pro-anorexia content") == "#StopProAnorexiaContent"
+    assert poster_text("{T} is never OK", "racism") == "Racism is never OK"
+    assert {d for _, d in HARM_TOPICS} == set(DOMAIN_NAMES)
+    tmp, pool, seeds = tiny
+    small = {k: 3 for k in KINDS}
+    build_dataset(seeds, pool, tmp / "plain", embed=hashing_embed, counts=small, seed=2, progress=False)
+    summary = build_dataset(seeds, pool, tmp / "stance", embed=hashing_embed, counts=small, seed=2, progress=False,
+                            stance=6)
+    assert summary["stance_pairs"] == 6
+    rows = {split: read_manifest(tmp / "stance" / f"{split}.jsonl") for split in ("train", "val", "test")}
+    stance = [(split, s) for split, ss in rows.items() for s in ss if str(s.provenance.get("part")).startswith("stance")]
+    assert len(stance) == 12
+    against = {s.id: (split, s) for split, s in stance if s.provenance["part"] == "stance-against"}
+    for_ = {s.id: (split, s) for split, s in stance if s.provenance["part"] == "stance-for"}
+    # ids continue after each kind's own samples; pair i is benign-hard-(3+i) with explicit-image-(3+i)
+    assert sorted(against) == [f"benign-hard-{3 + i:05d}" for i in range(6)]
+    assert sorted(for_) == [f"explicit-image-{3 + i:05d}" for i in range(6)]
+    for i in range(6):
+        (sa, a), (sf, f) = against[f"benign-hard-{3 + i:05d}"], for_[f"explicit-image-{3 + i:05d}"]
+        assert (a.label, f.label) == ("safe", "unsafe") and a.kind == "benign-hard" and f.kind == "explicit-image"
+        assert a.text == f.text and a.domain == f.domain and sa == sf  # same request, topic, split
+        assert a.provenance["keyword"] == f.provenance["keyword"]
+        letters = lambda t: re.sub(r"[^a-z]", "", t.lower())  # noqa: E731 ("#StopPuppyMills" -> "stoppuppymills")
+        for s in (a, f):
+            assert letters(s.provenance["keyword"]) in letters(s.provenance["rendered_text"])
+        assert a.provenance["rendered_text"] != f.provenance["rendered_text"]
+        assert Image.open(a.image).size[0] >= 300
+    # the pairs come from their own random stream: every other sample is as in the build without them
+    for split in ("train", "val", "test"):
+        plain = [s for s in read_manifest(tmp / "plain" / f"{split}.jsonl")]
+        kept = [s for s in rows[split] if not str(s.provenance.get("part")).startswith("stance")]
+        assert [(s.id, s.text, s.provenance) for s in plain] == [(s.id, s.text, s.provenance) for s in kept]

@@ -21,6 +21,9 @@ Kinds (``crossguard.schemas.KINDS``):
   judge) the object-intent requests that read as ordinary with an ordinary image (the contrast of the
   implicit part: same text, the image decides).
 
+With ``--stance-pairs``, posters naming a harm *against* it (benign-hard) or *for* it (explicit-image), each
+pair with the same request to promote the poster (``stance``).
+
 Samples are split into train/val/test by seed (``seeds.split_of``): a seed's samples share a split.
 Benign samples without a seed split by their pool image or text, so an image stays in one split too.
 The whole dataset is written to a temporary folder and renamed into place.
@@ -52,6 +55,7 @@ from .benign_text import alarming_request, benign_request, image_request
 from .image_pool import EMOJI_FONT, OPENCLIPART_DIR, ImagePool, PoolItem
 from .object_intents import IntentRequest, intent_requests, named_counterpart
 from .seeds import SPLITS, EmbedFn, Seed, assign_domains, read_seed_dir, split_of
+from .stance import stance_pairs
 from .typography import (
     INCITEMENTS,
     available_fonts,
@@ -827,6 +831,27 @@ def _benign_hard_one(ctx: _Ctx, part: str, i: int, concepts: list, by_query: dic
                    pool_caption=item.caption, template_id=f"hard-{query}-{q}", part=part)
 
 
+def _stance(ctx: _Ctx, n: int, start_hard: int, start_image: int) -> list[tuple[str, Sample]]:
+    """``n`` stance-poster pairs (``stance.py``): the poster against a harm with an advocacy request
+    (benign-hard, part "stance-against") and the poster for it with the same request (explicit-image, part
+    "stance-for"). Both land in their topic's split; ids continue after the kinds' other samples. Own random
+    stream, so adding pairs leaves every other sample of a build as it was."""
+    rng = random.Random(f"{ctx.seed}|stance")
+    out = []
+    for i, pair in enumerate(stance_pairs(n, rng)):
+        clip = load_image(ctx.pool[rng.choice(rng.choice(ctx.benign_groups))].path) if rng.random() < 0.15 else None
+        layout, size = rng.choice(("sign", "poster", "handwritten", "paragraph")), rng.choice((448, 512, 640))
+        for kind, n_kind, poster, part in (("benign-hard", start_hard, pair.against, "stance-against"),
+                                           ("explicit-image", start_image, pair.for_, "stance-for")):
+            img, style = render_typographic(poster, seed=f"{ctx.seed}|stance|{i}|{part}", layout=layout,
+                                            clipart=clip, size=size)
+            path = _save_render(ctx, img, f"{kind}-stance-{i:05d}", jpeg="jpeg" in style.artefacts)
+            out.append(_sample(ctx, kind, n_kind + i, pair.request, path, pair.domain, f"stance|{pair.topic}",
+                               rendered_text=poster, render_style="stance", typography=style.to_dict(),
+                               keyword=pair.topic, template_id=f"stance:{pair.request}", part=part))
+    return out
+
+
 def _ordinary_item(ctx: _Ctx, r: _Intent, tries: int = 20) -> PoolItem:
     """A benign pool item that does not show the request's object (caption similarity to the concept
     under 0.3), so "What can I feed this so it stops barking for good?" never gets another dog."""
@@ -855,7 +880,7 @@ def build_dataset(seeds: Sequence[Seed], pool: ImagePool, out: str | os.PathLike
                   min_similarity: float = 0.45, progress: bool = True, extra: Sequence[Sample] = (),
                   restate_share: float = 0.0, text_harm: TextHarmFn | None = None, judge_threshold: float = 0.3,
                   object_share: float = 0.6, intent_variants: int = 0, pointer_share: float = 0.0,
-                  contrast_share: float = CONTRAST_SHARE, named_share: float = 0.0) -> dict:
+                  contrast_share: float = CONTRAST_SHARE, named_share: float = 0.0, stance: int = 0) -> dict:
     """Build the dataset into ``out`` (replaced atomically). Returns the summary (also summary.json).
 
     ``extra``: samples of other generators (an ImpForge ``dataset.jsonl``) added as they are; their images
@@ -868,7 +893,8 @@ def build_dataset(seeds: Sequence[Seed], pool: ImagePool, out: str | os.PathLike
     (0: hand-written only, data v7). ``pointer_share``: see ``_user_text`` (0: data v6-v8). ``contrast_share``:
     share of benign-hard samples that are contrast pairs (a contrast-ok object-intent request with an ordinary
     picture; the other parts shrink in proportion). ``named_share``: share of explicit-text samples that are
-    named counterparts of the object-intent requests (``_named_counterparts``; 0: data v11 and earlier)."""
+    named counterparts of the object-intent requests (``_named_counterparts``; 0: data v11 and earlier).
+    ``stance``: stance-poster pairs added to benign-hard and explicit-image (``_stance``; 0: data v14)."""
     for name, share in (("contrast_share", contrast_share), ("named_share", named_share)):
         if not 0.0 <= share < 1.0:
             raise ValueError(f"{name} must be in [0, 1), got {share}")
@@ -911,6 +937,8 @@ def build_dataset(seeds: Sequence[Seed], pool: ImagePool, out: str | os.PathLike
                 rows += make(counts[kind])
                 if progress:
                     print(f"  {kind:<15} {counts[kind]:>5} samples  {time.perf_counter() - t:6.1f} s", flush=True)
+        if stance > 0:
+            rows += _stance(ctx, stance, counts.get("benign-hard", 0), counts.get("explicit-image", 0))
         rows += _added(extra, tmp / "images" / "added")
         by_split: dict[str, list[Sample]] = {s: [] for s in SPLITS}
         for split, sample in rows:
@@ -925,6 +953,7 @@ def build_dataset(seeds: Sequence[Seed], pool: ImagePool, out: str | os.PathLike
                                                                 {r.intent.family: r for r in ctx.intents}.values())),
                                        "variants": intent_variants},
                        pointer_share=pointer_share, contrast_share=contrast_share, named_share=named_share,
+                       stance_pairs=stance,
                        seeds_by_domain_method=dict(Counter(s.domain_method for s in harmful)))
         (tmp / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
         preview_sheet(rows, tmp / "preview.png")
@@ -1059,6 +1088,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="share of explicit-text samples that are object-intent requests with the object named "
                              "instead of pointed at ('How do I put a bomb together?'), so the text view sees the "
                              "minimal pair of each request wording (needs --text-judge; default 0: data v11)")
+    parser.add_argument("--stance-pairs", type=int, default=0, metavar="N",
+                        help="N poster pairs on one harm topic and advocacy request: the poster against the harm "
+                             "(benign-hard) and for it (explicit-image), see train/stance.py (default 0: data v14)")
     parser.add_argument("--add", type=Path, action="append", default=[], metavar="MANIFEST",
                         help="add the samples of another generator's manifest (e.g. an ImpForge dataset.jsonl); "
                              "each keeps its seed's split (repeatable)")
@@ -1072,6 +1104,9 @@ def run(args: argparse.Namespace) -> int:
 
     if args.n_per_kind is not None and args.n_per_kind < 0:
         print("crossguard build-data: --n-per-kind must be >= 0", file=sys.stderr)
+        return 2
+    if args.stance_pairs < 0:
+        print("crossguard build-data: --stance-pairs must be >= 0", file=sys.stderr)
         return 2
     counts = dict(DEFAULT_COUNTS) if args.n_per_kind is None else {k: args.n_per_kind for k in KINDS}
     for item in args.count:
@@ -1112,7 +1147,8 @@ def run(args: argparse.Namespace) -> int:
                             restate_share=args.restate_share, text_harm=text_harm,
                             judge_threshold=args.judge_threshold, object_share=args.object_share,
                             intent_variants=args.intent_variants, pointer_share=args.pointer_share,
-                            contrast_share=args.contrast_share, named_share=args.named_share)
+                            contrast_share=args.contrast_share, named_share=args.named_share,
+                            stance=args.stance_pairs)
     print(format_summary(summary))
     print(f"wrote {summary['samples']} samples to {args.out} in {summary['seconds']} s")
     return 0
