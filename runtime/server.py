@@ -230,17 +230,22 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         except OSError:
             pass
 
+    LINGER_SECONDS = 1.0
+    LINGER_MAX_BYTES = 256 * 2**20
+
     def finish(self) -> None:
-        """After an error the client may still be sending its body: half-close and drain it briefly, so
-        closing does not reset the connection before the client has read our answer (lingering close)."""
+        """After an error the client may still be sending its body: half-close and drain it briefly (at most
+        ``LINGER_SECONDS`` and ``LINGER_MAX_BYTES``, whatever the body limit: a client sending a body far over the
+        limit must still get to read our 413), so closing does not reset the connection before the client has
+        read our answer (lingering close)."""
         try:
             super().finish()
             if self.linger and not self.timed_out:
                 self.connection.shutdown(socket.SHUT_WR)
-                end = time.monotonic() + 1.0
+                end = time.monotonic() + self.LINGER_SECONDS
                 self.connection.settimeout(0.2)
                 drained = 0
-                while time.monotonic() < end and drained <= self.server.config.max_body_bytes:
+                while time.monotonic() < end and drained <= self.LINGER_MAX_BYTES:
                     chunk = self.connection.recv(65536)
                     if not chunk:
                         break
