@@ -456,6 +456,6 @@ def test_stance_pairs_share_topic_and_request_and_differ_only_in_the_posters_sta
         assert Image.open(a.image).size[0] >= 300
     # the pairs come from their own random stream: every other sample is as in the build without them
     for split in ("train", "val", "test"):
-        plain = [s for s in read_manifest(tmp / "plain" / f"{split}.jsonl")]
+        plain = read_manifest(tmp / "plain" / f"{split}.jsonl")
         kept = [s for s in rows[split] if not str(s.provenance.get("part")).startswith("stance")]
         assert [(s.id, s.text, s.provenance) for s in plain] == [(s.id, s.text, s.provenance) for s in kept]

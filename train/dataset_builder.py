@@ -317,8 +317,10 @@ class _Ctx:
     named_share: float = 0.0  # share of explicit-text that are named counterparts of object-intent requests
     intents: list[_Intent] = field(default_factory=list)  # object-intent requests the judge passed
 
-    def benign_item(self) -> PoolItem:
-        return self.pool[self.rng.choice(self.rng.choice(self.benign_groups))]
+    def benign_item(self, rng: random.Random | None = None) -> PoolItem:
+        """A benign pool item (a caption group, then an item of it), drawn from ``rng`` or the build's stream."""
+        rng = rng or self.rng
+        return self.pool[rng.choice(rng.choice(self.benign_groups))]
 
 
 def _split(key: str) -> str:
@@ -839,7 +841,7 @@ def _stance(ctx: _Ctx, n: int, start_hard: int, start_image: int) -> list[tuple[
     rng = random.Random(f"{ctx.seed}|stance")
     out = []
     for i, pair in enumerate(stance_pairs(n, rng)):
-        clip = load_image(ctx.pool[rng.choice(rng.choice(ctx.benign_groups))].path) if rng.random() < 0.15 else None
+        clip = load_image(ctx.benign_item(rng).path) if rng.random() < 0.15 else None
         layout, size = rng.choice(("sign", "poster", "handwritten", "paragraph")), rng.choice((448, 512, 640))
         for kind, n_kind, poster, part in (("benign-hard", start_hard, pair.against, "stance-against"),
                                            ("explicit-image", start_image, pair.for_, "stance-for")):
