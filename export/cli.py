@@ -35,7 +35,6 @@ from .validate import (
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_HEAD = REPO / "train" / "default_guard"
-DEFAULT_DATA = REPO / "artifacts" / "data" / "v9"  # our own splits (the default guard's): train calibrates, val validates int8
 
 
 def _recording(run: Runner, store: dict[str, list[Feeds]]) -> Runner:
@@ -265,14 +264,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="comma list of fp32, int8, fp16 (fp32 always) [%(default)s]")
     parser.add_argument("--calibration-manifest", type=Path, default=None,
                         help="JSONL manifest whose samples (with the runtime's OCR) calibrate static INT8 "
-                             f"[with --default: {DEFAULT_DATA / 'train.jsonl'} when present, else the "
-                             "generated samples]")
+                             "[with --default: train.jsonl of the head's training data (guard.json training.data) when "
+                             "present, else the generated samples]")
     parser.add_argument("--calibration-limit", type=int, default=256,
                         help="samples drawn (seeded) from the calibration manifest [%(default)s]")
     parser.add_argument("--validation-manifest", type=Path, default=None,
                         help="labelled JSONL manifest on which INT8 is judged against fp32 (agreement, "
-                             f"detection / false-refusal change) [with --default: {DEFAULT_DATA / 'val.jsonl'} "
-                             "when present, else the generated samples]. Never a dev/test set")
+                             "detection / false-refusal change) [with --default: val.jsonl of the head's training "
+                             "data when present, else the generated samples]. Never a dev/test set")
     parser.add_argument("--validation-limit", type=int, default=600,
                         help="samples drawn (seeded) from the validation manifest [%(default)s]")
     parser.add_argument("--samples", type=int, default=12, help="generated samples [%(default)s]")
@@ -322,7 +321,7 @@ def run(args: argparse.Namespace) -> int:
         modules = {n: s.build_module(head_dir=args.head) for n, s in GRAPHS.items()}
         ocr = ocr_models()
         samples = fixed_samples(args.samples)
-        calibration, validation = _int8_sets(args, ocr, precisions)
+        calibration, validation = _int8_sets(args, ocr, precisions, training_data_dir(head_config))
         report = export_bundle(modules, head_config, out, text_model_dir() / "tokenizer.json",
                                {"det": ocr.det, "rec": ocr.rec}, samples, precisions, threads=args.threads,
                                calibration_samples=calibration, validation_samples=validation,
@@ -336,8 +335,19 @@ def run(args: argparse.Namespace) -> int:
     return _tensorrt(out, args.tensorrt) if args.tensorrt else 0
 
 
-def _int8_sets(args: argparse.Namespace, ocr, precisions: tuple[str, ...]) -> tuple[list | None, list | None]:
-    """The INT8 calibration and validation samples (None: the generated samples), OCR'd like the runtime."""
+def training_data_dir(head_config: Mapping[str, Any]) -> Path | None:
+    """The data folder the head was trained on (guard.json ``training.data``; relative = from the repo root)."""
+    data = head_config.get("training", {}).get("data")
+    if not data:
+        return None
+    path = Path(data)
+    return path if path.is_absolute() else REPO / path
+
+
+def _int8_sets(args: argparse.Namespace, ocr, precisions: tuple[str, ...],
+               data_dir: Path | None = None) -> tuple[list | None, list | None]:
+    """The INT8 calibration and validation samples (None: the generated samples), OCR'd like the runtime.
+    With ``--default``, a manifest not given comes from ``data_dir`` (the head's own train / val splits)."""
     if "int8" not in precisions:
         return None, None
     from crossguard.runtime.ocr import FastOCR
@@ -347,13 +357,13 @@ def _int8_sets(args: argparse.Namespace, ocr, precisions: tuple[str, ...]) -> tu
     paths = {"calibration": args.calibration_manifest, "validation": args.validation_manifest}
     for key, split in (("calibration", "train"), ("validation", "val")):
         if paths[key] is None and args.default:
-            default = DEFAULT_DATA / f"{split}.jsonl"
-            if default.is_file():
+            default = data_dir / f"{split}.jsonl" if data_dir else None
+            if default is not None and default.is_file():
                 paths[key] = default
             else:
-                print(f"crossguard export: {default} not found: int8 {key} uses the generated samples "
-                      "(build our data with the build-data command in train/default_guard/README.md)",
-                      file=sys.stderr)
+                print(f"crossguard export: the head's {split} split ({default or 'no training.data in guard.json'}) "
+                      f"not found: int8 {key} uses the generated samples (build the head's data with the "
+                      "build-data command in train/default_guard/README.md)", file=sys.stderr)
     if all(path is None for path in paths.values()):
         return None, None
     engine = FastOCR(ocr.det, ocr.rec, threads=max(1, args.threads))
