@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -170,6 +171,13 @@ def test_a_guard_judge_is_the_safety_judge_and_the_semantic_joint_term(embed, ju
 def test_config_roundtrip_and_errors(tmp_path):
     default = load_config()
     assert default.to_dict() == ForgeConfig().to_dict()  # default.json mirrors the dataclass defaults
+    # the committed recipes load (a typo would otherwise surface hours into a run)
+    recipes = Path(__file__).resolve().parents[1] / "train" / "impforge"
+    assert {"default.json", "guard_judge.json", "default_guard_forge.json"} <= {p.name for p in recipes.glob("*.json")}
+    for recipe in recipes.glob("*.json"):
+        load_config(recipe)
+    # the default guard's ImpForge data: judged by guard v14 throughout (README, "Rebuilding the default guard")
+    assert load_config(recipes / "default_guard_forge.json").judge.guard == "artifacts/guard/v14/guard"
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"ppo": {"stepz": 3}}))
     with pytest.raises(ConfigError, match="stepz"):
