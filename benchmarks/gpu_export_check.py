@@ -262,7 +262,6 @@ def main(argv: list[str] | None = None) -> int:
 
 def write_samples(bundle: str | os.PathLike, out_npz: str | os.PathLike, n: int = 8) -> Path:
     """Record the fixed sample set's per-graph inputs (needs the project installed: PIL, tokenizers)."""
-    sys.path.insert(0, str(HERE.parent))
     from crossguard.export.samples import fixed_samples, pixel_batch
     from crossguard.export.validate import onnx_runner, onnx_session, run_chain
     from crossguard.runtime.preprocess import TextTokenizer

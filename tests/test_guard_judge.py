@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from _packages import MINILM
 from crossguard.train.guard.features import Features
 from crossguard.train.guard.model import FusionConfig, FusionHead
 from crossguard.train.guard.train import TEXT_ONLY, predict
@@ -133,6 +134,7 @@ def test_cli_refuses_a_missing_labels_file(tmp_path, capsys):
     assert "none.jsonl" in capsys.readouterr().err
 
 
+@MINILM
 def test_from_dir_shares_a_loaded_text_encoder(tmp_path, monkeypatch):
     """The forge hands its packaged MiniLM to the guard judge instead of loading a second copy."""
     from crossguard.train import backbones

@@ -7,6 +7,7 @@ import pytest
 import torch
 from torch import nn
 
+from _packages import MINILM
 from crossguard.train.guard.model import (FusionConfig, FusionHead, GuardModel, HeadFormatError,
                                           export_fusion_onnx, load_head, num_parameters, save_head)
 
@@ -167,6 +168,7 @@ def test_default_guard_loads_and_is_small():
 
 
 @pytest.mark.slow
+@MINILM
 def test_reference_path_matches_cached_feature_path(tmp_path):
     """GuardModel on the packaged backbones == FusionHead on the cached features (what eval/train use)."""
     from crossguard.runtime.preprocess import TextTokenizer, images_to_batch, load_image

@@ -191,6 +191,21 @@ def test_training_decreases_loss_and_learns_joint_rule():
     assert runs[0] == runs[1]
 
 
+@pytest.mark.cuda
+def test_training_on_cuda_learns_and_matches_a_rerun():
+    samples, feats = synthetic(250)
+    tr, va = list(range(0, 200)), list(range(200, 250))
+    cfg = TrainConfig(epochs=12, batch_size=32, lr=3e-3, patience=12, seed=0, threads=1, device="cuda")
+    runs = [train_head(feats.subset(tr), Labels.of(samples[:200]), feats.subset(va), Labels.of(samples[200:]),
+                       cfg, TINY, progress=False) for _ in range(2)]
+    losses = [h["total"] for h in runs[0][1]["train"]]
+    assert losses[-1] < 0.5 * losses[0]
+    out = [predict(head, feats.subset(va))["unsafe_logit"] for head, _ in runs]
+    y = Labels.of(samples[200:]).unsafe
+    assert ((out[0] > 0) == (y > 0.5)).mean() > 0.9
+    np.testing.assert_allclose(out[0], out[1], rtol=1e-4, atol=1e-4)  # same seed, same head (up to GPU atomics)
+
+
 def test_best_epoch_by_validation_auroc():
     samples, feats = synthetic(250)
     tr, va = list(range(0, 200)), list(range(200, 250))

@@ -315,6 +315,14 @@ def test_run_forge_end_to_end_then_resume(tmp_path, models, offline_readers):
     assert _lines(out / "generation_done.jsonl")[:len(done_after)] == done_after
 
 
+@pytest.mark.cuda
+def test_run_forge_on_cuda(tmp_path, models, offline_readers):
+    config = replace(_config(tmp_path, models), device="cuda")
+    summary = run_forge(config, progress=False)
+    assert summary["device"] == "cuda"
+    assert len(_lines(Path(config.out) / "accepted_implicit.jsonl")) >= config.generation.samples
+
+
 def test_cli_refuses_non_empty_out_without_resume(tmp_path, models, capsys):
     from crossguard.cli import main
 

@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 import contextlib
+import inspect
 
 import torch
 
-from _impforge_fakes import hash_embedder, tiny_judge, tiny_policy, tiny_triples
+from _impforge_fakes import hash_embedder, tiny_judge, tiny_lm, tiny_policy, tiny_triples
 from crossguard.train.impforge.config import PolicyConfig, PPOConfig, RewardConfig
 from crossguard.train.impforge.policy import _shared_prefix_split, build_prompt
 from crossguard.train.impforge.ppo import PPOTrainer
@@ -134,3 +135,22 @@ def test_ppo_step_runs_on_prefix_cached_rollouts(tmp_path):
     # after the update the cached path still matches the plain one (no stale prefix cache)
     (plain, _), (cached, _) = generate_both(policy, prompts, do_sample=False)
     assert_same_rollout(plain, cached)
+
+
+def test_cache_argument_follows_the_installed_transformers_signature():
+    """Older transformers name the KV cache ``past_key_values`` and silently drop an unknown ``cache=``."""
+    from torch import nn
+
+    from crossguard.train.impforge.policy import cache_argument
+
+    class Old(nn.Module):
+        def forward(self, input_ids, attention_mask=None, past_key_values=None, **kwargs):
+            return input_ids
+
+    class New(nn.Module):
+        def forward(self, input_ids, attention_mask=None, cache=None, **kwargs):
+            return input_ids
+
+    assert cache_argument(Old()) == "past_key_values" and cache_argument(New()) == "cache"
+    model, _ = tiny_lm()
+    assert cache_argument(model) in inspect.signature(model.forward).parameters

@@ -9,6 +9,7 @@ per-token log-probs and values of given response tokens (what PPO optimises).
 from __future__ import annotations
 
 import contextlib
+import inspect
 import os
 import re
 from dataclasses import dataclass
@@ -89,6 +90,12 @@ def _lora_targets(model: nn.Module, requested: Sequence[str] | str) -> list[str]
     return "all-linear"
 
 
+def cache_argument(model: nn.Module) -> str:
+    """The KV-cache keyword of ``model.forward`` / ``generate``: ``cache`` in newer transformers 5.x,
+    ``past_key_values`` before. An unknown keyword is not an error there: older versions drop it silently."""
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+
+
 @dataclass
 class Rollout:
     """One batch of sampled responses, padded: sequences [B, P+R], response mask [B, R]."""
@@ -110,6 +117,7 @@ class Policy(nn.Module):
 
         for p in model.parameters():
             p.requires_grad_(False)
+        self._cache_arg = cache_argument(model)
         lora = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
                           target_modules=_lora_targets(model, target_modules), task_type="CAUSAL_LM", bias="none")
         self.model = get_peft_model(model, lora)
@@ -231,7 +239,8 @@ class Policy(nn.Module):
         suffix = torch.where(suffix_mask.bool(), ids[:, -suffix_len:], pad)
         full_ids = torch.cat([prefix.expand(batch, -1), suffix], dim=1)
         full_mask = torch.cat([torch.ones(batch, prefix_len, dtype=mask.dtype, device=mask.device), suffix_mask], dim=1)
-        out = self.model.generate(input_ids=full_ids, attention_mask=full_mask, cache=cache, **settings)
+        out = self.model.generate(input_ids=full_ids, attention_mask=full_mask, **{self._cache_arg: cache},
+                                  **settings)
         return out[:, full_ids.shape[1]:]
 
     def score(self, sequences: torch.Tensor, attention_mask: torch.Tensor, prompt_len: int,
@@ -271,8 +280,9 @@ class Policy(nn.Module):
                                                                                   self.tokenizer.pad_token_id))
             full_mask = torch.cat([torch.ones_like(attention_mask[:, :split]), own], dim=1)
             positions = (full_mask.cumsum(1) - 1).clamp(min=0)[:, split:]
-            out = self.model(input_ids=rest, attention_mask=full_mask, position_ids=positions, cache=cache,
-                             use_cache=True, output_hidden_states=with_values, logits_to_keep=keep)
+            out = self.model(input_ids=rest, attention_mask=full_mask, position_ids=positions,
+                             **{self._cache_arg: cache}, use_cache=True, output_hidden_states=with_values,
+                             logits_to_keep=keep)
         logits = out.logits[:, -keep:-1].float()
         targets = sequences[:, prompt_len:]
         logprobs = torch.log_softmax(logits, dim=-1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
