@@ -352,3 +352,26 @@ def test_cli_flags_point_at_local_models(tmp_path):
     assert (config.text_encoder, config.image_encoder, config.policy.source) == (
         str(tmp_path / "bert"), str(tmp_path / "w.pth"), str(tmp_path / "lm"))
     assert config.ppo.steps == 3 and ForgeConfig().text_encoder is None and ForgeConfig().image_encoder is None
+
+
+def test_domains_option_restricts_the_forged_seeds(tmp_path):
+    import argparse
+    from types import SimpleNamespace
+
+    from crossguard.train.impforge.cli import build_config, configure
+    from crossguard.train.impforge.pipeline import seeds_of_domains
+
+    seeds = [SimpleNamespace(id=str(i), domain=d) for i, d in enumerate(["self_harm", "violence", "self_harm"])]
+    assert [s.id for s in seeds_of_domains(seeds, ["self_harm"])] == ["0", "2"]
+    assert seeds_of_domains(seeds, []) == seeds
+    with pytest.raises(ValueError, match="unknown domains"):
+        seeds_of_domains(seeds, ["selfharm"])
+    with pytest.raises(ValueError, match="no seeds"):
+        seeds_of_domains(seeds, ["hate_speech"])
+    parser = argparse.ArgumentParser()
+    configure(parser)
+    config = build_config(parser.parse_args(["--domains", "violence, self_harm"]))
+    assert config.domains == ["violence", "self_harm"]
+    # recorded in stage 1's settings only when set: runs from before the option keep their triples on resume
+    assert "domains" not in stage1_settings(ForgeConfig())
+    assert stage1_settings(config)["domains"] == ["self_harm", "violence"]

@@ -10,7 +10,7 @@ from .config import DEFAULT_CONFIG, ConfigError, apply_overrides, load_config
 FLAGS = {"seeds": "seeds", "out": "out", "policy": "policy.source", "clip": "clip",
          "text_encoder": "text_encoder", "image_encoder": "image_encoder", "steps": "ppo.steps",
          "samples": "generation.samples", "seed": "seed", "device": "device", "threads": "threads",
-         "guard_judge": "judge.guard"}
+         "guard_judge": "judge.guard", "domains": "domains"}
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -29,6 +29,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="a trained guard head folder: safety judge and the semantic reward's joint term")
     parser.add_argument("--steps", type=int, help="PPO steps")
     parser.add_argument("--samples", type=int, help="accepted implicit samples wanted")
+    parser.add_argument("--domains", type=lambda v: [d.strip() for d in v.split(",") if d.strip()],
+                        help="forge only seeds of these comma-separated domains, e.g. self_harm,child_abuse")
     parser.add_argument("--seed", type=int, help="random seed")
     parser.add_argument("--device", help="auto | cpu | cuda | cuda:N")
     parser.add_argument("--threads", type=int, help="CPU threads for torch/onnxruntime")

@@ -158,6 +158,7 @@ class ForgeConfig:
     threads: int = 1  # torch CPU threads; 1 measured 5-6x faster per PPO step than 2 on a shared 2-core box
     device: str = "auto"  # auto: cuda when available
     seeds_limit: int = 0  # >0: a domain-balanced subset of this many seeds (quick runs)
+    domains: list[str] = field(default_factory=list)  # non-empty: forge only seeds of these domains (judge: all)
     pool_limit: int = 0  # >0: at most this many images per pool source, indexed under <out>/pool (quick runs)
     keywords: KeywordConfig = field(default_factory=KeywordConfig)
     retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)

@@ -26,6 +26,7 @@ import numpy as np
 from crossguard.fileio import atomic_path, atomic_write_text, link_or_copy
 from crossguard.manifest import write_manifest
 from crossguard.schemas import KINDS, UNSAFE_KINDS, Sample
+from crossguard.taxonomy import DOMAIN_NAMES
 
 from .config import ForgeConfig
 from .embedding import CachedEmbedder
@@ -64,6 +65,19 @@ def resolve_path(path: str) -> Path:
         return p
     repo = Path(__file__).resolve().parents[2]
     return repo / p if (repo / p).exists() else p
+
+
+def seeds_of_domains(seeds: Sequence, domains: Sequence[str]) -> list:
+    """The seeds whose domain is in ``domains`` (all of them when it is empty); unknown names are an error."""
+    if not domains:
+        return list(seeds)
+    unknown = sorted(set(domains) - set(DOMAIN_NAMES))
+    if unknown:
+        raise ValueError(f"unknown domains {unknown}; choose from {list(DOMAIN_NAMES)}")
+    chosen = [s for s in seeds if s.domain in set(domains)]
+    if not chosen:
+        raise ValueError(f"no seeds in the domains {sorted(set(domains))}")
+    return chosen
 
 
 def balanced_subset(seeds: Sequence, n: int, seed: int) -> list:
@@ -540,8 +554,11 @@ def stage1_settings(c: ForgeConfig) -> dict[str, Any]:
     this record reuse their triples."""
     d = c.to_dict()
     judge = {k: v for k, v in d["judge"].items() if k != "guard"}  # the guard judges rewrites, not images
-    return {**{k: d[k] for k in ("seed", "seeds", "seeds_limit", "pool", "pool_limit", "clip", "text_encoder",
-                                 "image_encoder", "keywords", "retrieval", "benign")}, "judge": judge}
+    settings = {**{k: d[k] for k in ("seed", "seeds", "seeds_limit", "pool", "pool_limit", "clip", "text_encoder",
+                                     "image_encoder", "keywords", "retrieval", "benign")}, "judge": judge}
+    if c.domains:  # recorded only when set, so runs from before the option keep their triples
+        settings["domains"] = sorted(c.domains)
+    return settings
 
 
 def run_forge(config: ForgeConfig, resume: bool = False, progress: bool = True) -> dict:
@@ -585,6 +602,8 @@ def run_forge(config: ForgeConfig, resume: bool = False, progress: bool = True) 
     seeds = assign_domains(read_seed_dir(resolve_path(c.seeds)), embed)
     if not seeds:
         raise ValueError(f"no harmful seeds found under {c.seeds}")
+    all_seeds = seeds  # with c.domains, the text judge and the domain classifier still learn from every seed
+    seeds = seeds_of_domains(seeds, c.domains)
     if c.seeds_limit > 0:
         seeds = balanced_subset(seeds, c.seeds_limit, c.seed)
     pool = ImagePool.open(out / "pool" if c.pool_limit > 0 else None, user_dirs=c.pool, embed=embed,
@@ -595,7 +614,7 @@ def run_forge(config: ForgeConfig, resume: bool = False, progress: bool = True) 
     # -- text judge
     t0 = time.perf_counter()
     judge_path = out / "text_judge.safetensors"
-    texts = judge_texts(seeds, c.judge.benign_texts, c.seed)
+    texts = judge_texts(all_seeds if c.domains else seeds, c.judge.benign_texts, c.seed)
     if resume and judge_path.is_file():
         judge = TextJudge.load(judge_path, embed)
     else:
@@ -727,7 +746,8 @@ def run_forge(config: ForgeConfig, resume: bool = False, progress: bool = True) 
     writer = DatasetWriter(out)
     add_implicit(writer, implicit, c.policy.source)
     # hard-benign texts get the domain they look like from the classifier assign_domains fitted (same data)
-    classifier = DomainClassifier(embed).fit([s for s in seeds if s.domain_method != "classifier"])
+    classifier = DomainClassifier(embed).fit([s for s in (all_seeds if c.domains else seeds)
+                                              if s.domain_method != "classifier"])
     add_other_kinds(writer, seeds, triples, implicit, pool, classifier, c, progress)
     n = writer.write()
     timed("dataset", t0)
