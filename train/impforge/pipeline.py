@@ -71,12 +71,13 @@ def seeds_of_domains(seeds: Sequence, domains: Sequence[str]) -> list:
     """The seeds whose domain is in ``domains`` (all of them when it is empty); unknown names are an error."""
     if not domains:
         return list(seeds)
-    unknown = sorted(set(domains) - set(DOMAIN_NAMES))
+    wanted = set(domains)
+    unknown = sorted(wanted - set(DOMAIN_NAMES))
     if unknown:
         raise ValueError(f"unknown domains {unknown}; choose from {list(DOMAIN_NAMES)}")
-    chosen = [s for s in seeds if s.domain in set(domains)]
+    chosen = [s for s in seeds if s.domain in wanted]
     if not chosen:
-        raise ValueError(f"no seeds in the domains {sorted(set(domains))}")
+        raise ValueError(f"no seeds in the domains {sorted(wanted)}")
     return chosen
 
 
