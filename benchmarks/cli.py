@@ -65,7 +65,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     _bundle_arg(p)
     p.add_argument("--backends", type=_names, default=None,
                    help="comma-separated subset of: torch-eager, torch-eager-cuda, ort-cpu-fp32, ort-cpu-fp32-ocr-off, ort-cpu-int8, "
-                        "ort-cuda-fp32, ort-cuda-fp16, tensorrt-fp16, tensorrt-int8 (default: all available)")
+                        "ort-cuda-fp32, ort-cuda-fp32-serial (one batch worker), ort-cuda-fp16, tensorrt-fp16, "
+                        "tensorrt-int8 (default: all available)")
     p.add_argument("--batch-sizes", type=_ints, default=None, help="default 1,4,16,64 (quick: 1,4)")
     p.add_argument("--inputs", type=_names, default=None, help="no-ocr,ocr (default both)")
     p.add_argument("--budget-s", type=float, default=None, help="timed seconds per configuration")

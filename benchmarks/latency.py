@@ -54,6 +54,7 @@ class BackendSpec:
     device: str
     precision: str
     ocr: str = "auto"  # "off": the runtime without OCR, the baseline of ``ocr_extra_ms``
+    workers: int = 0  # batch worker threads (0: the runtime's auto_workers); 1: the baseline of the pool
 
 
 BACKENDS: tuple[BackendSpec, ...] = (
@@ -63,6 +64,7 @@ BACKENDS: tuple[BackendSpec, ...] = (
     BackendSpec("ort-cpu-fp32-ocr-off", "runtime", "cpu", "fp32", ocr="off"),
     BackendSpec("ort-cpu-int8", "runtime", "cpu", "int8"),
     BackendSpec("ort-cuda-fp32", "runtime", "cuda", "fp32"),
+    BackendSpec("ort-cuda-fp32-serial", "runtime", "cuda", "fp32", workers=1),
     BackendSpec("ort-cuda-fp16", "runtime", "cuda", "fp16"),
     BackendSpec("tensorrt-fp16", "runtime", "tensorrt", "fp16"),
     BackendSpec("tensorrt-int8", "runtime", "tensorrt", "int8"),
@@ -184,6 +186,7 @@ def machine_info() -> dict[str, Any]:
     try:
         import onnxruntime as ort
         info["ort_providers"] = ort.get_available_providers()
+        info["onnxruntime_imported"] = ort.__version__  # the module in use (a dist's metadata can be another)
     except ImportError:
         info["ort_providers"] = []
     if shutil.which("nvidia-smi"):
@@ -275,7 +278,8 @@ def load_runtime_guard(spec: BackendSpec, bundle: str | os.PathLike | None, thre
     (the ``reported`` column says which)."""
     from crossguard.runtime.guard import Guard
 
-    guard = Guard.load(bundle=bundle, device=spec.device, precision=spec.precision, ocr=spec.ocr, threads=threads)
+    guard = Guard.load(bundle=bundle, device=spec.device, precision=spec.precision, ocr=spec.ocr, threads=threads,
+                       workers=spec.workers)
     prefixes = {"cpu": ("ort-cpu-",), "cuda": ("ort-cuda-",), "tensorrt": ("tensorrt-", "ort-tensorrt-")}
     got = guard.backend
     if not got.startswith(prefixes[spec.device]) or not got.endswith(f"-{spec.precision}"):
@@ -435,6 +439,7 @@ def load_backends(backends: Sequence[BackendSpec], factories: dict[str, Factory]
         entry["rss_load_mb"] = entry["rss_after_load_mb"] - rss0
         entry["head"] = getattr(screeners[spec.name], "head_source", None)
         entry["weights_mb"] = weights_mb(screeners[spec.name])
+        entry["workers_used"] = getattr(screeners[spec.name], "workers", None)
     return entries, screeners
 
 
@@ -454,6 +459,15 @@ def add_speedups(backends: list[dict[str, Any]], reference: str = "torch-eager")
             for r in b.get("runs", []):
                 base = cpu_p50.get((r["input"], r["batch"]))
                 r["speedup_vs_cpu_fp32"] = base / r["p50"] if base and r["p50"] else None
+    # the batch worker pool against its one-worker twin (``<name>-serial``) of the same run
+    by_name = {b["name"]: b for b in backends}
+    for b in backends:
+        serial = by_name.get(f"{b['name']}-serial")
+        serial_p50 = {(r["input"], r["batch"]): r["p50"] for r in serial.get("runs", [])} if serial else {}
+        for r in b.get("runs", []):
+            base = serial_p50.get((r["input"], r["batch"]))
+            if base and r["p50"]:
+                r["speedup_vs_serial"] = base / r["p50"]
 
 
 def add_ocr_costs(backends: list[dict[str, Any]], suffix: str = "-ocr-off") -> None:

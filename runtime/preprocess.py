@@ -8,6 +8,8 @@ from __future__ import annotations
 import io
 import os
 import warnings
+from collections.abc import Sequence
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Union
@@ -150,16 +152,23 @@ def _image_from_array(arr: np.ndarray) -> Image.Image:
     return Image.fromarray(arr[..., 0] if mode == "L" else arr, mode)
 
 
+# (x / 255 - mean) / std as one multiply-add per pixel
+_PIXEL_SCALE = (1.0 / (255.0 * np.asarray(IMAGE_STD, np.float64))).astype(np.float32)
+_PIXEL_BIAS = (-np.asarray(IMAGE_MEAN, np.float64) / np.asarray(IMAGE_STD, np.float64)).astype(np.float32)
+
+
 def image_to_tensor(img: Image.Image, size: int = IMAGE_SIZE) -> np.ndarray:
     """RGB PIL image -> float32 CHW array, resized (squashed) to size x size and normalised."""
-    resized = img.resize((size, size), Image.Resampling.BILINEAR)
-    x = np.asarray(resized, dtype=np.float32) / 255.0
-    x = (x - np.asarray(IMAGE_MEAN, np.float32)) / np.asarray(IMAGE_STD, np.float32)
+    resized = img.resize((size, size), Image.Resampling.BILINEAR)  # ~70 % of the time; Pillow frees the GIL
+    x = np.asarray(resized, dtype=np.float32) * _PIXEL_SCALE + _PIXEL_BIAS
     return np.ascontiguousarray(x.transpose(2, 0, 1))
 
 
-def images_to_batch(images: list[Image.Image], size: int = IMAGE_SIZE) -> np.ndarray:
-    return np.stack([image_to_tensor(im, size) for im in images]).astype(np.float32)
+def images_to_batch(images: Sequence[Image.Image], size: int = IMAGE_SIZE, pool: Executor | None = None) -> np.ndarray:
+    """N images -> float32 NCHW batch; with ``pool`` the images are converted side by side (same values)."""
+    if pool is not None and len(images) > 1:
+        return np.stack(list(pool.map(image_to_tensor, images, [size] * len(images))))
+    return np.stack([image_to_tensor(im, size) for im in images])
 
 
 def blank_image(size: int = IMAGE_SIZE) -> Image.Image:

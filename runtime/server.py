@@ -654,6 +654,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, tensorrt")
     parser.add_argument("--precision", default="auto", help="auto, fp32, fp16, int8")
     parser.add_argument("--max-batch", type=int, default=8, help="micro-batch size (1 disables batching)")
+    parser.add_argument("--workers", type=int, default=0,
+                        help="threads that resize a micro-batch's images and run its OCR side by side (0: auto)")
     parser.add_argument("--max-wait-ms", type=float, default=5.0, help="longest wait to fill a micro-batch")
     parser.add_argument("--upstream", default=None, metavar="URL",
                         help="act as an OpenAI-compatible pre-filter proxy in front of this server")
@@ -704,7 +706,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         from .guard import Guard
 
-        guard = Guard.load(bundle=args.bundle, device=args.device, precision=args.precision)
+        guard = Guard.load(bundle=args.bundle, device=args.device, precision=args.precision, workers=args.workers)
     except Exception as e:  # noqa: BLE001 - a missing/corrupt bundle or backend: one clear line, exit 2
         log.error("cannot load the guard: %s: %s", type(e).__name__, e)
         return 2

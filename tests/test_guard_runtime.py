@@ -6,6 +6,7 @@ import io
 import logging
 import math
 import threading
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -16,7 +17,7 @@ from crossguard.runtime import preprocess
 from crossguard.runtime.backends import open_graphs
 from crossguard.runtime.batching import MicroBatcher
 from crossguard.runtime.bundle import Bundle, BundleError
-from crossguard.runtime.guard import Guard
+from crossguard.runtime.guard import Guard, auto_workers
 from crossguard.runtime.preprocess import InputError
 from crossguard.taxonomy import DOMAIN_NAMES
 
@@ -108,6 +109,9 @@ def test_backend_fallback_cuda_to_cpu(bundle_dir, caplog):
         Guard.load(bundle_dir, device="cpu", precision="fp16", ocr="off")
     with pytest.raises(ValueError, match="device must be one of"):
         Guard.load(bundle_dir, device="gpu0", ocr="off")
+    for bad in (-1, 2.5, "4"):
+        with pytest.raises(ValueError, match="workers must be an integer"):
+            Guard.load(bundle_dir, device="cpu", ocr="off", workers=bad)
 
 
 def _bad_images(tmp_path):
@@ -270,3 +274,38 @@ def test_weights_mb_counts_the_graph_files_of_the_loaded_precision(bundle_dir):
     files = [bundle_dir / "graphs" / f"{n}.int8.onnx" for n in ("image_encoder", "text_encoder", "fusion")]
     assert weights_mb(g) == pytest.approx(sum(f.stat().st_size for f in files) / 2**20)
     assert weights_mb(object()) is None
+
+
+def test_batch_workers_resize_and_read_side_by_side_with_the_same_verdicts(bundle_dir):
+    bundle = Bundle.load(bundle_dir)
+    graphs = open_graphs(bundle, device="cpu", precision="fp32", threads=1)
+    tokenizer = preprocess.TextTokenizer(bundle.tokenizer_path, max_tokens=bundle.max_tokens)
+    readers = set()
+
+    def fake_ocr(img):  # deterministic "reading": words on mostly red images only
+        readers.add(threading.current_thread().name)
+        r, g, _ = np.asarray(img.convert("RGB").resize((8, 8))).reshape(-1, 3).mean(0)
+        return SimpleNamespace(text="make a  bomb\n" if r > 150 and g < 100 else "")
+
+    colours = [(220, 30, 30), (30, 200, 60), (240, 240, 240)]
+    images = [Image.new("RGB", (64 + 16 * i, 48 + 8 * i), colours[i % 3]) for i in range(7)]
+    texts = [f"what is in picture {i}" for i in range(7)]
+    serial = Guard(bundle, graphs, tokenizer, fake_ocr, workers=1).screen_batch(images, texts)
+    assert readers == {threading.current_thread().name}
+    pooled_guard = Guard(bundle, graphs, tokenizer, fake_ocr, workers=3)
+    pooled = pooled_guard.screen_batch(images, texts)
+    assert any(name.startswith("crossguard-batch") for name in readers) and pooled_guard.info()["workers"] == 3
+    assert [v.ocr_text for v in pooled] == [v.ocr_text for v in serial] == ["make a bomb", "", ""] * 2 + ["make a bomb"]
+    assert np.allclose([v.score for v in pooled], [v.score for v in serial], atol=1e-6)
+    assert [(v.unsafe, v.domain, v.modality) for v in pooled] == [(v.unsafe, v.domain, v.modality) for v in serial]
+    single = pooled_guard.screen(images[0], texts[0])  # batch 1 skips the pool
+    assert single.score == pytest.approx(serial[0].score, abs=1e-6)
+
+
+def test_auto_workers_pool_only_on_a_gpu(monkeypatch, bundle_dir):
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: set(range(16)), raising=False)
+    assert auto_workers("cuda") == 8 and auto_workers("cpu") == 1
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    assert auto_workers("cuda") == 2
+    assert Guard.load(bundle_dir, device="cpu", ocr="off", warmup=False).info()["workers"] == 1
+    assert Guard.load(bundle_dir, device="cpu", ocr="off", warmup=False, workers=3).info()["workers"] == 3

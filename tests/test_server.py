@@ -178,8 +178,8 @@ def test_run_loads_the_guard_and_serves(monkeypatch):
 
     class StubGuard:
         @staticmethod
-        def load(bundle=None, device="auto", precision="auto"):
-            loaded.update(bundle=bundle, device=device, precision=precision)
+        def load(bundle=None, device="auto", precision="auto", workers=0):
+            loaded.update(bundle=bundle, device=device, precision=precision, workers=workers)
             return FakeGuard()
 
     def serve_once(self):  # instead of blocking forever: serve in a thread, ask once, stop
@@ -191,8 +191,8 @@ def test_run_loads_the_guard_and_serves(monkeypatch):
 
     monkeypatch.setitem(sys.modules, "crossguard.runtime.guard", types.SimpleNamespace(Guard=StubGuard))
     monkeypatch.setattr(server_mod.GuardServer, "serve_forever", serve_once)
-    assert server_mod.run(_serve_args("--bundle", "/b", "--device", "cpu", "--precision", "int8")) == 0
-    assert loaded == {"bundle": "/b", "device": "cpu", "precision": "int8"}
+    assert server_mod.run(_serve_args("--bundle", "/b", "--device", "cpu", "--precision", "int8", "--workers", "3")) == 0
+    assert loaded == {"bundle": "/b", "device": "cpu", "precision": "int8", "workers": 3}
     assert answers[0][0] == 200 and json.loads(answers[0][2])["label"] == "unsafe"
 
 

@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# The runtime on a lent GPU (ONNX Runtime CUDA EP, fp32 and fp16, OCR on the GPU too) against ORT CPU on the same
+# machine. The GPU image has onnxruntime (CPU) but not onnxruntime-gpu, and a call carries at most 64 MiB with the
+# working tree, so the wheel and a fp32+fp16 bundle travel as zstd chunks over several warm calls:
+#   bash benchmarks/gpu_runtime_check.sh prepare      # here: .gpu/part.00-04 (5 calls) + the calls to make
+#   bash benchmarks/gpu_runtime_check.sh stash        # there, parts 00-03, one call each (carry [.gpu/part.NN])
+#   OUT=... bash benchmarks/gpu_runtime_check.sh run  # there, carry [.gpu/part.04, .gpu/SHA256SUMS, .gpu/bin]
+#       (GRAPH_CHECK=0 skips the per-graph check, LATENCY_BACKENDS=a,b picks the end-to-end rows)
+# The machine must stay warm between the calls (it goes back after ~30 s idle): make them back to back.
+# onnxruntime-gpu 1.31.1 links CUDA 13 (cuBLAS 13, cudart 13, cuDNN 9), which the image's torch cu130 wheels
+# provide; its CUDA provider is pruned to sm_90 cubins for the transfer (benchmarks/prune_fatbin.py).
+set -u
+export PYTHONUNBUFFERED=1
+ORT_GPU=onnxruntime-gpu==1.31.1
+STASH=/tmp/cg_stash
+
+if [ "${1:-}" = prepare ]; then
+    set -e
+    stage=$(mktemp -d)
+    python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+        --platform manylinux_2_28_x86_64 -d "$stage/whl" "$ORT_GPU"
+    mkdir -p "$stage/payload/site"
+    (cd "$stage/payload/site" && unzip -q "$stage"/whl/*.whl 'onnxruntime/*' -x 'onnxruntime/transformers/*' \
+        'onnxruntime/quantization/*' 'onnxruntime/tools/*' 'onnxruntime/ThirdPartyNotices.txt' \
+        'onnxruntime/capi/libonnxruntime_providers_tensorrt.so')
+    python3 benchmarks/prune_fatbin.py "$stage/payload/site/onnxruntime/capi/libonnxruntime_providers_cuda.so" 90
+    crossguard export --out "$stage/payload/bundle" --precisions fp32,fp16
+    python3 benchmarks/gpu_export_check.py write-samples --bundle "$stage/payload/bundle" \
+        --out "$stage/payload/samples.npz" -n 1
+    rm -rf .gpu && mkdir .gpu
+    tar cf - -C "$stage/payload" . | zstd -19 --long=27 -T0 -q -o "$stage/payload.tar.zst"
+    split -n 5 -d "$stage/payload.tar.zst" .gpu/part.  # 5 x ~47 MB: with the 8.1 MB working tree under the limit
+    (cd .gpu && sha256sum part.* > SHA256SUMS)
+    # the GPU image has no zstd: this machine's binary and the libraries it links beyond glibc travel too
+    mkdir -p .gpu/bin && cp "$(command -v zstd)" .gpu/bin/
+    ldd "$(command -v zstd)" | awk '/=>/ {print $3}' | grep -Ev '/(libc|libm|libpthread|libdl|ld-linux)[.-]' \
+        | xargs -r -I{} cp {} .gpu/bin/
+    rm -rf "$stage"
+    ls -l .gpu
+    echo "calls: part.00-03 each with: bash benchmarks/gpu_runtime_check.sh stash (carry [.gpu/part.NN]);"
+    echo "       then carry [.gpu/part.04, .gpu/SHA256SUMS, .gpu/bin]: OUT=\$OUT bash benchmarks/gpu_runtime_check.sh run"
+    exit 0
+fi
+
+if [ "${1:-}" = stash ]; then  # keep this call's chunk where the next call finds it (the machine stays warm)
+    mkdir -p "$STASH" && cp .gpu/part.* "$STASH"/ && ls -l "$STASH"
+    exit 0
+fi
+
+[ "${1:-}" = run ] || { echo "usage: $0 prepare | stash | run" >&2; exit 2; }
+OUT=${OUT:?set OUT to a folder for the results}
+mkdir -p "$OUT" "$STASH"
+cp .gpu/part.* "$STASH"/
+(cd "$STASH" && sha256sum -c "$OLDPWD/.gpu/SHA256SUMS") || exit 1
+rm -rf "$STASH/x" && mkdir -p "$STASH/x"
+ZSTD=zstd; command -v zstd >/dev/null || ZSTD="env LD_LIBRARY_PATH=$PWD/.gpu/bin $PWD/.gpu/bin/zstd"  # the GPU image has no zstd
+cat "$STASH"/part.* | $ZSTD -d --long=27 -q | tar xf - -C "$STASH/x" || exit 1
+# CUDA 13 / cuDNN 9 libraries of the image's nvidia-* wheels, for the CUDA provider's dynamic links
+libs=$(python3 - <<'PY'
+import glob, os, site
+dirs = {os.path.dirname(p) for s in site.getsitepackages() for p in glob.glob(f"{s}/nvidia/**/lib*.so*", recursive=True)}
+print(":".join(sorted(dirs)))
+PY
+)
+export LD_LIBRARY_PATH="$libs:${LD_LIBRARY_PATH:-}"
+python3 -m pip install -q --no-index --no-deps --no-build-isolation --no-compile --no-cache-dir \
+    --target /tmp/site . >/tmp/pip_install.log 2>&1 || { tail -20 /tmp/pip_install.log; exit 1; }
+export PYTHONPATH="$STASH/x/site:/tmp/site"
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
+python3 -P -c "import onnxruntime as o; print('onnxruntime', o.__version__, o.get_available_providers())"
+B="$STASH/x/bundle"
+# 1. every graph on CUDA EP fp32/fp16 against ORT CPU fp32: parity on fixed samples, latency per batch
+[ "${GRAPH_CHECK:-1}" = 1 ] && timeout 200 python3 -P benchmarks/gpu_export_check.py --bundle "$B" --out "$OUT" --samples "$STASH/x/samples.npz" \
+    --backends ort-cpu,ort-cuda-fp32,ort-cuda-fp16 --seconds-per-case 1.5 2>&1 | tee "$OUT/gpu_export_check.log" | tail -12
+# 2. the runtime end to end (preprocessing, OCR, encoders, fusion, policy): CPU (16 threads) vs CUDA EP
+timeout 300 python3 -P -m crossguard.cli bench latency --bundle "$B" --threads 16 --no-progress \
+    --backends "${LATENCY_BACKENDS:-ort-cpu-fp32,ort-cpu-fp32-ocr-off,ort-cuda-fp32-serial,ort-cuda-fp32,ort-cuda-fp16}" --batch-sizes 1,16,64 \
+    --budget-s 3 --results-dir "$OUT" --name latency_h200 2>&1 | tee "$OUT/latency_h200.log" | tail -30
