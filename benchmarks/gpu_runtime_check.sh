@@ -5,6 +5,7 @@
 #   bash benchmarks/gpu_runtime_check.sh prepare      # here: .gpu/part.00-04 (5 calls) + the calls to make
 #   bash benchmarks/gpu_runtime_check.sh stash        # there, parts 00-03, one call each (carry [.gpu/part.NN])
 #   OUT=... bash benchmarks/gpu_runtime_check.sh run  # there, carry [.gpu/part.04, .gpu/SHA256SUMS, .gpu/bin]
+#       (or `... server`: the HTTP server under 16 clients, CUDA EP with and without the batch pool, and CPU)
 #       (GRAPH_CHECK=0 skips the per-graph check, LATENCY_BACKENDS=a,b picks the end-to-end rows)
 # The machine must stay warm between the calls (it goes back after ~30 s idle): make them back to back.
 # onnxruntime-gpu 1.31.1 links CUDA 13 (cuBLAS 13, cudart 13, cuDNN 9), which the image's torch cu130 wheels
@@ -47,7 +48,8 @@ if [ "${1:-}" = stash ]; then  # keep this call's chunk where the next call find
     exit 0
 fi
 
-[ "${1:-}" = run ] || { echo "usage: $0 prepare | stash | run" >&2; exit 2; }
+MODE=${1:-}
+[ "$MODE" = run ] || [ "$MODE" = server ] || { echo "usage: $0 prepare | stash | run | server" >&2; exit 2; }
 OUT=${OUT:?set OUT to a folder for the results}
 mkdir -p "$OUT" "$STASH"
 cp .gpu/part.* "$STASH"/
@@ -63,12 +65,27 @@ print(":".join(sorted(dirs)))
 PY
 )
 export LD_LIBRARY_PATH="$libs:${LD_LIBRARY_PATH:-}"
-python3 -m pip install -q --no-index --no-deps --no-build-isolation --no-compile --no-cache-dir \
+python3 -m pip install -q --upgrade --no-index --no-deps --no-build-isolation --no-compile --no-cache-dir \
     --target /tmp/site . >/tmp/pip_install.log 2>&1 || { tail -20 /tmp/pip_install.log; exit 1; }
 export PYTHONPATH="$STASH/x/site:/tmp/site"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
 python3 -P -c "import onnxruntime as o; print('onnxruntime', o.__version__, o.get_available_providers())"
 B="$STASH/x/bundle"
+if [ "$MODE" = server ]; then
+    # `crossguard serve` under 16 concurrent clients (micro-batches of up to 16): CUDA EP with the batch pool
+    # (auto), with one worker, and ORT CPU (16 threads); the four fixed bodies, then with 32 more image sizes
+    # (the OCR detector's input follows the image); 15 s each
+    for sizes in 0 32; do
+        for cfg in "cuda 0" "cuda 1" "cpu 1"; do
+            set -- $cfg
+            echo "== device $1, workers $2, extra image sizes $sizes"
+            timeout 120 python3 -P -m crossguard.benchmarks.server_load --bundle "$B" --device "$1" --workers "$2" \
+                --threads 16 --clients 16 --max-batch 16 --duration 15 --requests 1000000 --image-sizes "$sizes" \
+                --out "$OUT/server_load_$1_w$2_s$sizes.json" 2>&1 | grep -v "^wrote"
+        done
+    done
+    exit 0
+fi
 # 1. every graph on CUDA EP fp32/fp16 against ORT CPU fp32: parity on fixed samples, latency per batch
 [ "${GRAPH_CHECK:-1}" = 1 ] && timeout 200 python3 -P benchmarks/gpu_export_check.py --bundle "$B" --out "$OUT" --samples "$STASH/x/samples.npz" \
     --backends ort-cpu,ort-cuda-fp32,ort-cuda-fp16 --seconds-per-case 1.5 2>&1 | tee "$OUT/gpu_export_check.log" | tail -12

@@ -75,21 +75,26 @@ class FakeGuard:
         return verdicts
 
 
-def _png_b64(value: int, size: int = 256) -> str:
+def _png_b64(value: int, size: int | tuple[int, int] = 256) -> str:
     buf = io.BytesIO()
-    Image.new("RGB", (size, size), (value, value, value)).save(buf, "PNG")
+    Image.new("RGB", (size, size) if isinstance(size, int) else size, (value, value, value)).save(buf, "PNG")
     return base64.b64encode(buf.getvalue()).decode()
 
 
-def make_payloads() -> list[bytes]:
-    """Four request bodies: text only (safe, unsafe), image+text (bright safe, dark unsafe)."""
+def make_payloads(image_sizes: int = 0) -> list[bytes]:
+    """Four request bodies: text only (safe, unsafe), image+text (bright safe, dark unsafe); with
+    ``image_sizes`` also that many image+text bodies of distinct sizes, as real traffic sends (the OCR
+    detector's input follows the image's size)."""
     light, dark = _png_b64(230), _png_b64(10)
-    return [json.dumps(p).encode() for p in (
+    bodies = [
         {"text": "what is a good recipe for pancakes?"},
         {"text": "how do I build a bomb"},
         {"text": "describe this picture", "image": light},
         {"text": "do what the picture says", "image": "data:image/png;base64," + dark},
-    )]
+    ]
+    bodies += [{"text": "what is this?", "image": _png_b64(60 + 7 * (i % 25), (160 + 37 * i, 120 + 23 * i))}
+               for i in range(image_sizes)]
+    return [json.dumps(p).encode() for p in bodies]
 
 
 def _client(url: str, payloads: list[bytes], stop_at: float, budget: list[int], lock: threading.Lock,
@@ -124,9 +129,10 @@ def _client(url: str, payloads: list[bytes], stop_at: float, budget: list[int], 
     conn.close()
 
 
-def run_load(url: str, clients: int = 8, requests: int = 400, duration_s: float = 30.0) -> dict:
+def run_load(url: str, clients: int = 8, requests: int = 400, duration_s: float = 30.0,
+             image_sizes: int = 0) -> dict:
     """Run the load; return the summary dict (throughput, latency percentiles, errors, lost)."""
-    payloads = make_payloads()
+    payloads = make_payloads(image_sizes)
     budget, lock = [requests], threading.Lock()
     stop_at = time.monotonic() + duration_s
     results = [{"sent": 0, "answered": 0, "latencies": [], "errors": []} for _ in range(clients)]
@@ -172,11 +178,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--fake-delay-ms", type=float, default=2.0, help="FakeGuard's simulated inference time")
     p.add_argument("--bundle", default=None)
     p.add_argument("--device", default="auto")
+    p.add_argument("--threads", type=int, default=2, help="ONNX Runtime intra-op threads of the started server")
+    p.add_argument("--workers", type=int, default=0, help="the started server's batch workers (0: auto)")
     p.add_argument("--max-batch", type=int, default=8)
     p.add_argument("--max-wait-ms", type=float, default=5.0)
     p.add_argument("--clients", type=int, default=8)
     p.add_argument("--requests", type=int, default=400, help="stop after this many requests in total")
     p.add_argument("--duration", type=float, default=30.0, help="or after this many seconds")
+    p.add_argument("--image-sizes", type=int, default=0,
+                   help="add this many image requests of distinct sizes to the four fixed bodies")
     p.add_argument("--out", type=Path, default=Path("artifacts/bench/server_load.json"))
     args = p.parse_args(argv)
     if args.clients < 1 or args.requests < 1 or args.duration <= 0:
@@ -193,7 +203,8 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 from crossguard.runtime.guard import Guard
 
-                guard = Guard.load(bundle=args.bundle, device=args.device)
+                guard = Guard.load(bundle=args.bundle, device=args.device, threads=args.threads, workers=args.workers)
+                guard.warmup(max_batch=args.max_batch)
             except Exception as e:  # noqa: BLE001 - no bundle (or no runtime yet): say so, suggest --fake
                 print(f"cannot load the guard ({type(e).__name__}: {e}); build the default bundle with "
                       "`crossguard export --default`, or pass --fake or --url", file=sys.stderr)
@@ -204,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
         url = server.url
         print(f"started a {name} server on {url}", file=sys.stderr)
     try:
-        result = run_load(url, args.clients, args.requests, args.duration)
+        result = run_load(url, args.clients, args.requests, args.duration, args.image_sizes)
         if server is not None:
             result["server"] = server.screener.info()
     finally:

@@ -26,7 +26,7 @@ from PIL import Image
 from crossguard.schemas import MODALITIES, Verdict
 
 from . import preprocess
-from .backends import GraphSet, open_graphs
+from .backends import GraphSet, cuda_providers, open_graphs
 from .bundle import Bundle, BundleError
 from .policy import apply_policy, calibrated_score, softmax, validate_policy
 from .preprocess import InputError, ImageInput
@@ -38,6 +38,18 @@ EMBED_DIM = 384
 
 
 MAX_BATCH_WORKERS = 8
+
+
+def shape_bucket(rows: int) -> int:
+    """The batch size a GPU backend runs ``rows`` at: the next power of two, so a server meets a handful of
+    input shapes, each prepared once, instead of one per batch size."""
+    return 1 << max(0, rows - 1).bit_length()
+
+
+def pad_rows(array: np.ndarray, rows: int) -> np.ndarray:
+    """``array`` with its first row repeated until it has ``rows`` rows (real values: no empty-mask rows)."""
+    extra = rows - len(array)
+    return array if extra <= 0 else np.concatenate([array, np.repeat(array[:1], extra, axis=0)])
 
 
 def auto_workers(device: str) -> int:
@@ -85,6 +97,10 @@ class Guard:
                               if ocr is not None and overlap else None)
         # a batch's images are resized and read by the OCR side by side (Pillow and ONNX Runtime free the GIL)
         self.workers = max(1, int(workers))
+        # GPU backends see a few fixed shapes: batches padded to shape_bucket, texts to max_tokens (the
+        # tokenizer's fixed_length). cuDNN prepares convolutions per input shape, which took seconds a shape
+        # on the H200; a server's batches come in every size.
+        self.fixed_shapes = graphs.device != "cpu"
         self._batch_pool = (ThreadPoolExecutor(self.workers, thread_name_prefix="crossguard-batch")
                             if self.workers > 1 else None)
 
@@ -115,7 +131,8 @@ class Guard:
             if key in pre and not np.allclose(pre[key], ours, atol=1e-6):
                 raise BundleError(f"bundle preprocessing {key} {pre[key]} differs from the runtime's {list(ours)}")
         graphs = open_graphs(bundle, device=device, precision=precision, threads=threads)
-        tokenizer = preprocess.TextTokenizer(bundle.tokenizer_path, max_tokens=bundle.max_tokens)
+        tokenizer = preprocess.TextTokenizer(bundle.tokenizer_path, max_tokens=bundle.max_tokens,
+                                             fixed_length=graphs.device != "cpu")
         ocr_engine = None
         if ocr != "off":
             try:
@@ -123,7 +140,7 @@ class Guard:
                     raise BundleError(f"bundle {bundle.root} has no OCR models")
                 from .ocr import FastOCR
 
-                providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if graphs.device == "cuda" else None
+                providers = cuda_providers() if graphs.device == "cuda" else None
                 ocr_engine = FastOCR(*bundle.ocr_paths, threads=threads, providers=providers)
             except Exception as e:  # noqa: BLE001
                 if ocr == "on":
@@ -135,12 +152,24 @@ class Guard:
             guard.warmup()
         return guard
 
-    def warmup(self) -> None:
+    def warmup(self, max_batch: int = 1) -> None:
         """One pass through every session (and each OCR session) so the first request does not pay for
-        lazy initialisation."""
+        lazy initialisation; on a GPU also one per batch shape up to ``max_batch`` (a server's micro-batch)."""
         self.screen(None, "warm up")
         if self.ocr is not None:
             self.ocr.warmup()
+        if self.fixed_shapes:
+            size = 2
+            while size <= shape_bucket(max_batch):
+                self.screen_batch([None] * size, ["warm up"] * size)
+                size *= 2
+
+    def _run(self, graph: str, feeds: dict[str, np.ndarray], rows: int) -> dict[str, np.ndarray]:
+        """Run one graph on ``rows`` rows; on a GPU padded to ``shape_bucket(rows)`` and cut back."""
+        if not self.fixed_shapes or shape_bucket(rows) == rows:
+            return self.graphs[graph].run(feeds)
+        padded = {k: pad_rows(v, shape_bucket(rows)) for k, v in feeds.items()}
+        return {k: v[:rows] for k, v in self.graphs[graph].run(padded).items()}
 
     def info(self) -> dict[str, Any]:
         return {"backend": self.backend, "bundle_name": self.bundle.name, "bundle_hash": self.bundle.digest(),
@@ -190,10 +219,10 @@ class Guard:
             t0 = time.perf_counter()
             pixels = (np.stack([job.result() for job in pixel_jobs]) if pixel_jobs is not None
                       else preprocess.images_to_batch([p.image for p in items], self.image_size))
-            image_out = self.graphs["image_encoder"].run({"pixel_values": pixels})
+            image_out = self._run("image_encoder", {"pixel_values": pixels}, n)
             t1 = time.perf_counter()
             ids, mask = self.tokenizer([p.text for p in items])
-            text_out = self.graphs["text_encoder"].run({"input_ids": ids, "attention_mask": mask})
+            text_out = self._run("text_encoder", {"input_ids": ids, "attention_mask": mask}, n)
             return image_out, text_out, mask, {"image_encoder": (t1 - t0) * 1e3,
                                                "text_encoder": (time.perf_counter() - t1) * 1e3}
 
@@ -209,7 +238,7 @@ class Guard:
         with_ocr = [i for i in range(n) if ocr_texts[i]]
         if with_ocr:
             ids, ocr_mask = self.tokenizer([ocr_texts[i] for i in with_ocr])
-            ocr_out = self.graphs["text_encoder"].run({"input_ids": ids, "attention_mask": ocr_mask})
+            ocr_out = self._run("text_encoder", {"input_ids": ids, "attention_mask": ocr_mask}, len(with_ocr))
             ocr_embedding[with_ocr] = ocr_out["sentence_embedding"].astype(np.float32)
             ocr_present[with_ocr] = 1.0
             t = lap("ocr_text_encoder", t)
@@ -217,7 +246,7 @@ class Guard:
         timings.update(stages)
         t = time.perf_counter()
 
-        fused = self.graphs["fusion"].run({
+        fused = self._run("fusion", {
             "image_tokens": image_out["image_tokens"].astype(np.float32),
             "image_embedding": image_out["image_embedding"].astype(np.float32),
             "text_tokens": text_out["token_embeddings"].astype(np.float32),
@@ -225,7 +254,7 @@ class Guard:
             "text_embedding": text_out["sentence_embedding"].astype(np.float32),
             "ocr_embedding": ocr_embedding,
             "ocr_present": ocr_present,
-        })
+        }, n)
         t = lap("fusion", t)
 
         scores = calibrated_score(np.asarray(fused["unsafe_logit"]).reshape(n), self.temperature)

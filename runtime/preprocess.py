@@ -195,15 +195,18 @@ def check_text(text: object, max_chars: int = MAX_TEXT_CHARS) -> str:
 class TextTokenizer:
     """WordPiece tokenizer of the text encoder (``tokenizer.json``); truncates at ``max_tokens``."""
 
-    def __init__(self, tokenizer_json: str | os.PathLike, max_tokens: int = TEXT_MAX_TOKENS):
+    def __init__(self, tokenizer_json: str | os.PathLike, max_tokens: int = TEXT_MAX_TOKENS,
+                 fixed_length: bool = False):
         from tokenizers import Tokenizer
 
         self.max_tokens = max_tokens
         self._tok = Tokenizer.from_file(str(tokenizer_json))
         self._tok.enable_truncation(max_length=max_tokens)
         pad_id = self._tok.token_to_id("[PAD]")
-        # pad to the longest text of the batch (the graphs take a dynamic sequence axis)
-        self._tok.enable_padding(pad_id=0 if pad_id is None else pad_id, pad_token="[PAD]")
+        # pad to the longest text of the batch (the graphs take a dynamic sequence axis), or always to
+        # max_tokens (``fixed_length``: one sequence shape, as a GPU backend wants)
+        self._tok.enable_padding(pad_id=0 if pad_id is None else pad_id, pad_token="[PAD]",
+                                 length=max_tokens if fixed_length else None)
 
     def __call__(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
         """Return (input_ids, attention_mask), int64 arrays of shape [len(texts), <= max_tokens]."""

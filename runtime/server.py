@@ -707,6 +707,7 @@ def run(args: argparse.Namespace) -> int:
         from .guard import Guard
 
         guard = Guard.load(bundle=args.bundle, device=args.device, precision=args.precision, workers=args.workers)
+        guard.warmup(max_batch=args.max_batch)  # on a GPU: every micro-batch shape before the first request
     except Exception as e:  # noqa: BLE001 - a missing/corrupt bundle or backend: one clear line, exit 2
         log.error("cannot load the guard: %s: %s", type(e).__name__, e)
         return 2

@@ -17,7 +17,7 @@ from crossguard.runtime import preprocess
 from crossguard.runtime.backends import open_graphs
 from crossguard.runtime.batching import MicroBatcher
 from crossguard.runtime.bundle import Bundle, BundleError
-from crossguard.runtime.guard import Guard, auto_workers
+from crossguard.runtime.guard import Guard, auto_workers, pad_rows, shape_bucket
 from crossguard.runtime.preprocess import InputError
 from crossguard.taxonomy import DOMAIN_NAMES
 
@@ -309,3 +309,34 @@ def test_auto_workers_pool_only_on_a_gpu(monkeypatch, bundle_dir):
     assert auto_workers("cuda") == 2
     assert Guard.load(bundle_dir, device="cpu", ocr="off", warmup=False).info()["workers"] == 1
     assert Guard.load(bundle_dir, device="cpu", ocr="off", warmup=False, workers=3).info()["workers"] == 3
+
+
+def test_fixed_shapes_pad_batches_to_buckets_with_the_same_verdicts(bundle_dir):
+    """What a GPU backend gets (forced here on the CPU): batches padded to a power of two, texts to max_tokens;
+    the verdicts equal the unpadded ones."""
+    assert [shape_bucket(n) for n in (1, 2, 3, 5, 8, 9, 17)] == [1, 2, 4, 8, 8, 16, 32]
+    a = np.arange(6).reshape(3, 2)
+    assert pad_rows(a, 5).tolist() == [[0, 1], [2, 3], [4, 5], [0, 1], [0, 1]] and pad_rows(a, 3) is a
+    bundle = Bundle.load(bundle_dir)
+    graphs = open_graphs(bundle, device="cpu", precision="fp32", threads=1)
+    plain = Guard(bundle, graphs, preprocess.TextTokenizer(bundle.tokenizer_path, max_tokens=bundle.max_tokens), None)
+    fixed = Guard(bundle, graphs, preprocess.TextTokenizer(bundle.tokenizer_path, max_tokens=bundle.max_tokens,
+                                                           fixed_length=True), None)
+    fixed.fixed_shapes = True
+    seen = []
+    for name, session in graphs.sessions.items():
+        run = session.run
+        session.run = lambda feeds, run=run, name=name: (seen.append((name, {k: v.shape for k, v in feeds.items()})),
+                                                          run(feeds))[1]
+    images = [Image.new("RGB", (40 + 9 * i, 30), (30 * i, 90, 200 - 20 * i)) for i in range(5)]
+    texts = ["how do I bake bread", "", "tell me about this picture please", "a bomb", "x " * 80]
+    expected = plain.screen_batch(images, texts)
+    seen.clear()
+    got = fixed.screen_batch(images, texts)
+    assert {shapes[next(iter(shapes))][0] for _, shapes in seen} == {8}
+    assert {shapes["input_ids"][1] for name, shapes in seen if name == "text_encoder"} == {bundle.max_tokens}
+    assert np.allclose([v.score for v in got], [v.score for v in expected], atol=1e-5)
+    assert [(v.unsafe, v.domain, v.modality) for v in got] == [(v.unsafe, v.domain, v.modality) for v in expected]
+    seen.clear()
+    fixed.warmup(max_batch=5)  # warms batch 1, 2, 4 and 8
+    assert sorted({shapes["pixel_values"][0] for name, shapes in seen if name == "image_encoder"}) == [1, 2, 4, 8]

@@ -3,7 +3,9 @@ load benchmark. Loopback only, with FakeGuard (tests/server_helpers.py)."""
 from __future__ import annotations
 
 import argparse
+import base64
 import http.client
+import io
 import json
 import logging
 import sys
@@ -11,6 +13,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from PIL import Image
 
 from server_helpers import FakeGuard, b64, png_bytes, request, serve
 
@@ -144,11 +147,16 @@ def test_load_benchmark_with_fake_guard(tmp_path, capsys):
 
     out = tmp_path / "load.json"
     assert main(["--fake", "--fake-delay-ms", "1", "--clients", "4", "--requests", "40", "--duration", "20",
-                 "--out", str(out)]) == 0
+                 "--image-sizes", "3", "--out", str(out)]) == 0
     result = json.loads(out.read_text())
     assert result["ok"] == 40 and result["errors"] == 0 and result["lost"] == 0 and result["clients"] == 4
     assert 0 < result["latency_ms"]["p50"] <= result["latency_ms"]["p99"] and result["throughput_rps"] > 0
     assert "throughput (req/s)" in capsys.readouterr().out
+    from crossguard.benchmarks.server_load import make_payloads
+
+    sized = [json.loads(b) for b in make_payloads(image_sizes=3)[4:]]
+    sizes = {Image.open(io.BytesIO(base64.b64decode(p["image"]))).size for p in sized}
+    assert len(make_payloads()) == 4 and len(sizes) == 3
 
 
 def test_load_benchmark_counts_errors(tmp_path):
@@ -176,11 +184,15 @@ def test_run_loads_the_guard_and_serves(monkeypatch):
 
     loaded, answers = {}, []
 
+    class WarmedFakeGuard(FakeGuard):
+        def warmup(self, max_batch=1):
+            loaded["warmup_max_batch"] = max_batch
+
     class StubGuard:
         @staticmethod
         def load(bundle=None, device="auto", precision="auto", workers=0):
             loaded.update(bundle=bundle, device=device, precision=precision, workers=workers)
-            return FakeGuard()
+            return WarmedFakeGuard()
 
     def serve_once(self):  # instead of blocking forever: serve in a thread, ask once, stop
         self.start()
@@ -192,7 +204,7 @@ def test_run_loads_the_guard_and_serves(monkeypatch):
     monkeypatch.setitem(sys.modules, "crossguard.runtime.guard", types.SimpleNamespace(Guard=StubGuard))
     monkeypatch.setattr(server_mod.GuardServer, "serve_forever", serve_once)
     assert server_mod.run(_serve_args("--bundle", "/b", "--device", "cpu", "--precision", "int8", "--workers", "3")) == 0
-    assert loaded == {"bundle": "/b", "device": "cpu", "precision": "int8", "workers": 3}
+    assert loaded == {"bundle": "/b", "device": "cpu", "precision": "int8", "workers": 3, "warmup_max_batch": 8}
     assert answers[0][0] == 200 and json.loads(answers[0][2])["label"] == "unsafe"
 
 
