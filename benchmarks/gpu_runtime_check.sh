@@ -73,15 +73,15 @@ python3 -P -c "import onnxruntime as o; print('onnxruntime', o.__version__, o.ge
 B="$STASH/x/bundle"
 if [ "$MODE" = server ]; then
     # `crossguard serve` under 16 concurrent clients (micro-batches of up to 16): CUDA EP with the batch pool
-    # (auto), with one worker, and ORT CPU (16 threads); the four fixed bodies, then with 32 more image sizes
-    # (the OCR detector's input follows the image); 15 s each
+    # (auto) and OCR on the CPU (auto) or the GPU, with one worker, and ORT CPU (16 threads); the four fixed
+    # bodies, then with 32 more image sizes (the OCR detector's input follows the image); 15 s each
     for sizes in 0 32; do
-        for cfg in "cuda 0" "cuda 1" "cpu 1"; do
+        for cfg in "cuda 0 auto" "cuda 0 cuda" "cuda 1 auto" "cpu 1 auto"; do
             set -- $cfg
-            echo "== device $1, workers $2, extra image sizes $sizes"
+            echo "== device $1, workers $2, OCR device $3, extra image sizes $sizes"
             timeout 120 python3 -P -m crossguard.benchmarks.server_load --bundle "$B" --device "$1" --workers "$2" \
-                --threads 16 --clients 16 --max-batch 16 --duration 15 --requests 1000000 --image-sizes "$sizes" \
-                --out "$OUT/server_load_$1_w$2_s$sizes.json" 2>&1 | grep -v "^wrote"
+                --ocr-device "$3" --threads 16 --clients 16 --max-batch 16 --duration 15 --requests 1000000 \
+                --image-sizes "$sizes" --out "$OUT/server_load_$1_w$2_ocr$3_s$sizes.json" 2>&1 | grep -v "^wrote"
         done
     done
     exit 0

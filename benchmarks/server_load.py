@@ -180,6 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="auto")
     p.add_argument("--threads", type=int, default=2, help="ONNX Runtime intra-op threads of the started server")
     p.add_argument("--workers", type=int, default=0, help="the started server's batch workers (0: auto)")
+    p.add_argument("--ocr-device", default="auto", help="the started server's OCR device (auto, cpu, cuda)")
     p.add_argument("--max-batch", type=int, default=8)
     p.add_argument("--max-wait-ms", type=float, default=5.0)
     p.add_argument("--clients", type=int, default=8)
@@ -203,7 +204,8 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 from crossguard.runtime.guard import Guard
 
-                guard = Guard.load(bundle=args.bundle, device=args.device, threads=args.threads, workers=args.workers)
+                guard = Guard.load(bundle=args.bundle, device=args.device, threads=args.threads, workers=args.workers,
+                                   ocr_device=args.ocr_device)
                 guard.warmup(max_batch=args.max_batch)
             except Exception as e:  # noqa: BLE001 - no bundle (or no runtime yet): say so, suggest --fake
                 print(f"cannot load the guard ({type(e).__name__}: {e}); build the default bundle with "

@@ -33,6 +33,8 @@ def configure_screen(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=2, help="ONNX Runtime intra-op threads")
     parser.add_argument("--workers", type=int, default=0,
                         help="threads that resize a batch's images and run its OCR side by side (0: auto)")
+    parser.add_argument("--ocr-device", default="auto", choices=("auto", "cpu", "cuda"),
+                        help="where the OCR runs (auto: the CPU, also when the graphs run on a GPU)")
     parser.add_argument("--batch-size", type=int, default=8, help="manifest pairs per guard call")
     parser.set_defaults(func=run_screen)
 
@@ -65,7 +67,8 @@ def run_screen(args: argparse.Namespace) -> int:
         from .guard import Guard
 
         guard = Guard.load(args.bundle, device=args.device, precision=args.precision, ocr=args.ocr,
-                           threads=args.threads, threshold=args.threshold, workers=args.workers)
+                           threads=args.threads, threshold=args.threshold, workers=args.workers,
+                           ocr_device=args.ocr_device)
     except BundleError as e:
         return _error(str(e))
     except Exception as e:  # noqa: BLE001 - backend failures etc.: one clear line, exit 2

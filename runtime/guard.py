@@ -34,6 +34,7 @@ from .preprocess import InputError, ImageInput
 log = logging.getLogger("crossguard.runtime.guard")
 
 OCR_MODES = ("auto", "on", "off")
+OCR_DEVICES = ("auto", "cpu", "cuda")
 EMBED_DIM = 384
 
 
@@ -111,7 +112,8 @@ class Guard:
     @classmethod
     def load(cls, bundle: Bundle | str | os.PathLike | None = None, device: str = "auto",
              precision: str = "auto", ocr: str = "auto", threads: int = 2, threshold: float | None = None,
-             verify: bool = True, warmup: bool = True, overlap: bool = True, workers: int = 0) -> Guard:
+             verify: bool = True, warmup: bool = True, overlap: bool = True, workers: int = 0,
+             ocr_device: str = "auto") -> Guard:
         """Load and verify the bundle, open the sessions (``runtime.backends``) and warm them up.
 
         ``ocr``: "auto" uses the bundle's OCR models when they load, "on" requires them, "off" skips OCR.
@@ -119,9 +121,15 @@ class Guard:
         user texts in a worker thread while the OCR runs (faster when a core is idle: b1 36 -> 28 ms for a
         photo on 2 cores; a server saturated by clients on the same cores lost ~6 % throughput with it).
         ``workers``: threads that resize a batch's images and run its OCR side by side; 0 picks
-        ``auto_workers`` (on a GPU the CPU side bounds a batch: H200, batch 64, 4.7 ms of CPU work per image)."""
+        ``auto_workers`` (on a GPU the CPU side bounds a batch: H200, batch 64, 4.7 ms of CPU work per image).
+        ``ocr_device``: where the OCR models run; "auto" is the CPU even when the graphs run on a GPU, because
+        the OCR's input shapes follow each image (detector) and text line (recogniser) and the CUDA EP
+        prepares every new shape anew (seconds a shape on the H200, see README "On a GPU"); "cuda" puts them
+        on the GPU (faster per call when images share a few sizes: 8 vs 16 ms at batch 1 there)."""
         if ocr not in OCR_MODES:
             raise ValueError(f"ocr must be one of {OCR_MODES}, got {ocr!r}")
+        if ocr_device not in OCR_DEVICES:
+            raise ValueError(f"ocr_device must be one of {OCR_DEVICES}, got {ocr_device!r}")
         if not isinstance(workers, int) or workers < 0:
             raise ValueError(f"workers must be an integer >= 0 (0: auto), got {workers!r}")
         if not isinstance(bundle, Bundle):
@@ -140,7 +148,7 @@ class Guard:
                     raise BundleError(f"bundle {bundle.root} has no OCR models")
                 from .ocr import FastOCR
 
-                providers = cuda_providers() if graphs.device == "cuda" else None
+                providers = cuda_providers() if graphs.device == "cuda" and ocr_device == "cuda" else None
                 ocr_engine = FastOCR(*bundle.ocr_paths, threads=threads, providers=providers)
             except Exception as e:  # noqa: BLE001
                 if ocr == "on":

@@ -656,6 +656,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-batch", type=int, default=8, help="micro-batch size (1 disables batching)")
     parser.add_argument("--workers", type=int, default=0,
                         help="threads that resize a micro-batch's images and run its OCR side by side (0: auto)")
+    parser.add_argument("--ocr-device", default="auto", choices=("auto", "cpu", "cuda"),
+                        help="where the OCR runs (auto: the CPU, also when the graphs run on a GPU)")
     parser.add_argument("--max-wait-ms", type=float, default=5.0, help="longest wait to fill a micro-batch")
     parser.add_argument("--upstream", default=None, metavar="URL",
                         help="act as an OpenAI-compatible pre-filter proxy in front of this server")
@@ -706,7 +708,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         from .guard import Guard
 
-        guard = Guard.load(bundle=args.bundle, device=args.device, precision=args.precision, workers=args.workers)
+        guard = Guard.load(bundle=args.bundle, device=args.device, precision=args.precision, workers=args.workers,
+                           ocr_device=args.ocr_device)
         guard.warmup(max_batch=args.max_batch)  # on a GPU: every micro-batch shape before the first request
     except Exception as e:  # noqa: BLE001 - a missing/corrupt bundle or backend: one clear line, exit 2
         log.error("cannot load the guard: %s: %s", type(e).__name__, e)

@@ -340,3 +340,38 @@ def test_fixed_shapes_pad_batches_to_buckets_with_the_same_verdicts(bundle_dir):
     seen.clear()
     fixed.warmup(max_batch=5)  # warms batch 1, 2, 4 and 8
     assert sorted({shapes["pixel_values"][0] for name, shapes in seen if name == "image_encoder"}) == [1, 2, 4, 8]
+
+
+def test_ocr_stays_on_the_cpu_beside_gpu_graphs_unless_asked(tmp_path, monkeypatch):
+    """The OCR's shapes follow every image, so on a GPU it runs on the CPU by default; ocr_device="cuda" moves it."""
+    if packaged_ocr() is None:
+        pytest.skip("PP-OCRv4 models (rapidocr_onnxruntime) are missing")
+    import crossguard.runtime.guard as guard_mod
+    import crossguard.runtime.ocr as ocr_mod
+
+    def gpu_labelled(*args, **kwargs):  # CPU sessions, reported as a GPU backend
+        graphs = open_graphs(*args, **kwargs)
+        graphs.device = "cuda"
+        return graphs
+
+    chosen = []
+
+    class RecordingOCR:
+        def __init__(self, det, rec, threads=2, providers=None):
+            chosen.append(providers)
+
+        def __call__(self, image):
+            return SimpleNamespace(text="")
+
+        def warmup(self):
+            pass
+
+    monkeypatch.setattr(guard_mod, "open_graphs", gpu_labelled)
+    monkeypatch.setattr(ocr_mod, "FastOCR", RecordingOCR)
+    bundle = make_tiny_bundle(tmp_path / "ocr", with_ocr=True)
+    default = Guard.load(bundle, device="cpu", ocr="on", warmup=False)
+    moved = Guard.load(bundle, device="cpu", ocr="on", warmup=False, ocr_device="cuda")
+    assert chosen[0] is None and chosen[1][0][0] == "CUDAExecutionProvider"
+    assert default.fixed_shapes and moved.fixed_shapes
+    with pytest.raises(ValueError, match="ocr_device must be one of"):
+        Guard.load(bundle, device="cpu", ocr="on", warmup=False, ocr_device="gpu")
