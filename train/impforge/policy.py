@@ -214,6 +214,14 @@ class Policy(nn.Module):
         attention = torch.cat([enc["attention_mask"], response_mask], dim=1)
         return Rollout(sequences, attention, prompt_len, response_mask, texts)
 
+    def _prefix_cache(self, prefix: torch.Tensor, batch: int):
+        """The KV cache of ``prefix`` [1, P], repeated for ``batch`` rows (only the cache is needed: the LM head
+        runs on the last position alone). Model outputs name it ``cache`` in newer transformers 5.x."""
+        out = self.model(input_ids=prefix, attention_mask=torch.ones_like(prefix), use_cache=True, logits_to_keep=1)
+        cache = out.cache if getattr(out, "cache", None) is not None else out.past_key_values
+        cache.batch_repeat_interleave(batch)
+        return cache
+
     def _generate_with_prefix(self, enc: dict[str, torch.Tensor], prefix_len: int, settings: dict) -> torch.Tensor:
         """Response tokens [B, R] of generate over [shared prefix | left-padded suffixes], prefix prefilled once.
 
@@ -227,10 +235,7 @@ class Policy(nn.Module):
         lengths = mask.sum(1)
         first = ids.shape[1] - lengths  # index of each row's first real token (left padding)
         prefix = ids[0, first[0]:first[0] + prefix_len].unsqueeze(0)
-        out = self.model(input_ids=prefix, attention_mask=torch.ones_like(prefix), use_cache=True,
-                         logits_to_keep=1)  # only the cache is needed: skip the LM head over the prefix
-        cache = out.cache if getattr(out, "cache", None) is not None else out.past_key_values
-        cache.batch_repeat_interleave(batch)
+        cache = self._prefix_cache(prefix, batch)
         # suffixes (each row's tokens after the prefix), left-padded to the longest
         suffix_len = int((lengths - prefix_len).max())
         cols = torch.arange(ids.shape[1], device=ids.device)
@@ -269,10 +274,7 @@ class Policy(nn.Module):
             first = prompt_len - attention_mask[:, :prompt_len].sum(1)
             with contextlib.nullcontext() if prefix_grad else torch.no_grad():
                 prefix = sequences[:1, int(first[0]):int(first[0]) + split]
-                pre = self.model(input_ids=prefix, attention_mask=torch.ones_like(prefix), use_cache=True,
-                                 logits_to_keep=1)
-                cache = pre.cache if getattr(pre, "cache", None) is not None else pre.past_key_values
-                cache.batch_repeat_interleave(sequences.shape[0])
+                cache = self._prefix_cache(prefix, sequences.shape[0])
             cols = torch.arange(split, sequences.shape[1], device=sequences.device)
             own = (cols.unsqueeze(0) >= (first + split).unsqueeze(1)).to(attention_mask.dtype)
             own = own * attention_mask[:, split:]
