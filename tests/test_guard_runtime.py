@@ -375,3 +375,16 @@ def test_ocr_stays_on_the_cpu_beside_gpu_graphs_unless_asked(tmp_path, monkeypat
     assert default.fixed_shapes and moved.fixed_shapes
     with pytest.raises(ValueError, match="ocr_device must be one of"):
         Guard.load(bundle, device="cpu", ocr="on", warmup=False, ocr_device="gpu")
+
+
+def test_fixed_shapes_check_script_on_a_tiny_bundle(bundle_dir, tmp_path, capsys):
+    from crossguard.benchmarks.fixed_shapes_check import main
+
+    rows = []
+    for i in range(5):
+        Image.new("RGB", (30 + 11 * i, 40), (40 * i, 100, 20)).save(tmp_path / f"{i}.png")
+        rows.append({"image": f"{i}.png" if i != 2 else None, "text": "a bomb" if i % 2 else "what is this"})
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text("".join(__import__("json").dumps(r) + "\n" for r in rows))
+    assert main([str(manifest), "--bundle", str(bundle_dir), "--batch", "3"]) == 0
+    assert "agree on 5/5" in capsys.readouterr().out
