@@ -105,7 +105,10 @@ def test_pairs_score_the_full_view_with_the_image_and_its_ocr_text():
     head = tiny_head()
     pictures = {"knife.png": 1, "menu.png": 2}
 
+    encoded = []
+
     def encode_images(images):
+        encoded.append(list(images))
         toks, embs = [], []
         for im in images:
             rng = np.random.default_rng(pictures.get(im, 0) if isinstance(im, str) else 0)
@@ -124,6 +127,10 @@ def test_pairs_score_the_full_view_with_the_image_and_its_ocr_text():
         logit, _, _ = head(*(torch.from_numpy(a) for a in (img_tokens, img_emb, tokens, mask, emb,
                                                             ocr_emb.astype(np.float32), present)))
     np.testing.assert_allclose(judge.p_harm_pairs(texts, images), 1 / (1 + np.exp(-logit.numpy() / 1.3)), atol=1e-6)
+    assert encoded[-2:] == [["knife.png", "menu.png"], ["knife.png"]]  # each path once per call (batch 2)
+    wide = GuardJudge(head, 1.3, fake_encode_texts, encode_images, batch_size=8, ocr_text=lambda im: ocr.get(im, ""))
+    np.testing.assert_allclose(wide.p_harm_pairs(texts, images), judge.p_harm_pairs(texts, images), atol=1e-6)
+    assert encoded[-2] == ["knife.png", "menu.png"]  # three pairs, two pictures encoded
     assert not np.allclose(judge.p_harm_pairs(texts, images), judge.p_harm(texts))  # the picture counts
     with pytest.raises(ValueError, match="2 images"):
         judge.p_harm_pairs(texts, images[:2])

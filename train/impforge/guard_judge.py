@@ -93,8 +93,18 @@ class GuardJudge:
                 img_embedding = np.broadcast_to(self._blank_embedding, (n, self._blank_embedding.shape[0]))
             else:
                 pictures = images[s:s + n]
-                img_tokens, img_embedding = self.encode_images(pictures)
-                ocr_texts = [self.ocr_text(p) for p in pictures]
+                # a triple's picture comes with each of its rewrites: encode and read each path once
+                keys = [p if isinstance(p, (str, os.PathLike)) else id(p) for p in pictures]
+                index, unique = {}, []
+                for p, key in zip(pictures, keys):
+                    if key not in index:
+                        index[key] = len(unique)
+                        unique.append(p)
+                row = np.asarray([index[key] for key in keys])
+                u_tokens, u_embedding = self.encode_images(unique)
+                img_tokens, img_embedding = np.asarray(u_tokens)[row], np.asarray(u_embedding)[row]
+                u_ocr = [self.ocr_text(p) for p in unique]
+                ocr_texts = [u_ocr[r] for r in row]
                 found = [i for i, t in enumerate(ocr_texts) if t]
                 if found:
                     ocr[found] = self.encode_texts([ocr_texts[i] for i in found])[2]
