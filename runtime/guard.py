@@ -125,8 +125,8 @@ class Guard:
         ``auto_workers`` (on a GPU the CPU side bounds a batch: H200, batch 64, 4.7 ms of CPU work per image).
         ``ocr_device``: where the OCR models run; "auto" is the CPU even when the graphs run on a GPU, because
         the OCR's input shapes follow each image (detector) and text line (recogniser) and the CUDA EP
-        prepares every new shape anew (seconds a shape on the H200, see README "On a GPU"); "cuda" puts them
-        on the GPU (faster per call when images share a few sizes: 8 vs 16 ms at batch 1 there)."""
+        prepares every new shape anew (what made the GPU path slow behind a server, README "On a GPU"); "cuda"
+        puts them on the GPU (faster per call when images share a few sizes: 8 vs 16 ms at batch 1 there)."""
         if ocr not in OCR_MODES:
             raise ValueError(f"ocr must be one of {OCR_MODES}, got {ocr!r}")
         if ocr_device not in OCR_DEVICES:

@@ -9,7 +9,6 @@ import io
 import os
 import warnings
 from collections.abc import Sequence
-from concurrent.futures import Executor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Union
@@ -164,10 +163,8 @@ def image_to_tensor(img: Image.Image, size: int = IMAGE_SIZE) -> np.ndarray:
     return np.ascontiguousarray(x.transpose(2, 0, 1))
 
 
-def images_to_batch(images: Sequence[Image.Image], size: int = IMAGE_SIZE, pool: Executor | None = None) -> np.ndarray:
-    """N images -> float32 NCHW batch; with ``pool`` the images are converted side by side (same values)."""
-    if pool is not None and len(images) > 1:
-        return np.stack(list(pool.map(image_to_tensor, images, [size] * len(images))))
+def images_to_batch(images: Sequence[Image.Image], size: int = IMAGE_SIZE) -> np.ndarray:
+    """N images -> float32 NCHW batch (``Guard`` converts a batch's images on its worker pool instead)."""
     return np.stack([image_to_tensor(im, size) for im in images])
 
 

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import io
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -86,10 +85,6 @@ def test_pixels():
     assert x[0].max() == pytest.approx((1 - 0.498) / 0.502) and x[1].min() == pytest.approx(-0.498 / 0.502)
     batch = images_to_batch([blank_image(), Image.new("RGB", (9, 9))])
     assert batch.shape == (2, 3, IMAGE_SIZE, IMAGE_SIZE) and batch[0].min() > 0.99
-    rng = np.random.default_rng(0)
-    photos = [Image.fromarray(rng.integers(0, 256, (40 + 7 * i, 30 + 5 * i, 3), dtype=np.uint8)) for i in range(5)]
-    with ThreadPoolExecutor(2) as pool:
-        assert np.array_equal(images_to_batch(photos, pool=pool), images_to_batch(photos))
 
 
 def test_text_checks():
