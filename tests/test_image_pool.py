@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -102,6 +104,25 @@ def test_caption_embeddings_cached_on_disk_with_cache_key(tmp_path):
                            embed=embed, progress=False)
     again.caption_embeddings()
     assert calls == [3]
+
+
+def test_a_copied_index_opens_without_its_sources(tmp_path, caplog):
+    """A pool built on one machine and copied (index + thumbnails) to one without the sources: used as built."""
+    images = tmp_path / "imgs"
+    _make_images(images, 3)
+    built = ImagePool.open(tmp_path / "here", openclipart=None, emoji_font=None, user_dirs=[images],
+                           embed=hashing_embed, progress=False)
+    shutil.copytree(tmp_path / "here", tmp_path / "there")
+    shutil.rmtree(images)
+    shutil.rmtree(tmp_path / "here")
+    moved = ImagePool.open(tmp_path / "there", openclipart=None, emoji_font=None, embed=hashing_embed,
+                           progress=False)
+    assert [(it.id, it.caption) for it in moved.items] == [(it.id, it.caption) for it in built.items]
+    assert all(Path(it.path).is_file() and Path(it.path).parent == tmp_path / "there" / "thumbs" for it in moved.items)
+    assert moved.meta["work"] == 0 and "no image sources" in caplog.text
+    (tmp_path / "there" / "thumbs" / Path(moved.items[0].path).name).unlink()
+    with pytest.raises(ValueError, match="no sources"):  # an incomplete copy is no pool
+        ImagePool.open(tmp_path / "there", openclipart=None, emoji_font=None)
 
 
 def test_errors(tmp_path):

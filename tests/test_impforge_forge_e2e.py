@@ -7,6 +7,7 @@ Then ``resume=True`` after the finished run, and the CLI's refusal of a non-empt
 from __future__ import annotations
 
 import json
+import shutil
 import string
 from dataclasses import replace
 from pathlib import Path
@@ -313,6 +314,34 @@ def test_run_forge_end_to_end_then_resume(tmp_path, models, offline_readers):
     assert len(_lines(out / "triples.jsonl")) >= len(triples)
     assert _lines(out / "accepted_implicit.jsonl")[:len(accepted_after)] == accepted_after
     assert _lines(out / "generation_done.jsonl")[:len(done_after)] == done_after
+
+
+def test_a_moved_run_resumes_without_its_image_sources(tmp_path, models, offline_readers, monkeypatch):
+    """Stage 1 on one machine, stage 2 on another (a GPU box): the run folder moves with its pool cache, the
+    image sources stay behind. The resumed run keeps its triples, finds their pictures in the moved pool and
+    writes a complete dataset."""
+    (tmp_path / "a").mkdir()
+    config = _config(tmp_path / "a", models)
+    run_forge(config, progress=False)
+    accepted = _lines(Path(config.out) / "accepted_implicit.jsonl")
+    moved = tmp_path / "b" / "out"
+    shutil.copytree(config.out, moved)
+    shutil.rmtree(config.out)
+    shutil.rmtree(config.pool[0])
+    shutil.rmtree(moved / "images")  # the dataset's copies: written again from the moved pool
+    triples_bytes = (moved / "triples.jsonl").read_bytes()
+    assert str(tmp_path / "a") in triples_bytes.decode()  # absolute paths of the first machine
+    sourceless = ImagePool.open.__func__  # (offline_readers: no clip-art or emoji font either)
+    monkeypatch.setattr(ImagePool, "open", classmethod(lambda cls, *a, **k: sourceless(cls, *a, **{**k, "user_dirs": ()})))
+
+    more = replace(config, out=str(moved), generation=replace(config.generation, samples=len(accepted) + 2))
+    summary = run_forge(more, resume=True, progress=False)
+    assert (moved / "triples.jsonl").read_bytes() == triples_bytes  # not rebuilt
+    assert _lines(moved / "accepted_implicit.jsonl")[:len(accepted)] == accepted
+    samples = read_manifest(moved / "dataset.jsonl")
+    assert len(samples) == summary["samples"] and {s.kind for s in samples} == set(KINDS)
+    for s in samples:
+        assert Path(s.image).is_file() and Path(s.image).resolve().is_relative_to(moved.resolve())
 
 
 @pytest.mark.cuda

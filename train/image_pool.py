@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import re
 import time
@@ -33,6 +34,7 @@ from crossguard.fileio import atomic_path, atomic_write_text
 from crossguard.runtime.preprocess import ImageLimits, InputError, load_image
 
 EmbedFn = Callable[[list[str]], np.ndarray]
+log = logging.getLogger("crossguard.train.image_pool")
 
 OPENCLIPART_DIR = Path("/usr/share/openclipart/png")
 EMOJI_FONT = Path("/usr/share/fonts/truetype/noto/NotoColorEmoji.ttf")
@@ -332,8 +334,9 @@ class ImagePool:
         """Index the sources into ``cache_dir`` (reusing what is there) and return the pool.
 
         Missing default sources (no openclipart or emoji font installed) are skipped; a user folder that
-        does not exist is an error. ``limit`` caps items per source (for quick tries). ``meta['work']``
-        says how many thumbnails this call rendered (0 when the cache was reused as is).
+        does not exist is an error. With no source at all, an index already in ``cache_dir`` (built on another
+        machine and copied here with its thumbnails) is used as it is. ``limit`` caps items per source (for
+        quick tries). ``meta['work']`` says how many thumbnails this call rendered (0 when the cache was reused).
         """
         cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
         t0 = time.perf_counter()
@@ -351,22 +354,38 @@ class ImagePool:
                 raise FileNotFoundError(f"image folder not found: {d}")
             pending += _user_items(d)[:limit]
             sources.append(f"user:{d.resolve()}")
+        old_meta = _read_json(cache / "meta.json")
         if not pending:
-            raise ValueError("the image pool has no sources: install openclipart-png / fonts-noto-color-emoji "
-                             "or pass an image folder")
+            items = cls._indexed_items(cache)
+            if items is None:
+                raise ValueError("the image pool has no sources: install openclipart-png / fonts-noto-color-emoji, "
+                                 f"pass an image folder, or copy a built pool index with its thumbnails to {cache}")
+            log.warning("no image sources on this machine: using the pool index in %s as built (%s)", cache,
+                        ", ".join(old_meta.get("settings", {}).get("sources", [])) or "sources unknown")
+            return cls(cache, items, dict(old_meta, work=0, open_seconds=round(time.perf_counter() - t0, 3)), embed)
         settings = {"version": INDEX_VERSION, "thumb_size": thumb_size, "sources": sources}
         fingerprint = _fingerprint(pending, settings)
-        meta_path, index_path = cache / "meta.json", cache / "index.jsonl"
-        old_meta = _read_json(meta_path)
-        if old_meta.get("fingerprint") == fingerprint and index_path.is_file():
-            items = [PoolItem(**json.loads(line)) for line in index_path.read_text(encoding="utf-8").splitlines()
-                     if line.strip()]
-            if all((cache / it.path).is_file() for it in items):
-                for it in items:
-                    it.path = str(cache / it.path)
+        if old_meta.get("fingerprint") == fingerprint:
+            items = cls._indexed_items(cache)
+            if items is not None:
                 meta = dict(old_meta, work=0, open_seconds=round(time.perf_counter() - t0, 3))
                 return cls(cache, items, meta, embed)
         return cls._build(cache, pending, settings, fingerprint, embed, progress, t0)
+
+    @staticmethod
+    def _indexed_items(cache: Path) -> list[PoolItem] | None:
+        """The items of the index in ``cache`` with absolute thumbnail paths, or None when there is no
+        complete index (a missing index file or thumbnail)."""
+        index_path = cache / "index.jsonl"
+        if not index_path.is_file():
+            return None
+        items = [PoolItem(**json.loads(line)) for line in index_path.read_text(encoding="utf-8").splitlines()
+                 if line.strip()]
+        if not items or not all((cache / it.path).is_file() for it in items):
+            return None
+        for it in items:
+            it.path = str(cache / it.path)
+        return items
 
     @classmethod
     def _build(cls, cache: Path, pending: list[_Pending], settings: dict, fingerprint: str,

@@ -327,16 +327,26 @@ def sample_and_score(policy, rewards, triples: Sequence[Triple], g, seed: int):
 
 # ---------------------------------------------------------------------------------------- dataset
 
+def relocated(path: str, thumbs: Path) -> str:
+    """A pool thumbnail's path as recorded (triples, accepted samples), or the same thumbnail in ``thumbs`` (this
+    run's pool cache) when the recorded file is gone: a run moved to another machine or folder keeps working."""
+    if Path(path).is_file():
+        return path
+    here = thumbs / Path(path).name
+    return str(here) if here.is_file() else path
+
+
 class DatasetWriter:
     """Collects Samples; copies pool images into ``out/images/pool`` and renders typography."""
 
-    def __init__(self, out: Path):
+    def __init__(self, out: Path, thumbs: Path):
         self.out = out
         self.images = out / "images"
+        self.thumbs = thumbs  # the pool's thumbnails, where a recorded path from elsewhere is looked up
         self.samples: list[Sample] = []
 
     def pool_image(self, path: str) -> str:
-        return str(link_or_copy(path, self.images / "pool" / Path(path).name))
+        return str(link_or_copy(relocated(path, self.thumbs), self.images / "pool" / Path(path).name))
 
     def rendered(self, image, name: str) -> str:
         dest = self.images / "typo" / f"{name}.png"
@@ -680,6 +690,8 @@ def run_forge(config: ForgeConfig, resume: bool = False, progress: bool = True) 
         cached = None
     if cached is not None:
         triples = [Triple(**json.loads(line)) for line in triples_path.read_text(encoding="utf-8").splitlines()]
+        for t in triples:  # recorded as absolute paths: follow a run (and its pool cache) that moved
+            t.image = relocated(t.image, pool.cache_dir / "thumbs")
         stage1_stats = cached
     else:
         checker = BenignChecker(c.benign, nsfw=nsfw_scorer(c.threads) if c.benign.use_nsfw else None,
@@ -746,7 +758,7 @@ def run_forge(config: ForgeConfig, resume: bool = False, progress: bool = True) 
     # -- dataset
     t0 = time.perf_counter()
     implicit = accepted.values()
-    writer = DatasetWriter(out)
+    writer = DatasetWriter(out, pool.cache_dir / "thumbs")
     add_implicit(writer, implicit, c.policy.source)
     # hard-benign texts get the domain they look like from the classifier assign_domains fitted (same data)
     classifier = DomainClassifier(embed).fit([s for s in learn_seeds if s.domain_method != "classifier"])
