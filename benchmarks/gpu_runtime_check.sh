@@ -2,7 +2,7 @@
 # The runtime on a lent GPU (ONNX Runtime CUDA EP, fp32 and fp16, OCR on the GPU too) against ORT CPU on the same
 # machine. The GPU image has onnxruntime (CPU) but not onnxruntime-gpu, and a call carries at most 64 MiB with the
 # working tree, so the wheel and a fp32+fp16 bundle travel as zstd chunks over several warm calls:
-#   bash benchmarks/gpu_runtime_check.sh prepare      # here: .gpu/part.00-04 (5 calls) + the calls to make
+#   bash benchmarks/gpu_runtime_check.sh prepare      # here: .gpu/part.00-04 (benchmarks/gpu_carry.sh pack)
 #   bash benchmarks/gpu_runtime_check.sh stash        # there, parts 00-03, one call each (carry [.gpu/part.NN])
 #   OUT=... bash benchmarks/gpu_runtime_check.sh run  # there, carry [.gpu/part.04, .gpu/SHA256SUMS, .gpu/bin]
 #       (or `... server`: the HTTP server under 16 clients, CUDA EP with and without the batch pool, and CPU)
@@ -28,35 +28,21 @@ if [ "${1:-}" = prepare ]; then
     crossguard export --out "$stage/payload/bundle" --precisions fp32,fp16
     python3 benchmarks/gpu_export_check.py write-samples --bundle "$stage/payload/bundle" \
         --out "$stage/payload/samples.npz" -n 1
-    rm -rf .gpu && mkdir .gpu
-    tar cf - -C "$stage/payload" . | zstd -19 --long=27 -T0 -q -o "$stage/payload.tar.zst"
-    split -n 5 -d "$stage/payload.tar.zst" .gpu/part.  # 5 x ~47 MB: with the 8.1 MB working tree under the limit
-    (cd .gpu && sha256sum part.* > SHA256SUMS)
-    # the GPU image has no zstd: this machine's binary and the libraries it links beyond glibc travel too
-    mkdir -p .gpu/bin && cp "$(command -v zstd)" .gpu/bin/
-    ldd "$(command -v zstd)" | awk '/=>/ {print $3}' | grep -Ev '/(libc|libm|libpthread|libdl|ld-linux)[.-]' \
-        | xargs -r -I{} cp {} .gpu/bin/
+    bash benchmarks/gpu_carry.sh pack "$stage/payload"  # 5 parts
     rm -rf "$stage"
-    ls -l .gpu
-    echo "calls: part.00-03 each with: bash benchmarks/gpu_runtime_check.sh stash (carry [.gpu/part.NN]);"
-    echo "       then carry [.gpu/part.04, .gpu/SHA256SUMS, .gpu/bin]: OUT=\$OUT bash benchmarks/gpu_runtime_check.sh run"
+    echo "the last call: OUT=\$OUT bash benchmarks/gpu_runtime_check.sh run (or server)"
     exit 0
 fi
 
-if [ "${1:-}" = stash ]; then  # keep this call's chunk where the next call finds it (the machine stays warm)
-    mkdir -p "$STASH" && cp .gpu/part.* "$STASH"/ && ls -l "$STASH"
-    exit 0
+if [ "${1:-}" = stash ]; then
+    exec bash benchmarks/gpu_carry.sh stash
 fi
 
 MODE=${1:-}
 [ "$MODE" = run ] || [ "$MODE" = server ] || { echo "usage: $0 prepare | stash | run | server" >&2; exit 2; }
 OUT=${OUT:?set OUT to a folder for the results}
-mkdir -p "$OUT" "$STASH"
-cp .gpu/part.* "$STASH"/
-(cd "$STASH" && sha256sum -c "$OLDPWD/.gpu/SHA256SUMS") || exit 1
-rm -rf "$STASH/x" && mkdir -p "$STASH/x"
-ZSTD=zstd; command -v zstd >/dev/null || ZSTD="env LD_LIBRARY_PATH=$PWD/.gpu/bin $PWD/.gpu/bin/zstd"  # the GPU image has no zstd
-cat "$STASH"/part.* | $ZSTD -d --long=27 -q | tar xf - -C "$STASH/x" || exit 1
+mkdir -p "$OUT"
+bash benchmarks/gpu_carry.sh unpack || exit 1
 # CUDA 13 / cuDNN 9 libraries of the image's nvidia-* wheels, for the CUDA provider's dynamic links
 libs=$(python3 - <<'PY'
 import glob, os, site
@@ -65,8 +51,7 @@ print(":".join(sorted(dirs)))
 PY
 )
 export LD_LIBRARY_PATH="$libs:${LD_LIBRARY_PATH:-}"
-python3 -m pip install -q --upgrade --no-index --no-deps --no-build-isolation --no-compile --no-cache-dir \
-    --target /tmp/site . >/tmp/pip_install.log 2>&1 || { tail -20 /tmp/pip_install.log; exit 1; }
+bash benchmarks/gpu_carry.sh install || exit 1
 export PYTHONPATH="$STASH/x/site:/tmp/site"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
 python3 -P -c "import onnxruntime as o; print('onnxruntime', o.__version__, o.get_available_providers())"
