@@ -37,8 +37,7 @@ for name in ("tensorrt", "transformers", "peft"):
     except Exception as e:
         print(name, "unavailable:", type(e).__name__, e)
 PY
-python3 -m pip install -q --no-index --no-deps --no-build-isolation --no-compile --no-cache-dir \
-    --target /tmp/site .whl/*.whl . || exit 1
+bash benchmarks/gpu_carry.sh install .whl/*.whl || exit 1
 export PYTHONPATH=/tmp/site
 # -P: the repository root's crossguard/ (top-level modules only) must not shadow the installed package
 PYTEST="python3 -P -m pytest -q -rfE -o cache_dir=/tmp/pytest_cache --timeout 120 -p no:cov"

@@ -32,6 +32,7 @@ from crossguard.train.impforge.config import (  # noqa: E402
     BenignConfig, ForgeConfig, GenerationConfig, JudgeConfig, KeywordConfig, PolicyConfig, PPOConfig,
     RetrievalConfig, RewardConfig, WarmStartConfig,
 )
+from crossguard.train.impforge import pipeline  # noqa: E402
 from crossguard.train.impforge.pipeline import run_forge, stage1_settings  # noqa: E402
 from crossguard.train.impforge.templates import hard_benign_questions  # noqa: E402
 from crossguard.train.seeds import split_of  # noqa: E402
@@ -204,9 +205,12 @@ def _lines(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
 
 
-def test_run_forge_end_to_end_then_resume(tmp_path, models, offline_readers):
+def test_run_forge_end_to_end_then_resume(tmp_path, models, offline_readers, monkeypatch):
     config = _config(tmp_path, models)
     out = Path(config.out)
+    separations = []  # reward_separation runs: once per triples / judge / reward setting, not on every resume
+    real_separation = pipeline.reward_separation
+    monkeypatch.setattr(pipeline, "reward_separation", lambda *a, **k: separations.append(1) or real_separation(*a, **k))
     summary = run_forge(config, progress=False)
 
     # stage 1: triples over the seeds, images from the pool, none the NSFW fake flagged
@@ -293,6 +297,7 @@ def test_run_forge_end_to_end_then_resume(tmp_path, models, offline_readers):
     assert again["warm_start"]["resumed"] is True
     assert again["ppo_last"] == written["ppo_last"]  # PPO continued from its final checkpoint: no new step
     assert [s.id for s in read_manifest(out / "dataset.jsonl")] == [s.id for s in samples]
+    assert len(separations) == 1 and again["reward_separation"] == written["reward_separation"]
 
     # resume asking for more samples: the old ones stay, finished triples are not tried again
     more = replace(config, generation=replace(config.generation, samples=len(accepted) + 2))
@@ -310,6 +315,7 @@ def test_run_forge_end_to_end_then_resume(tmp_path, models, offline_readers):
     assert stage1_settings(wider) != stage1_settings(more)
     assert stage1_settings(replace(more, judge=replace(more.judge, guard="other/head"))) == stage1_settings(more)
     run_forge(wider, resume=True, progress=False)
+    assert len(separations) == 2  # new triples: measured again
     assert json.loads((out / "stage1.json").read_text(encoding="utf-8"))["settings"] == stage1_settings(wider)
     assert len(_lines(out / "triples.jsonl")) >= len(triples)
     assert _lines(out / "accepted_implicit.jsonl")[:len(accepted_after)] == accepted_after

@@ -232,6 +232,18 @@ def reward_separation(rewards, triples: Sequence[Triple], n: int = 200, seed: in
     return out
 
 
+def separation_key(c: ForgeConfig, files: Sequence[Path]) -> str:
+    """What ``reward_separation`` depends on: the reward, judge and encoder settings, the seed, and the bytes of
+    ``files`` (the triples, the text judge, the guard head's files): a resume with all of them unchanged reuses it."""
+    d = c.to_dict()
+    h = hashlib.sha256(json.dumps({k: d[k] for k in ("rewards", "judge", "text_encoder", "seed")},
+                                  sort_keys=True).encode())
+    for f in files:
+        h.update(f.name.encode())
+        h.update(f.read_bytes())
+    return h.hexdigest()
+
+
 def compare_policies(policy, rewards, triples: Sequence[Triple], n: int, batch_size: int, seed: int) -> dict:
     """Acceptance rate and mean rewards of the trained policy vs the untrained one (LoRA off) on the same
     held-back triples and sampling seeds. The diversity memory is cleared for both, then restored."""
@@ -716,7 +728,15 @@ def run_forge(config: ForgeConfig, resume: bool = False, progress: bool = True) 
         guard_judge = GuardJudge.from_dir(c.judge.guard, device=device,
                                           text_encoder=encoder if c.text_encoder is None else None)
     rewards = RewardModel(c.rewards, embed, judge, guard_judge)
-    separation = reward_separation(rewards, triples, seed=c.seed)
+    head_files = sorted(p for p in resolve_path(c.judge.guard).rglob("*") if p.is_file()) if c.judge.guard else []
+    key = separation_key(c, [triples_path, judge_path, *head_files])
+    separation_path = out / "reward_separation.json"
+    cached_separation = json.loads(separation_path.read_text(encoding="utf-8")) if separation_path.is_file() else {}
+    if resume and cached_separation.get("key") == key:  # a diagnostic (~45 s on 2 cores): once per setting
+        separation = cached_separation["separation"]
+    else:
+        separation = reward_separation(rewards, triples, seed=c.seed)
+        _atomic_json(separation_path, {"key": key, "separation": separation})
     _log(f"reward separation (threshold check): {json.dumps(separation)}")
     policy = load_policy(c.policy, device)
     train_triples = [t for t in triples if t.split == "train"] or list(triples)
