@@ -13,7 +13,7 @@
 set -u
 export PYTHONUNBUFFERED=1
 ORT_GPU=onnxruntime-gpu==1.31.1
-STASH=/tmp/cg_stash
+STASH=${CG_STASH:-/tmp/cg_stash}  # where benchmarks/gpu_carry.sh unpacks (x/)
 
 if [ "${1:-}" = prepare ]; then
     set -e

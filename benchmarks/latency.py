@@ -443,31 +443,31 @@ def load_backends(backends: Sequence[BackendSpec], factories: dict[str, Factory]
     return entries, screeners
 
 
+def _p50_by_case(backend: dict[str, Any] | None) -> dict[tuple[str, int], float]:
+    return {(r["input"], r["batch"]): r["p50"] for r in backend.get("runs", [])} if backend else {}
+
+
+def _set_ratio(backend: dict[str, Any], base_p50: dict[tuple[str, int], float], key: str, always: bool = True) -> None:
+    """``key`` = base p50 / backend p50 per run of the same input kind and batch size (None, or left out unless
+    ``always``, where the base has no such run)."""
+    for r in backend.get("runs", []):
+        base = base_p50.get((r["input"], r["batch"]))
+        ratio = base / r["p50"] if base and r["p50"] else None
+        if ratio is not None or always:
+            r[key] = ratio
+
+
 def add_speedups(backends: list[dict[str, Any]], reference: str = "torch-eager") -> None:
-    """``speedup_vs_eager`` = reference p50 / backend p50 for the same input kind and batch size."""
-    ref = next((b for b in backends if b["name"] == reference and b.get("runs")), None)
-    ref_p50 = {(r["input"], r["batch"]): r["p50"] for r in ref["runs"]} if ref else {}
-    for b in backends:
-        for r in b.get("runs", []):
-            base = ref_p50.get((r["input"], r["batch"]))
-            r["speedup_vs_eager"] = base / r["p50"] if base and r["p50"] else None
-    # reduced precision on the CPU against CPU fp32 of the same run (e.g. int8 / fp32 = 1 / speedup)
-    cpu = next((b for b in backends if b["name"] == "ort-cpu-fp32" and b.get("runs")), None)
-    cpu_p50 = {(r["input"], r["batch"]): r["p50"] for r in cpu["runs"]} if cpu else {}
-    for b in backends:
-        if b["name"].startswith("ort-cpu-") and b["name"] != "ort-cpu-fp32":
-            for r in b.get("runs", []):
-                base = cpu_p50.get((r["input"], r["batch"]))
-                r["speedup_vs_cpu_fp32"] = base / r["p50"] if base and r["p50"] else None
-    # the batch worker pool against its one-worker twin (``<name>-serial``) of the same run
+    """``speedup_vs_eager`` = reference p50 / backend p50 for the same input kind and batch size; the same
+    ratio against CPU fp32 for the other CPU precisions, and against a backend's one-worker twin."""
     by_name = {b["name"]: b for b in backends}
     for b in backends:
-        serial = by_name.get(f"{b['name']}-serial")
-        serial_p50 = {(r["input"], r["batch"]): r["p50"] for r in serial.get("runs", [])} if serial else {}
-        for r in b.get("runs", []):
-            base = serial_p50.get((r["input"], r["batch"]))
-            if base and r["p50"]:
-                r["speedup_vs_serial"] = base / r["p50"]
+        _set_ratio(b, _p50_by_case(by_name.get(reference)), "speedup_vs_eager")
+        # reduced precision on the CPU against CPU fp32 of the same run (e.g. int8 / fp32 = 1 / speedup)
+        if b["name"].startswith("ort-cpu-") and b["name"] != "ort-cpu-fp32":
+            _set_ratio(b, _p50_by_case(by_name.get("ort-cpu-fp32")), "speedup_vs_cpu_fp32")
+        # the batch worker pool against its one-worker twin (``<name>-serial``) of the same run
+        _set_ratio(b, _p50_by_case(by_name.get(f"{b['name']}-serial")), "speedup_vs_serial", always=False)
 
 
 def add_ocr_costs(backends: list[dict[str, Any]], suffix: str = "-ocr-off") -> None:

@@ -104,11 +104,12 @@ class GuardJudge:
                 u_tokens, u_embedding = self.encode_images(unique)
                 img_tokens, img_embedding = np.asarray(u_tokens)[row], np.asarray(u_embedding)[row]
                 u_ocr = [self.ocr_text(p) for p in unique]
-                ocr_texts = [u_ocr[r] for r in row]
-                found = [i for i, t in enumerate(ocr_texts) if t]
+                found = [i for i, t in enumerate(u_ocr) if t]
                 if found:
-                    ocr[found] = self.encode_texts([ocr_texts[i] for i in found])[2]
-                    present[found] = 1.0
+                    u_embedding_ocr = np.zeros((len(unique), embedding.shape[1]), np.float32)
+                    u_embedding_ocr[found] = self.encode_texts([u_ocr[i] for i in found])[2]
+                    ocr = u_embedding_ocr[row]
+                    present = np.asarray([[float(bool(u_ocr[r]))] for r in row], np.float32)
             inputs = (np.asarray(img_tokens, np.float32), np.asarray(img_embedding, np.float32),
                       np.asarray(tokens, np.float32)[:, :length], np.asarray(mask, np.int64)[:, :length],
                       np.asarray(embedding, np.float32), ocr, present)

@@ -731,8 +731,9 @@ def run_forge(config: ForgeConfig, resume: bool = False, progress: bool = True) 
     head_files = sorted(p for p in resolve_path(c.judge.guard).rglob("*") if p.is_file()) if c.judge.guard else []
     key = separation_key(c, [triples_path, judge_path, *head_files])
     separation_path = out / "reward_separation.json"
-    cached_separation = json.loads(separation_path.read_text(encoding="utf-8")) if separation_path.is_file() else {}
-    if resume and cached_separation.get("key") == key:  # a diagnostic (~45 s on 2 cores): once per setting
+    cached_separation = (json.loads(separation_path.read_text(encoding="utf-8"))
+                         if resume and separation_path.is_file() else {})
+    if cached_separation.get("key") == key:  # a diagnostic (~45 s on 2 cores): once per setting
         separation = cached_separation["separation"]
     else:
         separation = reward_separation(rewards, triples, seed=c.seed)
