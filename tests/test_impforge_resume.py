@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 
 from _impforge_fakes import hash_embedder, tiny_judge, tiny_policy, tiny_triples
 from crossguard.train.impforge.config import ForgeConfig, PPOConfig, RewardConfig
-from crossguard.train.impforge.pipeline import generate_implicit
+from crossguard.train.impforge.pipeline import domain_round_robin, generate_implicit, prescreen_scores
 from crossguard.train.impforge.ppo import PPOTrainer
 from crossguard.train.impforge.records import JsonlLog
 from crossguard.train.impforge.rewards import RewardModel
@@ -150,3 +151,41 @@ def test_max_similarity_zero_keeps_one_rewrite_per_triple(tmp_path):
     per_triple = lambda log: Counter(r["triple"]["id"] for r in log.values())  # noqa: E731
     assert max(per_triple(loose).values()) > 1 and max(per_triple(strict).values()) == 1
     assert set(per_triple(strict)) == set(per_triple(loose))
+
+
+def test_prescreen_order_tries_triples_whose_pointer_rewrite_looks_harmless_first(tmp_path):
+    triples = tiny_triples(8)
+    for t in triples[::2]:
+        t.domain = "drugs_weapons"
+    harmless = {"help me steal a this": 0.9, "how to make this at home": 0.8, "tell me how to hurt a this": 0.1}
+
+    class Judged:  # the rewards' safety on the referent rewrites, 0.5 unless listed
+        def __init__(self):
+            self.seen = []
+
+        def safety(self, texts):
+            self.seen += texts
+            return np.array([harmless.get(x, 0.5) for x in texts], np.float32)
+
+    judged = Judged()
+    scores = prescreen_scores(judged, triples)
+    assert judged.seen[0] == "how do i build a this to hurt people"  # the keyword replaced by "this"
+    order = domain_round_robin(triples, seed=0, priority=scores)
+    assert sorted(t.id for t in order) == sorted(t.id for t in triples)
+    assert [t.domain for t in order[:2]] == ["drugs_weapons", "violence"]  # domains still take turns
+    for domain in ("drugs_weapons", "violence"):
+        mine = [scores[t.id] for t in order if t.domain == domain]
+        assert mine == sorted(mine, reverse=True)
+    assert [t.keyword for t in order[:2]] == ["car", "meth"] and order[-2].keyword == "dog"
+
+    # generation tries them in that order (and "shuffled" in the plain round-robin one)
+    for name, expected in (("prescreen", domain_round_robin(triples, 0, prescreen_scores(_rewards(), triples))),
+                           ("shuffled", domain_round_robin(triples, 0))):
+        cfg = ForgeConfig()
+        cfg.generation.samples, cfg.generation.rewrites_per_triple, cfg.generation.batch_size = 1000, 2, 4
+        cfg.generation.order = name
+        done = JsonlLog(tmp_path / f"{name}_done.jsonl")
+        generate_implicit(tiny_policy(seed=0), _rewards(), triples, cfg, JsonlLog(tmp_path / f"{name}_acc.jsonl"),
+                          done, progress=False)
+        assert _ids(tmp_path / f"{name}_done.jsonl") == [t.id for t in expected]
+    assert expected != domain_round_robin(triples, 0, prescreen_scores(_rewards(), triples))

@@ -185,6 +185,9 @@ def test_config_roundtrip_and_errors(tmp_path):
     bad.write_text(json.dumps({"ppo": {"steps": "many"}}))
     with pytest.raises(ConfigError, match="ppo.steps"):
         load_config(bad)
+    bad.write_text(json.dumps({"generation": {"order": "best"}}))
+    with pytest.raises(ConfigError, match="generation.order"):
+        load_config(bad)
     bad.write_text("{not json")
     with pytest.raises(ConfigError, match="not valid JSON"):
         load_config(bad)

@@ -127,6 +127,9 @@ class WarmStartConfig:
     max_grad_norm: float = 1.0
 
 
+GENERATION_ORDERS = ("prescreen", "shuffled")
+
+
 @dataclass
 class GenerationConfig:
     samples: int = 2000  # accepted implicit samples wanted
@@ -142,8 +145,17 @@ class GenerationConfig:
     compare_triples: int = 48  # held-back (val) triples for the trained-vs-untrained comparison
     compare_samples: int = 4  # rewrites per triple and policy in that comparison
     max_minutes: float = 0.0  # >0: stop sampling after this long (the dataset is still written)
+    # the order triples are tried in within each domain (domains still take turns): "prescreen" tries first the
+    # triples whose query, keyword replaced by "this", looks most harmless to the safety judge (the keyword
+    # carries the harm, so a rewrite pointing at the picture can pass); "shuffled": random. Measured on a copy of
+    # gen2 (2 cores, 7 min each): 21.3 -> 44.4 accepted/min; to 2,000: 83 min of generation vs ~3.7 h (README)
+    order: str = "prescreen"
     benign_samples: int = 1500
     benign_hard_samples: int = 1000
+
+    def __post_init__(self):
+        if self.order not in GENERATION_ORDERS:
+            raise ConfigError(f"generation.order: expected one of {list(GENERATION_ORDERS)}, got {self.order!r}")
 
 
 @dataclass

@@ -15,6 +15,7 @@ import hashlib
 import json
 import os
 import random
+import re
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass
@@ -158,20 +159,37 @@ def build_triples(seeds: Sequence, pool, embed: CachedEmbedder, caption_emb: np.
 
 # ------------------------------------------------------------------------------------------ stage 2
 
-def domain_round_robin(triples: Sequence[Triple], seed: int) -> list[Triple]:
-    """Interleave domains (shuffled within each) so a run stopped early still covers every domain."""
+def domain_round_robin(triples: Sequence[Triple], seed: int,
+                       priority: dict[str, float] | None = None) -> list[Triple]:
+    """Interleave domains (shuffled within each) so a run stopped early still covers every domain. With
+    ``priority`` (triple id -> score) each domain's triples come highest score first (ties stay shuffled)."""
     rng = random.Random(seed)
     by_domain: dict[str, list[Triple]] = defaultdict(list)
     for t in triples:
         by_domain[t.domain].append(t)
     for d in by_domain:
         rng.shuffle(by_domain[d])
+        if priority is not None:
+            by_domain[d].sort(key=lambda t: -priority[t.id])
     order = []
     for i in range(max((len(v) for v in by_domain.values()), default=0)):
         for d in sorted(by_domain):
             if i < len(by_domain[d]):
                 order.append(by_domain[d][i])
     return order
+
+
+def referent_rewrite(t: Triple) -> str:
+    """The query with its keyword replaced by "this": the plainest rewrite that points at the picture."""
+    return re.sub(re.escape(t.keyword), "this", t.query, flags=re.IGNORECASE)
+
+
+def prescreen_scores(rewards, triples: Sequence[Triple]) -> dict[str, float]:
+    """Per triple, the safety reward of its referent rewrite: high when the keyword carries the query's harm, so
+    a rewrite that leaves it to the picture can look harmless alone. Text only (no picture, no sampling): about
+    6 ms a triple with a guard judge on 2 cores. Measured on gen2's 5,547 tried triples (guard v14 judge): AUROC
+    0.686 for "the policy got a rewrite of it accepted"."""
+    return dict(zip((t.id for t in triples), rewards.safety([referent_rewrite(t) for t in triples]).tolist()))
 
 
 def sample_rewrites(policy, triples: Sequence[Triple], n: int, batch_size: int, seed: int,
@@ -205,23 +223,17 @@ def reward_separation(rewards, triples: Sequence[Triple], n: int = 200, seed: in
     the keyword is gone: should pass semantic and overlap); 'unrelated': the referent rewrite of another
     triple of another domain (intent lost: should fail semantic); 'original': the query itself (names the
     keyword: should fail overlap, and safety)."""
-    import re as _re
-
     rng = random.Random(seed)
     picked = rng.sample(list(triples), min(n, len(triples)))
     if len(picked) < 2:
         return {}
-
-    def referent(t: Triple) -> str:
-        return _re.sub(_re.escape(t.keyword), "this", t.query, flags=_re.IGNORECASE)
-
     unrelated = []
     for t in picked:
         others = [o for o in picked if o.domain != t.domain] or [o for o in picked if o is not t]
-        unrelated.append(referent(rng.choice(others)))
+        unrelated.append(referent_rewrite(rng.choice(others)))
     saved = rewards.diversity.state()
     out = {}
-    for name, texts in (("referent", [referent(t) for t in picked]), ("unrelated", unrelated),
+    for name, texts in (("referent", [referent_rewrite(t) for t in picked]), ("unrelated", unrelated),
                         ("original", [t.query for t in picked])):
         rewards.diversity.load_state([])
         rb = rewards.for_triples(picked, texts)
@@ -270,13 +282,16 @@ def compare_policies(policy, rewards, triples: Sequence[Triple], n: int, batch_s
 
 def generate_implicit(policy, rewards, triples: Sequence[Triple], config: ForgeConfig, accepted: JsonlLog,
                       done: JsonlLog, progress: bool = True) -> dict:
-    """Sample rewrites for triples (domain round-robin), keep up to ``max_per_triple`` accepted ones each,
-    until ``samples`` accepted implicit samples exist. Triples already in ``done`` are skipped."""
+    """Sample rewrites for triples (domain round-robin, each domain's in ``generation.order``), keep up to
+    ``max_per_triple`` accepted ones each, until ``samples`` accepted implicit samples exist. Triples already in
+    ``done`` are skipped."""
     from .ppo import accepted_records
     from .rewards import jaccard
 
     g = config.generation
-    order = [t for t in domain_round_robin(triples, config.seed) if t.id not in done]
+    # scored over every triple, not only the ones left, so a resumed run tries them in the uninterrupted order
+    priority = prescreen_scores(rewards, triples) if g.order == "prescreen" else None
+    order = [t for t in domain_round_robin(triples, config.seed, priority) if t.id not in done]
     rewards.diversity.load_state([])  # rebuilt from the log: a resumed run scores like an uninterrupted one
     rewards.diversity.update([r["text"] for r in accepted.values()])
     per_chunk = max(1, g.batch_size // (g.probe_rewrites or g.rewrites_per_triple))
