@@ -179,8 +179,8 @@ def test_prescreen_order_tries_triples_whose_pointer_rewrite_looks_harmless_firs
     assert [t.keyword for t in order[:2]] == ["car", "meth"] and order[-2].keyword == "dog"
 
     # generation tries them in that order (and "shuffled" in the plain round-robin one)
-    for name, expected in (("prescreen", domain_round_robin(triples, 0, prescreen_scores(_rewards(), triples))),
-                           ("shuffled", domain_round_robin(triples, 0))):
+    prescreened = domain_round_robin(triples, 0, prescreen_scores(_rewards(), triples))
+    for name, expected in (("prescreen", prescreened), ("shuffled", domain_round_robin(triples, 0))):
         cfg = ForgeConfig()
         cfg.generation.samples, cfg.generation.rewrites_per_triple, cfg.generation.batch_size = 1000, 2, 4
         cfg.generation.order = name
@@ -188,4 +188,4 @@ def test_prescreen_order_tries_triples_whose_pointer_rewrite_looks_harmless_firs
         generate_implicit(tiny_policy(seed=0), _rewards(), triples, cfg, JsonlLog(tmp_path / f"{name}_acc.jsonl"),
                           done, progress=False)
         assert _ids(tmp_path / f"{name}_done.jsonl") == [t.id for t in expected]
-    assert expected != domain_round_robin(triples, 0, prescreen_scores(_rewards(), triples))
+    assert expected != prescreened

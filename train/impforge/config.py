@@ -251,4 +251,6 @@ def apply_overrides(config: ForgeConfig, overrides: dict[str, Any]) -> ForgeConf
         if not hasattr(target, name):
             raise ConfigError(f"unknown config key {dotted!r}")
         setattr(target, name, _check_type(getattr(target, name), value, dotted))
+        if hasattr(target, "__post_init__"):  # the section's own value checks (generation.order)
+            target.__post_init__()
     return config
