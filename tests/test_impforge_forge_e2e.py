@@ -208,9 +208,12 @@ def _lines(path: Path) -> list[dict]:
 def test_run_forge_end_to_end_then_resume(tmp_path, models, offline_readers, monkeypatch):
     config = _config(tmp_path, models)
     out = Path(config.out)
-    separations = []  # reward_separation runs: once per triples / judge / reward setting, not on every resume
-    real_separation = pipeline.reward_separation
-    monkeypatch.setattr(pipeline, "reward_separation", lambda *a, **k: separations.append(1) or real_separation(*a, **k))
+    # reward_separation and prescreen_scores run once per triples / judge / reward setting, not on every resume
+    separations, prescreens = [], []
+    for name, calls in (("reward_separation", separations), ("prescreen_scores", prescreens)):
+        real = getattr(pipeline, name)
+        monkeypatch.setattr(pipeline, name, lambda *a, _real=real, _calls=calls, **k: _calls.append(1) or _real(*a, **k))
+    assert config.generation.order == "prescreen"
     summary = run_forge(config, progress=False)
 
     # stage 1: triples over the seeds, images from the pool, none the NSFW fake flagged
@@ -298,6 +301,7 @@ def test_run_forge_end_to_end_then_resume(tmp_path, models, offline_readers, mon
     assert again["ppo_last"] == written["ppo_last"]  # PPO continued from its final checkpoint: no new step
     assert [s.id for s in read_manifest(out / "dataset.jsonl")] == [s.id for s in samples]
     assert len(separations) == 1 and again["reward_separation"] == written["reward_separation"]
+    assert len(prescreens) == 1
 
     # resume asking for more samples: the old ones stay, finished triples are not tried again
     more = replace(config, generation=replace(config.generation, samples=len(accepted) + 2))
@@ -315,7 +319,7 @@ def test_run_forge_end_to_end_then_resume(tmp_path, models, offline_readers, mon
     assert stage1_settings(wider) != stage1_settings(more)
     assert stage1_settings(replace(more, judge=replace(more.judge, guard="other/head"))) == stage1_settings(more)
     run_forge(wider, resume=True, progress=False)
-    assert len(separations) == 2  # new triples: measured again
+    assert len(separations) == 2 and len(prescreens) == 2  # new triples: measured again
     assert json.loads((out / "stage1.json").read_text(encoding="utf-8"))["settings"] == stage1_settings(wider)
     assert len(_lines(out / "triples.jsonl")) >= len(triples)
     assert _lines(out / "accepted_implicit.jsonl")[:len(accepted_after)] == accepted_after

@@ -20,7 +20,7 @@ import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -47,6 +47,17 @@ def _stable_hash(*parts: object) -> int:
 
 def _atomic_json(path: Path, data) -> None:
     atomic_write_text(path, json.dumps(data, indent=2, ensure_ascii=False))
+
+
+def cached_by_key(path: Path, key: str, use_cache: bool, compute: Callable[[], Any]) -> Any:
+    """``compute()``, kept in ``path`` under ``key``: with ``use_cache`` (a resume) and the same key the
+    stored value is returned instead."""
+    stored = json.loads(path.read_text(encoding="utf-8")) if use_cache and path.is_file() else {}
+    if stored.get("key") == key:
+        return stored["value"]
+    value = compute()
+    _atomic_json(path, {"key": key, "value": value})
+    return value
 
 
 def select_device(name: str) -> str:
@@ -281,16 +292,19 @@ def compare_policies(policy, rewards, triples: Sequence[Triple], n: int, batch_s
 
 
 def generate_implicit(policy, rewards, triples: Sequence[Triple], config: ForgeConfig, accepted: JsonlLog,
-                      done: JsonlLog, progress: bool = True) -> dict:
+                      done: JsonlLog, progress: bool = True, priority: dict[str, float] | None = None) -> dict:
     """Sample rewrites for triples (domain round-robin, each domain's in ``generation.order``), keep up to
     ``max_per_triple`` accepted ones each, until ``samples`` accepted implicit samples exist. Triples already in
-    ``done`` are skipped."""
+    ``done`` are skipped. ``priority``: ``prescreen_scores`` of ``triples`` when the caller has them."""
     from .ppo import accepted_records
     from .rewards import jaccard
 
     g = config.generation
     # scored over every triple, not only the ones left, so a resumed run tries them in the uninterrupted order
-    priority = prescreen_scores(rewards, triples) if g.order == "prescreen" else None
+    if g.order == "prescreen" and priority is None:
+        priority = prescreen_scores(rewards, triples)
+    elif g.order != "prescreen":
+        priority = None
     order = [t for t in domain_round_robin(triples, config.seed, priority) if t.id not in done]
     rewards.diversity.load_state([])  # rebuilt from the log: a resumed run scores like an uninterrupted one
     rewards.diversity.update([r["text"] for r in accepted.values()])
@@ -740,19 +754,14 @@ def run_forge(config: ForgeConfig, resume: bool = False, progress: bool = True) 
         from .guard_judge import GuardJudge
 
         # the guard was trained on the packaged MiniLM: share it unless the run embeds with another encoder
-        guard_judge = GuardJudge.from_dir(c.judge.guard, device=device,
+        guard_judge = GuardJudge.from_dir(resolve_path(c.judge.guard), device=device,
                                           text_encoder=encoder if c.text_encoder is None else None)
     rewards = RewardModel(c.rewards, embed, judge, guard_judge)
     head_files = sorted(p for p in resolve_path(c.judge.guard).rglob("*") if p.is_file()) if c.judge.guard else []
     key = separation_key(c, [triples_path, judge_path, *head_files])
-    separation_path = out / "reward_separation.json"
-    cached_separation = (json.loads(separation_path.read_text(encoding="utf-8"))
-                         if resume and separation_path.is_file() else {})
-    if cached_separation.get("key") == key:  # a diagnostic (~45 s on 2 cores): once per setting
-        separation = cached_separation["separation"]
-    else:
-        separation = reward_separation(rewards, triples, seed=c.seed)
-        _atomic_json(separation_path, {"key": key, "separation": separation})
+    # a diagnostic (~45 s on 2 cores): once per setting
+    separation = cached_by_key(out / "reward_separation.json", key, resume,
+                               lambda: reward_separation(rewards, triples, seed=c.seed))
     _log(f"reward separation (threshold check): {json.dumps(separation)}")
     policy = load_policy(c.policy, device)
     train_triples = [t for t in triples if t.split == "train"] or list(triples)
@@ -788,7 +797,10 @@ def run_forge(config: ForgeConfig, resume: bool = False, progress: bool = True) 
     accepted = JsonlLog(out / "accepted_implicit.jsonl")
     accepted.add(trainer.accepted.values())  # samples accepted during PPO count too
     done = JsonlLog(out / "generation_done.jsonl")
-    generation = generate_implicit(policy, rewards, triples, c, accepted, done, progress)
+    priority = None
+    if c.generation.order == "prescreen":  # ~35 s for 6,263 triples with a guard judge on 2 cores: once per setting
+        priority = cached_by_key(out / "prescreen.json", key, resume, lambda: prescreen_scores(rewards, triples))
+    generation = generate_implicit(policy, rewards, triples, c, accepted, done, progress, priority)
     timed("generation", t0)
 
     # -- dataset
