@@ -256,8 +256,9 @@ def reward_separation(rewards, triples: Sequence[Triple], n: int = 200, seed: in
 
 
 def separation_key(c: ForgeConfig, files: Sequence[Path]) -> str:
-    """What ``reward_separation`` depends on: the reward, judge and encoder settings, the seed, and the bytes of
-    ``files`` (the triples, the text judge, the guard head's files): a resume with all of them unchanged reuses it."""
+    """What ``reward_separation`` and ``prescreen_scores`` depend on: the reward, judge and encoder settings, the
+    seed, and the bytes of ``files`` (the triples, the text judge, the guard head's files): a resume with all of
+    them unchanged reuses both."""
     d = c.to_dict()
     h = hashlib.sha256(json.dumps({k: d[k] for k in ("rewards", "judge", "text_encoder", "seed")},
                                   sort_keys=True).encode())
@@ -301,10 +302,10 @@ def generate_implicit(policy, rewards, triples: Sequence[Triple], config: ForgeC
 
     g = config.generation
     # scored over every triple, not only the ones left, so a resumed run tries them in the uninterrupted order
-    if g.order == "prescreen" and priority is None:
-        priority = prescreen_scores(rewards, triples)
-    elif g.order != "prescreen":
+    if g.order != "prescreen":
         priority = None
+    elif priority is None:
+        priority = prescreen_scores(rewards, triples)
     order = [t for t in domain_round_robin(triples, config.seed, priority) if t.id not in done]
     rewards.diversity.load_state([])  # rebuilt from the log: a resumed run scores like an uninterrupted one
     rewards.diversity.update([r["text"] for r in accepted.values()])
@@ -443,6 +444,9 @@ def add_other_kinds(writer: DatasetWriter, seeds: Sequence, triples: Sequence[Tr
                    s.domain, seed_id=s.id, split=split_of(s.id), typography=style.to_dict())
     benign = benign_questions(g.benign_samples, config.seed)
     hard = hard_benign_questions(g.benign_hard_samples, config.seed)
+    if len(benign) < g.benign_samples or len(hard) < g.benign_hard_samples:
+        _log(f"the benign templates give {len(benign)} of {g.benign_samples} benign and {len(hard)} of "
+             f"{g.benign_hard_samples} hard-benign requests (twins of implicit samples fill up the hard-benign ones)")
     hits = pool.search_many(benign + hard, k=3) if benign or hard else []
     hard_domains = domain_classifier.predict(hard) if hard else []
     for i, q in enumerate(benign):
