@@ -10,7 +10,7 @@ import torch
 
 from _impforge_fakes import hash_embedder, tiny_judge, tiny_policy, tiny_triples
 from crossguard.train.impforge.config import ForgeConfig, PPOConfig, RewardConfig
-from crossguard.train.impforge.pipeline import domain_round_robin, generate_implicit, prescreen_scores
+from crossguard.train.impforge.pipeline import cached_by_key, domain_round_robin, generate_implicit, prescreen_scores
 from crossguard.train.impforge.ppo import PPOTrainer
 from crossguard.train.impforge.records import JsonlLog
 from crossguard.train.impforge.rewards import RewardModel
@@ -151,6 +151,45 @@ def test_max_similarity_zero_keeps_one_rewrite_per_triple(tmp_path):
     per_triple = lambda log: Counter(r["triple"]["id"] for r in log.values())  # noqa: E731
     assert max(per_triple(loose).values()) > 1 and max(per_triple(strict).values()) == 1
     assert set(per_triple(strict)) == set(per_triple(loose))
+
+
+def test_cached_by_key_reuses_a_value_only_on_resume_with_the_same_key(tmp_path):
+    path, calls = tmp_path / "cache.json", []
+    compute = lambda: calls.append(1) or {"x": len(calls)}  # noqa: E731
+    assert cached_by_key(path, "k1", False, compute) == {"x": 1}
+    assert cached_by_key(path, "k1", True, compute) == {"x": 1} and len(calls) == 1
+    assert cached_by_key(path, "k2", True, compute) == {"x": 2}  # another setting
+    assert cached_by_key(path, "k2", False, compute) == {"x": 3}  # not a resume
+    path.write_text(json.dumps({"key": "k2", "separation": {"old": 1}}))  # an older layout: redone, not a crash
+    assert cached_by_key(path, "k2", True, compute) == {"x": 4}
+    assert json.loads(path.read_text()) == {"key": "k2", "value": {"x": 4}}
+
+
+def test_max_per_query_caps_accepted_samples_of_one_seed_over_its_pictures(tmp_path):
+    from collections import Counter
+    from dataclasses import replace
+
+    cfg = ForgeConfig()
+    cfg.generation.samples, cfg.generation.rewrites_per_triple, cfg.generation.batch_size = 1000, 4, 2
+    cfg.generation.max_per_triple = 4  # batch 2 / probe 2: one triple a chunk
+    # each query with two pictures, as with retrieval.images_per_keyword 2
+    triples = [replace(t, id=f"{t.id}#{pic}", image_id=f"{t.image_id}{pic}") for t in tiny_triples(4) for pic in "ab"]
+    per_query = lambda log: Counter(r["triple"]["query"] for r in log.values())  # noqa: E731
+    free = JsonlLog(tmp_path / "free.jsonl")
+    generate_implicit(tiny_policy(seed=0), _rewards(), triples, cfg, free, JsonlLog(tmp_path / "d1.jsonl"),
+                      progress=False)
+    assert max(per_query(free).values()) > 2
+
+    cfg.generation.max_per_query = 2
+    capped, done = JsonlLog(tmp_path / "capped.jsonl"), JsonlLog(tmp_path / "d2.jsonl")
+    stats = generate_implicit(tiny_policy(seed=0), _rewards(), triples, cfg, capped, done, progress=False)
+    assert max(per_query(capped).values()) == 2 and set(per_query(capped)) <= set(per_query(free))
+    # a query's later pictures are skipped once it is full, and stay untried (not in done) for a larger cap
+    assert stats["triples_skipped_query_cap"] > 0
+    assert stats["triples_tried"] + stats["triples_skipped_query_cap"] == len(triples) == len(done.values()) + \
+        stats["triples_skipped_query_cap"]
+    again = generate_implicit(tiny_policy(seed=0), _rewards(), triples, cfg, capped, done, progress=False)
+    assert again["rewrites_generated"] == 0  # a resume counts the queries from the accepted log
 
 
 def test_prescreen_order_tries_triples_whose_pointer_rewrite_looks_harmless_first(tmp_path):

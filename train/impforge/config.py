@@ -143,6 +143,9 @@ class GenerationConfig:
     # was accepted (held-back triples: after a hit the next rewrites pass 4x as often as after a miss)
     probe_rewrites: int = 2
     max_similarity: float = 1.0  # a kept rewrite's word-trigram Jaccard to the others kept for its triple is below
+    # >0: at most this many accepted samples per seed query (over all its keywords and pictures), so a run does
+    # not fill up from a few easy seeds; 0: no cap
+    max_per_query: int = 0
     batch_size: int = 32
     explicit_text_per_seed: float = 0.5  # fraction of seeds that also give an explicit-text sample
     explicit_image_per_seed: float = 0.5

@@ -51,9 +51,9 @@ def _atomic_json(path: Path, data) -> None:
 
 def cached_by_key(path: Path, key: str, use_cache: bool, compute: Callable[[], Any]) -> Any:
     """``compute()``, kept in ``path`` under ``key``: with ``use_cache`` (a resume) and the same key the
-    stored value is returned instead."""
+    stored value is returned instead (a file in another layout, e.g. written by an older version, is redone)."""
     stored = json.loads(path.read_text(encoding="utf-8")) if use_cache and path.is_file() else {}
-    if stored.get("key") == key:
+    if isinstance(stored, dict) and stored.get("key") == key and "value" in stored:
         return stored["value"]
     value = compute()
     _atomic_json(path, {"key": key, "value": value})
@@ -295,8 +295,8 @@ def compare_policies(policy, rewards, triples: Sequence[Triple], n: int, batch_s
 def generate_implicit(policy, rewards, triples: Sequence[Triple], config: ForgeConfig, accepted: JsonlLog,
                       done: JsonlLog, progress: bool = True, priority: dict[str, float] | None = None) -> dict:
     """Sample rewrites for triples (domain round-robin, each domain's in ``generation.order``), keep up to
-    ``max_per_triple`` accepted ones each, until ``samples`` accepted implicit samples exist. Triples already in
-    ``done`` are skipped. ``priority``: ``prescreen_scores`` of ``triples`` when the caller has them."""
+    ``max_per_triple`` accepted ones each (and ``max_per_query`` per seed query), until ``samples`` accepted
+    implicit samples exist. Triples already in ``done`` are skipped. ``priority``: ``prescreen_scores`` of ``triples`` when the caller has them."""
     from .ppo import accepted_records
     from .rewards import jaccard
 
@@ -314,22 +314,32 @@ def generate_implicit(policy, rewards, triples: Sequence[Triple], config: ForgeC
     if progress:
         from tqdm.auto import tqdm
         bar = tqdm(total=g.samples, initial=min(len(accepted), g.samples), desc="forge implicit", unit="sample")
-    tried = generated = 0
+    per_query = Counter(r["triple"]["query"] for r in accepted.values())
+    query_cap = g.max_per_query if g.max_per_query > 0 else float("inf")
+    tried = generated = skipped = 0
     t0 = time.perf_counter()
-    for start in range(0, len(order), per_chunk):
-        if len(accepted) >= g.samples:
-            break
+    pending = iter(order)
+    while len(accepted) < g.samples:
         if g.max_minutes > 0 and time.perf_counter() - t0 > 60 * g.max_minutes:
             _log(f"generation stopped after {g.max_minutes} min (generation.max_minutes)")
             break
-        chunk = order[start:start + per_chunk]
+        chunk = []  # the next triples whose query is below the cap (skipped ones stay untried: not in done)
+        for t in pending:
+            if per_query[t.query] < query_cap:
+                chunk.append(t)
+                if len(chunk) == per_chunk:
+                    break
+            else:
+                skipped += 1
+        if not chunk:
+            break
         flat_t, flat_r, rb = sample_and_score(policy, rewards, chunk, g, _stable_hash(config.seed, chunk[0].id))
         generated += len(flat_r)
         records, per_triple = [], Counter()
         kept: dict[str, list[frozenset]] = defaultdict(list)
         for i in np.argsort(-rb.total, kind="stable"):
             t = flat_t[i]
-            if rb.accepted[i] and per_triple[t.id] < g.max_per_triple:
+            if rb.accepted[i] and per_triple[t.id] < g.max_per_triple and per_query[t.query] < query_cap:
                 rec = accepted_records([t], [flat_r[i]], rb.take(slice(i, i + 1)), "generate", -1)[0]
                 grams = rewards.diversity.grams(flat_r[i])
                 if (rec["id"] not in accepted and all(r["id"] != rec["id"] for r in records)
@@ -337,6 +347,7 @@ def generate_implicit(policy, rewards, triples: Sequence[Triple], config: ForgeC
                     records.append(rec)
                     kept[t.id].append(grams)
                     per_triple[t.id] += 1
+                    per_query[t.query] += 1
         before = len(accepted)
         accepted.add(records)
         rewards.diversity.update([r["text"] for r in records])
@@ -347,7 +358,8 @@ def generate_implicit(policy, rewards, triples: Sequence[Triple], config: ForgeC
             bar.set_postfix(triples=tried, rate=f"{len(accepted) - before}/{len(flat_r)}")
     if bar is not None:
         bar.close()
-    return {"triples_tried": tried, "rewrites_generated": generated, "seconds": time.perf_counter() - t0}
+    return {"triples_tried": tried, "triples_skipped_query_cap": skipped, "rewrites_generated": generated,
+            "seconds": time.perf_counter() - t0}
 
 
 def sample_and_score(policy, rewards, triples: Sequence[Triple], g, seed: int):
