@@ -296,7 +296,8 @@ def generate_implicit(policy, rewards, triples: Sequence[Triple], config: ForgeC
                       done: JsonlLog, progress: bool = True, priority: dict[str, float] | None = None) -> dict:
     """Sample rewrites for triples (domain round-robin, each domain's in ``generation.order``), keep up to
     ``max_per_triple`` accepted ones each (and ``max_per_query`` per seed query), until ``samples`` accepted
-    implicit samples exist. Triples already in ``done`` are skipped. ``priority``: ``prescreen_scores`` of ``triples`` when the caller has them."""
+    implicit samples exist. Triples already in ``done`` are skipped. ``priority``: ``prescreen_scores`` of
+    ``triples`` when the caller has them."""
     from .ppo import accepted_records
     from .rewards import jaccard
 
