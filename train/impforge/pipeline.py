@@ -766,15 +766,16 @@ def run_forge(config: ForgeConfig, resume: bool = False, progress: bool = True) 
 
     # -- stage 2: PPO
     t0 = time.perf_counter()
-    guard_judge = None
+    guard_judge, head_files = None, []
     if c.judge.guard:  # a trained guard head: safety judge and the semantic reward's joint term
         from .guard_judge import GuardJudge
 
+        head_dir = resolve_path(c.judge.guard)
         # the guard was trained on the packaged MiniLM: share it unless the run embeds with another encoder
-        guard_judge = GuardJudge.from_dir(resolve_path(c.judge.guard), device=device,
+        guard_judge = GuardJudge.from_dir(head_dir, device=device,
                                           text_encoder=encoder if c.text_encoder is None else None)
+        head_files = sorted(p for p in head_dir.rglob("*") if p.is_file())
     rewards = RewardModel(c.rewards, embed, judge, guard_judge)
-    head_files = sorted(p for p in resolve_path(c.judge.guard).rglob("*") if p.is_file()) if c.judge.guard else []
     key = separation_key(c, [triples_path, judge_path, *head_files])
     # a diagnostic (~45 s on 2 cores): once per setting
     separation = cached_by_key(out / "reward_separation.json", key, resume,
