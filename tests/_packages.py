@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from crossguard.train.locate import TEXT_PACKAGE, package_dir
+from crossguard.locate import TEXT_PACKAGE, package_dir
 
 
 def needs_package(*import_names: str) -> pytest.MarkDecorator:

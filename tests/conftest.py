@@ -1,4 +1,5 @@
-"""Shared fixtures: repository paths, the optional ../shared/data folder, GPU detection."""
+"""Shared fixtures: repository paths, the optional data folder ($CROSSGUARD_DATA or ../shared/data), GPU
+detection."""
 from __future__ import annotations
 
 import os
@@ -6,8 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from crossguard.paths import find_data_root
+
 REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = Path(os.environ.get("CROSSGUARD_SHARED_DATA", REPO.parent / "shared" / "data"))
+SHARED_DATA = find_data_root()  # None when absent: tests marked "shared" skip
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -32,7 +35,7 @@ def _has_torch_cuda() -> bool:
 def pytest_collection_modifyitems(config, items):
     skip_gpu = pytest.mark.skip(reason="needs an NVIDIA GPU (CUDA/TensorRT)")
     skip_cuda = pytest.mark.skip(reason="needs PyTorch with a CUDA GPU")
-    skip_shared = pytest.mark.skip(reason=f"{SHARED_DATA} is absent")
+    skip_shared = pytest.mark.skip(reason="no data folder ($CROSSGUARD_DATA or ../shared/data)")
     gpu = _has_gpu()
     cuda = any(item.get_closest_marker("cuda") for item in items) and _has_torch_cuda()
     for item in items:
@@ -40,14 +43,14 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip_cuda)
         if "gpu" in item.keywords and not gpu:
             item.add_marker(skip_gpu)
-        if "shared" in item.keywords and not SHARED_DATA.is_dir():
+        if "shared" in item.keywords and SHARED_DATA is None:
             item.add_marker(skip_shared)
 
 
 @pytest.fixture
 def shared_data() -> Path:
-    if not SHARED_DATA.is_dir():
-        pytest.skip(f"{SHARED_DATA} is absent")
+    if SHARED_DATA is None:
+        pytest.skip("no data folder ($CROSSGUARD_DATA or ../shared/data)")
     return SHARED_DATA
 
 

@@ -7,7 +7,7 @@ import shutil
 import pytest
 
 from _runtime_tiny import make_tiny_bundle
-from crossguard.runtime.bundle import Bundle, BundleError, default_bundle_path, file_sha256, write_manifest_hashes
+from crossguard.runtime.bundle import Bundle, BundleError, file_sha256, write_manifest_hashes
 
 
 @pytest.fixture(scope="module")
@@ -90,10 +90,3 @@ def test_write_manifest_hashes_roundtrip(copy):
     assert "manifest.json" not in manifest["files"]
     assert not list(copy.glob(".manifest.*"))  # the temporary file was renamed into place
     Bundle.load(copy)
-
-
-def test_default_path_env(monkeypatch, tmp_path):
-    monkeypatch.setenv("CROSSGUARD_BUNDLE", str(tmp_path))
-    assert default_bundle_path() == tmp_path
-    monkeypatch.delenv("CROSSGUARD_BUNDLE")
-    assert default_bundle_path().parts[-3:] == ("crossguard", "bundles", "default")

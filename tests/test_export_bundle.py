@@ -279,12 +279,13 @@ def test_cli_int8_sets_from_manifests_with_runtime_ocr(tmp_path):
     none = argparse.Namespace(**{**vars(args), "calibration_manifest": None, "validation_manifest": None})
     assert _int8_sets(none, ocr, ("fp32", "int8")) == (None, None)
     # --default: the head's own splits (guard.json training.data), absolute or relative to the repo root
-    from crossguard.export.cli import REPO, training_data_dir
+    from crossguard.export.cli import training_data_dir
+    from crossguard.paths import source_root
 
     default = argparse.Namespace(**{**vars(none), "default": True})
     data_dir = training_data_dir({"training": {"data": str(tmp_path)}})
     assert data_dir == tmp_path and training_data_dir({"training": {"data": "artifacts/data/v1"}}) == \
-        REPO / "artifacts" / "data" / "v1" and training_data_dir({}) is None
+        source_root() / "artifacts" / "data" / "v1" and training_data_dir({}) is None
     calibration, validation = _int8_sets(default, ocr, ("fp32", "int8"), data_dir)
     assert len(calibration) == 4 and [s.text for s in validation] == [s.text for s in rows]
     assert _int8_sets(default, ocr, ("fp32", "int8"), tmp_path / "absent") == (None, None)

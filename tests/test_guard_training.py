@@ -367,17 +367,13 @@ def test_train_cli_bad_input(tmp_path, capsys):
                  "--config", str(tmp_path / "c.json")]) == 2
 
 
-SHARED = __import__("pathlib").Path(__file__).resolve().parents[2] / "shared" / "data"
-
-
 @pytest.mark.shared
-@pytest.mark.skipif(not (SHARED / "dev").is_dir(), reason="../shared/data is absent")
-def test_dev_set_readers():
+def test_dev_set_readers(shared_data):
     from crossguard.train.guard.dev_sets import FIGSTEP_INCITEMENT, figstep_tiny, mossbench_dev
 
-    fig = figstep_tiny(SHARED)
+    fig = figstep_tiny(shared_data)
     assert len(fig) == 50 and all(s.unsafe and s.kind == "explicit-image" for s in fig)
     assert sum(s.domain is None for s in fig) == 15  # legal, financial, health advice: no harm domain
     assert all(s.text == FIGSTEP_INCITEMENT for s in fig)
-    moss = mossbench_dev(SHARED)
+    moss = mossbench_dev(shared_data)
     assert len(moss) == 95 and not any(s.unsafe for s in moss)

@@ -38,14 +38,6 @@ def test_info_json(capsys, monkeypatch, tmp_path):
     assert info["default_bundle"] == {"path": str(bundle), "exists": True, "from_env": True}
 
 
-def test_info_default_bundle_location(monkeypatch, tmp_path):
-    from crossguard.info import default_bundle_dir
-
-    monkeypatch.delenv("CROSSGUARD_BUNDLE", raising=False)
-    monkeypatch.setenv("HOME", str(tmp_path))
-    assert default_bundle_dir() == tmp_path / ".cache" / "crossguard" / "bundles" / "default"
-
-
 def test_info_imports_no_torch():
     code = ("import sys, io, contextlib\n"
             "from crossguard.cli import main\n"

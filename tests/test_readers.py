@@ -242,10 +242,8 @@ def test_dispatch(tmp_path):
 
 
 @pytest.mark.shared
-def test_shared_dev_sets():
-    shared = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "dev"
-    if not shared.is_dir():
-        pytest.skip("../shared/data absent")
+def test_shared_dev_sets(shared_data):
+    shared = shared_data / "dev"
     fig = r.read_figstep(shared / "figstep_tiny", no_domain="closest")
     assert len(fig) == 50 and all(s.kind == "explicit-image" for s in fig)
     assert len(r.read_figstep(shared / "figstep_tiny", no_domain="skip")) == 35  # 3 advice topics x 5

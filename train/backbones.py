@@ -4,7 +4,7 @@ the NSFW classifier, and a user's own CLIP/SigLIP or vision-language model.
 Packaged models load from their installed package folders; anything else from a local directory the
 user gives. Nothing here touches the network (``HF_HUB_OFFLINE=1`` and ``local_files_only=True``).
 Encoders come back in eval mode with ``requires_grad=False`` (callers may unfreeze layers).
-The torch-free locating code lives in ``crossguard.train.locate`` (used by ``crossguard info``).
+The torch-free locating code lives in ``crossguard.locate`` (used by ``crossguard info``).
 """
 from __future__ import annotations
 
@@ -18,8 +18,9 @@ from pathlib import Path  # noqa: E402
 from typing import Any, Callable  # noqa: E402
 
 import numpy as np  # noqa: E402
+from crossguard.paths import cache_dir  # noqa: E402
 
-from .locate import (  # noqa: E402,F401  (re-exported)
+from crossguard.locate import (  # noqa: E402,F401  (re-exported)
     GENERATOR_PACKAGE, IMAGE_CODE_PACKAGE, IMAGE_WEIGHT_PACKAGES, NSFW_PACKAGE, OCR_PACKAGE, TEXT_PACKAGE,
     TRAIN_EXTRA, generator_file, image_weights_file, locate, missing_message, nsfw_file, ocr_files,
     package_dir, package_version, text_model_dir,
@@ -257,15 +258,9 @@ def nsfw_model() -> Path:
 
 # ------------------------------------------------------------------------------------------ generator
 
-def cache_root() -> Path:
-    """Where converted backbones are cached: $CROSSGUARD_CACHE, else ~/.cache/crossguard."""
-    env = os.environ.get("CROSSGUARD_CACHE")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "crossguard"
-
-
 def _gguf_cache_dir(gguf: Path) -> Path:
     version = package_version(GENERATOR_PACKAGE[1]) or "local"
-    return cache_root() / "generator" / f"{gguf.stem}-{gguf.stat().st_size}-{version}"
+    return cache_dir() / "generator" / f"{gguf.stem}-{gguf.stat().st_size}-{version}"
 
 
 def _save_converted(model: Any, tokenizer: Any, target: Path) -> None:
@@ -303,7 +298,7 @@ def generator(source: str | os.PathLike | None = None, dtype: torch.dtype = torc
 
     Reading the GGUF takes tens of seconds on a small CPU (the gguf reader parses the 49k-entry vocabulary
     three times), so with ``cache`` the dequantised model is saved once as safetensors under
-    ``cache_root()/generator/`` (538 MB) and later calls load that (1-3 s instead of 35-100 s).
+    ``cache_dir()/generator/`` (538 MB) and later calls load that (1-3 s instead of 35-100 s).
     """
     if source is None:
         _require(GENERATOR_PACKAGE[0], GENERATOR_PACKAGE[1], "the default ImpForge generator (SmolLM2-135M)")

@@ -48,6 +48,7 @@ from crossguard.runtime.preprocess import load_image
 
 from crossguard.fileio import link_or_copy, replace_dir
 from crossguard.manifest import read_manifest, write_manifest
+from crossguard.paths import artifacts_dir, data_dir
 from crossguard.schemas import KINDS, UNSAFE_KINDS, Sample
 from crossguard.taxonomy import DOMAIN_NAMES
 
@@ -64,8 +65,6 @@ from .typography import (
     to_heading,
 )
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_SEEDS = REPO_ROOT.parent / "shared" / "data" / "seeds"
 CONTRAST_SHARE = 0.1  # benign-hard share of object-intent contrast pairs (data v7-v11)
 DEFAULT_COUNTS = {"implicit": 800, "explicit-text": 600, "explicit-image": 800, "benign": 2000,
                   "benign-hard": 1300}
@@ -1043,9 +1042,9 @@ def format_summary(summary: dict) -> str:
 # ------------------------------------------------------------------------------------------- CLI
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--seeds", type=Path, default=DEFAULT_SEEDS,
-                        help=f"seed folder (default {DEFAULT_SEEDS})")
-    parser.add_argument("--out", type=Path, default=REPO_ROOT / "artifacts" / "data" / "v1",
+    parser.add_argument("--seeds", type=Path, default=None,
+                        help="seed folder (default: seeds/ in $CROSSGUARD_DATA, else in ../shared/data)")
+    parser.add_argument("--out", type=Path, default=artifacts_dir() / "data" / "v1",
                         help="output folder (replaced atomically)")
     parser.add_argument("--images", type=Path, action="append", default=[],
                         help="extra image folder for the pool (repeatable; optional captions.json)")
@@ -1118,6 +1117,7 @@ def run(args: argparse.Namespace) -> int:
             return 2
         counts[kind] = int(n)
     try:
+        args.seeds = args.seeds or data_dir("seeds")
         seeds = read_seed_dir(args.seeds)
     except (FileNotFoundError, SeedFormatError) as e:
         print(f"crossguard build-data: {e}", file=sys.stderr)

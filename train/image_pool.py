@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 from crossguard.fileio import atomic_path, atomic_write_text
+from crossguard.paths import pool_cache_dir
 
 from crossguard.runtime.preprocess import ImageLimits, InputError, load_image
 
@@ -44,12 +45,7 @@ INDEX_VERSION = 2  # bump when thumbnails or captions change meaning
 # Clip-art beyond this is skipped (some openclipart PNGs decode to >100 M pixels; PNG has no draft mode).
 POOL_LIMITS = ImageLimits(max_pixels=30_000_000, max_bytes=25 * 1024 * 1024, max_side=1024)
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-
-
-def default_cache_dir() -> Path:
-    env = os.environ.get("CROSSGUARD_CACHE")
-    return Path(env) / "pool" if env else REPO_ROOT / "artifacts" / "pool"
+default_cache_dir = pool_cache_dir
 
 
 @dataclass
@@ -179,7 +175,7 @@ def openclipart_author_tokens(paths: Sequence[Path], root: Path) -> set[str]:
 
 
 def _english_words() -> set[str]:
-    from crossguard.train.locate import text_model_dir
+    from crossguard.locate import text_model_dir
 
     d = text_model_dir()
     vocab = d / "vocab.txt" if d else None

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from crossguard.paths import data_dir, pool_cache_dir
 from crossguard.taxonomy import DOMAIN_NAMES, DOMAINS, map_label
 
 EmbedFn = Callable[[list[str]], np.ndarray]  # texts -> [N, D] float32, rows L2-normalised
@@ -672,18 +673,16 @@ def main(argv: list[str] | None = None) -> int:
     import argparse
     from collections import Counter
 
-    default = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "seeds"
     ap = argparse.ArgumentParser(description=main.__doc__)
-    ap.add_argument("--seeds", type=Path, default=default)
+    ap.add_argument("--seeds", type=Path, default=None, help="seed folder (default: seeds/ of the data folder)")
     ap.add_argument("--hashing", action="store_true", help="use the model-free hashing embedding")
     args = ap.parse_args(argv)
-    seeds = read_seed_dir(args.seeds)
+    seeds = read_seed_dir(args.seeds or data_dir("seeds"))
     if args.hashing:
         embed: EmbedFn = hashing_embed
     else:  # share build-data's text embedding cache
-        from crossguard.train.image_pool import default_cache_dir
         model = default_embed()
-        embed = CachedEmbed(model, default_cache_dir() / f"text_emb.{model.cache_key}")
+        embed = CachedEmbed(model, pool_cache_dir() / f"text_emb.{model.cache_key}")
     print(f"{len(seeds)} seeds; by source: {dict(Counter(s.source for s in seeds))}")
     print(json.dumps(evaluate_classifier(seeds, embed, read_handlabels()), indent=2))
     clf = DomainClassifier(embed).fit([s for s in seeds if s.domain is not None])

@@ -34,7 +34,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-baselines", action="store_true", help="skip text/image/OCR-only baselines")
     parser.add_argument("--dev-report", action="store_true",
                         help="also report FigStep-tiny and MOSSBench-dev (report only, never used for tuning)")
-    parser.add_argument("--shared-data", default=None, help="shared data folder (default ../shared/data)")
+    parser.add_argument("--shared-data", default=None, help="data folder (default $CROSSGUARD_DATA, else ../shared/data)")
     parser.add_argument("--guard-out", default=None, help="also save the head here (e.g. train/default_guard)")
     parser.add_argument("--half", action="store_true", help="store float16 weights in --guard-out")
     parser.add_argument("--cache-dir", default=None, help="feature cache (default artifacts/features)")

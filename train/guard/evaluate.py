@@ -13,14 +13,14 @@ from typing import Any
 
 import numpy as np
 
+from crossguard.paths import default_guard_dir
 from crossguard.runtime.policy import apply_policy, calibrated_score, softmax
 from crossguard.schemas import KINDS, MODALITIES, Sample
 from crossguard.taxonomy import DOMAIN_NAMES
 
 from .calibrate import expected_calibration_error
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_GUARD = REPO_ROOT / "train" / "default_guard"
+DEFAULT_GUARD = default_guard_dir()
 
 
 def auroc(labels: np.ndarray, scores: np.ndarray) -> float | None:
@@ -133,7 +133,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     src = parser.add_mutually_exclusive_group(required=True)
     src.add_argument("--manifest", help="a JSONL manifest of Samples")
     src.add_argument("--dev", choices=["figstep", "mossbench"], help="a development set from --shared-data")
-    parser.add_argument("--shared-data", default=None, help="shared data folder (default ../shared/data)")
+    parser.add_argument("--shared-data", default=None, help="data folder (default $CROSSGUARD_DATA, else ../shared/data)")
     parser.add_argument("--cache-dir", default=None, help="feature cache (default artifacts/features)")
     parser.add_argument("--out", default=None, help="write the metrics and per-sample verdicts as JSON here")
     parser.add_argument("--threads", type=int, default=2)

