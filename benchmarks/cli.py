@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from crossguard.fileio import write_json
 from crossguard.paths import default_bundle_dir, find_data_root
 
 from .latency import RESULTS_DIR
@@ -179,7 +180,7 @@ def _write_latency(result: dict[str, Any], args) -> int:
     from .report import latency_markdown, write_text
 
     out_dir, name = _outputs(args, "latency")
-    L.write_json(out_dir / f"{name}.json", result)
+    write_json(out_dir / f"{name}.json", result, indent=1)
     L.plot_latency(result, out_dir / f"{name}.png")
     table = latency_markdown(result)
     write_text(out_dir / f"{name}.md", table)
@@ -247,7 +248,6 @@ def _build_scorers(args) -> tuple[dict[str, Any], list[str]]:
 
 def run_detection_cmd(args: argparse.Namespace, default_dev: bool = False) -> int:
     from . import detection as D
-    from .latency import write_json
     from .readers import ReaderError
     from .report import detection_markdown, write_text
 
@@ -272,7 +272,7 @@ def run_detection_cmd(args: argparse.Namespace, default_dev: bool = False) -> in
         return 2
     result["notes"] = notes
     out_dir, name = _outputs(args, "detection")
-    write_json(out_dir / f"{name}.json", result)
+    write_json(out_dir / f"{name}.json", result, indent=1)
     D.plot_curves(result, out_dir / f"{name}.png")
     table = detection_markdown(result)
     write_text(out_dir / f"{name}.md", table)
@@ -283,7 +283,7 @@ def run_detection_cmd(args: argparse.Namespace, default_dev: bool = False) -> in
 # ------------------------------------------------------------------------------------------ flops
 def run_flops_cmd(args: argparse.Namespace) -> int:
     from . import flops as F
-    from .latency import bundle_hash, write_json
+    from .latency import bundle_hash
     from .report import flops_markdown, write_text
 
     try:
@@ -306,7 +306,7 @@ def run_flops_cmd(args: argparse.Namespace) -> int:
                   bundle=str(bundle) if bundle else None, bundle_sha256=bundle_hash(bundle),
                   graph_files={k: str(v) for k, v in graphs.items()})
     out_dir, name = _outputs(args, "flops")
-    write_json(out_dir / f"{name}.json", result)
+    write_json(out_dir / f"{name}.json", result, indent=1)
     table = flops_markdown(result)
     write_text(out_dir / f"{name}.md", table)
     print(table)

@@ -14,7 +14,7 @@ Data: project manifests (``--manifest``), the seed-held-out split of an ImpForge
 * any external scorer (an MLLM teacher): ``--scorer NAME=module:function``, ``function(samples) ->
   probabilities`` (optional ``function.threshold``, default 0.5).
 
-Metrics (``benchmarks/metrics.py``) overall, by kind and by domain (samples whose domain a reader assumed
+Metrics (``crossguard.metrics``) overall, by kind and by domain (samples whose domain a reader assumed
 are left out of the by-domain table), and the detection-vs-false-refusal curve as the threshold moves.
 When several sets are given they are also pooled as ``all`` (e.g. FigStep's unsafe + MOSSBench's safe).
 """
@@ -33,7 +33,7 @@ import numpy as np
 from crossguard.paths import default_guard_dir
 from crossguard.schemas import Sample
 
-from . import metrics as M
+from crossguard import metrics as M
 
 DEFAULT_HEAD = default_guard_dir()
 BASELINE_NAMES = ("text_only", "image_only", "ocr_only")

@@ -19,11 +19,9 @@ on): each screened as text alone as written and behind the two pointer wordings;
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from PIL import Image, ImageDraw
@@ -172,9 +170,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         table += f"\nexplicit-text requests of {args.explicit_manifest}, text alone, flagged:\n\n" + "\n".join(lines) + "\n"
     print(table)
     if args.out:
-        from crossguard.fileio import atomic_write_text
+        from crossguard.fileio import write_json
 
-        atomic_write_text(args.out, json.dumps(results, indent=1))
+        write_json(args.out, results, indent=1)
     return 0
 
 

@@ -1,17 +1,16 @@
 #!/usr/bin/env python3
 """GPU export check: build TensorRT engines for a bundle, check parity against ONNX Runtime CPU, time backends.
 
-One self-contained script for a GPU box (H100/H200, ~5 minutes): needs numpy, onnx and onnxruntime; uses
-tensorrt, onnxruntime-gpu and torch/cupy when present and reports ``unavailable: <reason>`` per backend
-when not. It loads ``export/tensorrt.py`` by path, so the project need not be installed there.
+One script for a GPU box (H100/H200, ~5 minutes): needs the project's runtime install (numpy, onnx,
+onnxruntime); uses tensorrt, onnxruntime-gpu and torch/cupy when present and reports ``unavailable: <reason>``
+per backend when not.
 
 Backends: ORT CPU (the reference), ORT CUDA EP fp32 and fp16, ORT TensorRT EP (fp16), native TensorRT fp16
 and int8. Per backend and graph: max abs diff to ORT CPU fp32 on the fixed samples, verdict agreement
 (fusion: unsafe at the bundle threshold, argmax domain and modality) and p50/p99 latency and throughput at
 batch 1/16/64. ``--cpu-dry-run`` runs everything but GPU calls (GPU backends are marked skipped).
 
-Fixed samples: ``--samples S.npz`` as written by ``python -m crossguard.export.gpu_samples`` style helpers
-(``write_samples`` below, run where the project is installed); without it, synthetic inputs are used and
+Fixed samples: ``--samples S.npz`` as written by ``write-samples`` (``write_samples`` below); without it, synthetic inputs are used and
 parity is still measured against ORT CPU on the same inputs.
 
     python benchmarks/gpu_export_check.py --bundle B --out OUT [--samples S.npz] [--cpu-dry-run]
@@ -19,7 +18,6 @@ parity is still measured against ORT CPU on the same inputs.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import platform
@@ -30,17 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
-HERE = Path(__file__).resolve().parent
 GRAPH_ORDER = ("image_encoder", "text_encoder", "fusion")
 SEQ_INPUTS = ("input_ids", "attention_mask", "text_tokens", "text_mask")
-
-
-def load_trt_module():
-    spec = importlib.util.spec_from_file_location("crossguard_export_tensorrt", HERE.parent / "export" / "tensorrt.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while the file executes
-    spec.loader.exec_module(module)
-    return module
 
 
 class Unavailable(RuntimeError):
@@ -203,7 +192,8 @@ def main(argv: list[str] | None = None) -> int:
     manifest = json.loads((args.bundle / "manifest.json").read_text(encoding="utf-8"))
     temperature = float(manifest.get("calibration", {}).get("temperature", 1.0))
     threshold = float(manifest.get("policy", {}).get("threshold", 0.5))
-    trt_mod = load_trt_module()
+    from crossguard.export import tensorrt as trt_mod
+
     samples, sample_note = load_samples(args.samples, args.bundle, manifest)
     batches = [int(b) for b in args.batches.split(",")]
     result: dict = {"bundle": str(args.bundle), "samples": sample_note, "dry_run": args.cpu_dry_run,

@@ -24,8 +24,6 @@ The PPO rewards are a seeded random stand-in (the real reward models add one sma
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import platform
 import sys
 import tempfile
@@ -37,6 +35,7 @@ import torch
 
 from crossguard.train.guard.model import FusionHead, GuardModel, load_head
 from crossguard.locate import GENERATOR_PACKAGE, IMAGE_WEIGHT_PACKAGES, TEXT_PACKAGE, package_dir
+from crossguard.fileio import write_json
 from crossguard.paths import default_guard_dir
 
 DEFAULT_HEAD = default_guard_dir()
@@ -306,11 +305,7 @@ def main(argv: list[str] | None = None) -> int:
         devices = [d for d in args.ppo_devices.split(",") if d == "cpu" or (d == "cuda" and cuda is not None)]
         result["parts"]["ppo_step"] = check_ppo_step(args.policy, shape, args.ppo_steps, devices, stand_in=args.quick,
                                                      batch=args.ppo_batch)
-    args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / "gpu_torch_check.json"
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    path = write_json(args.out / "gpu_torch_check.json", result)
     print(f"wrote {path}")
     return 0
 

@@ -33,10 +33,10 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw
 from crossguard.export.samples import load_font
-from crossguard.fileio import atomic_path, atomic_write_text
+from crossguard.fileio import atomic_path
 from crossguard.paths import default_guard_dir, results_dir
 
-from .metrics import json_safe, latency_summary
+from crossguard.metrics import latency_summary
 
 RESULTS_DIR = results_dir()
 DEFAULT_HEAD = default_guard_dir()
@@ -535,11 +535,6 @@ def run_latency(backends: Sequence[BackendSpec] = BACKENDS, plan: TimingPlan = T
 
 
 # ------------------------------------------------------------------------------------------ output
-def write_json(path: str | os.PathLike, obj: Any) -> Path:
-    """Atomic JSON write (temp file + rename); nan becomes null."""
-    return atomic_write_text(path, json.dumps(json_safe(obj), indent=1, allow_nan=False) + "\n")
-
-
 def save_figure(fig, path: str | os.PathLike) -> Path:
     """Atomic PNG write of a matplotlib figure."""
     with atomic_path(path, suffix=".tmp.png") as tmp:

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import random
 import sys
 import time
@@ -244,7 +243,7 @@ def text_scores(pairs: list[tuple[str, str]]) -> dict[str, float]:
 
 
 def _pct(values: list[float]) -> dict[str, float]:
-    from .metrics import percentiles
+    from crossguard.metrics import percentiles
 
     return {k: round(v, 2) for k, v in percentiles(values, (50, 90)).items()}
 
@@ -324,7 +323,7 @@ def print_table(report: dict[str, Any], engines: list[str]) -> None:
 def main(argv: list[str] | None = None) -> int:
     from crossguard.runtime.ocr import LEGACY, FastOCR, packaged_model_paths
 
-    from crossguard.fileio import atomic_write_text
+    from crossguard.fileio import write_json
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], prog="python -m crossguard.benchmarks.ocr_speed")
     ap.add_argument("--models", type=Path, help="directory with det.onnx and rec.onnx (default: the packaged PP-OCRv4)")
@@ -372,7 +371,7 @@ def main(argv: list[str] | None = None) -> int:
                   "check_side", "det_side", "rec_height", "rec_hscale", "rec_strip")}, **new}},
               "threads": args.threads, "repeats": args.repeats, "seed": seed, "wall_s": round(time.time() - t0, 1),
               "load_avg": [round(x, 2) for x in __import__("os").getloadavg()], "classes": report}
-    atomic_write_text(args.out, json.dumps(result, indent=1) + "\n")
+    write_json(args.out, result, indent=1)
     print(f"wrote {args.out}")
     return 0
 

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from crossguard.fileio import atomic_write_text
+from crossguard.fileio import write_json
 from crossguard.schemas import Verdict
 
 
@@ -167,10 +167,6 @@ def format_table(r: dict) -> str:
     return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
 
 
-def _write_json(path: Path, obj: dict) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2))
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--url", help="a running crossguard serve (default: start one on an ephemeral port)")
@@ -226,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
     print(format_table(result))
     if result["error_samples"]:
         print("errors, first few:", *result["error_samples"], sep="\n  ")
-    _write_json(args.out, result)
+    write_json(args.out, result)
     print(f"wrote {args.out}")
     return 0 if result["errors"] == 0 and result["lost"] == 0 else 1
 

@@ -1,12 +1,17 @@
-"""Atomic file writes: a crash or an exception never leaves a half-written file behind."""
+"""File helpers: atomic writes (a crash or an exception never leaves a half-written file behind), the one
+JSON writer, the one file hash."""
 from __future__ import annotations
 
+import hashlib
+import json
+import math
 import os
 import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 _UMASK = os.umask(0o022)  # read the process umask once (os.umask can only be read by setting it)
 os.umask(_UMASK)
@@ -46,6 +51,38 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
     return Path(path)
+
+
+def json_safe(obj: Any) -> Any:
+    """``obj`` with nan/inf floats as None, numpy arrays and scalars as Python values, paths as strings,
+    tuples as lists (what JSON can hold)."""
+    if isinstance(obj, dict):
+        return {str(k): json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    if isinstance(obj, os.PathLike):
+        return os.fspath(obj)
+    if hasattr(obj, "dtype") and hasattr(obj, "tolist"):  # numpy array or scalar, without importing numpy
+        return json_safe(obj.tolist())
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+def write_json(path: str | os.PathLike, obj: Any, indent: int = 2) -> Path:
+    """Write ``json_safe(obj)`` as UTF-8 JSON atomically (nan becomes null; any other object its ``str``);
+    returns the path."""
+    text = json.dumps(json_safe(obj), indent=indent, ensure_ascii=False, allow_nan=False, default=str)
+    return atomic_write_text(path, text + "\n")
+
+
+def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    """sha256 hex digest of a file, streamed."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(chunk), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def link_or_copy(src: str | os.PathLike, dest: str | os.PathLike) -> Path:

@@ -17,7 +17,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
@@ -27,6 +26,7 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
+from crossguard.fileio import write_json
 from crossguard.paths import default_bundle_dir, default_guard_dir, source_root
 
 from .settings import GRAPHS, PRECISIONS
@@ -327,8 +327,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"crossguard export: {type(e).__name__}: {e}", file=sys.stderr)
         return 1
     if args.report:
-        args.report.parent.mkdir(parents=True, exist_ok=True)
-        args.report.write_text(json.dumps(report, indent=2, default=str) + "\n", encoding="utf-8")
+        write_json(args.report, report)
     return _tensorrt(out, args.tensorrt) if args.tensorrt else 0
 
 

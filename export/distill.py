@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from crossguard.fileio import write_json
+
 HEADS = ("unsafe_logit", "domain_logits", "modality_logits")
 
 
@@ -199,7 +201,8 @@ def compare(data_dir: str | os.PathLike, teacher_head: str | os.PathLike | None 
     from crossguard.runtime.policy import DEFAULT_POLICY
     from crossguard.schemas import SAFE_KINDS
     from crossguard.train.guard.calibrate import calibrate
-    from crossguard.train.guard.evaluate import auroc, evaluate_outputs
+    from crossguard.metrics import auroc
+    from crossguard.train.guard.evaluate import evaluate_outputs
     from crossguard.train.guard.features import DEFAULT_CACHE, cached_features
     from crossguard.train.guard.model import load_head
     from crossguard.train.guard.train import Labels, TrainConfig, predict, train_head
@@ -263,8 +266,6 @@ if __name__ == "__main__":
     ap.add_argument("--out", default=None, help="write the comparison JSON here")
     a = ap.parse_args()
     res = compare(a.data, a.teacher_head, a.teacher_epochs, DistillConfig(epochs=a.epochs))
-    text = json.dumps(res, indent=2)
     print(format_comparison(res))
     if a.out:
-        Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(a.out).write_text(text + "\n", encoding="utf-8")
+        write_json(a.out, res)

@@ -12,7 +12,6 @@ Optimisation profiles cover batch 1..``max_batch`` and text length 1..64 (the to
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import json
 import os
 import re
@@ -22,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from crossguard.fileio import file_sha256, write_json
 
 MAX_SEQ = 64
 ENGINES_DIR = "engines"
@@ -99,14 +100,6 @@ def current_identity() -> GpuIdentity:
 
 def engine_folder(bundle: str | os.PathLike, identity: GpuIdentity) -> Path:
     return Path(bundle) / ENGINES_DIR / identity.folder
-
-
-def _sha256(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 # --------------------------------------------------------------------------------------- profiles
@@ -318,7 +311,7 @@ def load_or_build(bundle: str | os.PathLike, graph: str, precision: str, max_bat
     folder = engine_folder(bundle, identity)
     meta = read_engine_meta(folder)
     key = f"{graph}.{precision}"
-    digest = _sha256(onnx_path)
+    digest = file_sha256(onnx_path)
     ok, reason = engine_is_current(meta, identity, key, digest)
     engine = folder / f"{key}.engine"
     if ok and engine.is_file():
@@ -330,9 +323,7 @@ def load_or_build(bundle: str | os.PathLike, graph: str, precision: str, max_bat
     meta["engines"][key] = {"file": engine.name, "onnx": source, "onnx_sha256": digest, "max_batch": max_batch,
                             "max_seq": MAX_SEQ,
                             "built": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
-    tmp = folder / f".{META_FILE}.tmp"
-    tmp.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, folder / META_FILE)
+    write_json(folder / META_FILE, meta)
     return engine, f"built: {reason}"
 
 

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from crossguard.fileio import file_sha256
 from crossguard.paths import default_bundle_dir
 
 FORMAT_VERSION = 1
@@ -38,18 +39,6 @@ BUILD_HINT = "build one with `crossguard export --default` or pass --bundle DIR 
 
 class BundleError(ValueError):
     """The bundle is missing, incomplete, tampered with or malformed; the message names the file."""
-
-
-def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    """sha256 hex digest of a file, streamed."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(chunk), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-hash_file = file_sha256
 
 
 def _bundle_files(root: Path) -> list[str]:

@@ -216,7 +216,7 @@ def test_best_epoch_by_validation_auroc():
     aurocs = [h["auroc"] for h in hist["val"]]
     assert len(aurocs) == 6 and hist["best_epoch"] == 1 + int(np.argmax(aurocs))  # first of the best
     y = Labels.of(samples[200:]).unsafe > 0.5
-    from crossguard.train.guard.evaluate import auroc
+    from crossguard.metrics import auroc
     assert auroc(y, predict(head, feats.subset(va))["unsafe_logit"]) == pytest.approx(max(aurocs), abs=1e-6)
     with pytest.raises(ValueError, match="select_on"):
         TrainConfig.from_dict({"select_on": "accuracy"})

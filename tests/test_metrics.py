@@ -4,7 +4,8 @@ import math
 import numpy as np
 import pytest
 
-from crossguard.benchmarks import metrics as m
+from crossguard import metrics as m
+from crossguard.fileio import json_safe
 
 
 def test_detection_frr_precision_recall_f1():
@@ -16,6 +17,8 @@ def test_detection_frr_precision_recall_f1():
     assert m.false_refusal_rate(y, pred) == pytest.approx(1 / 2)
     prf = m.precision_recall_f1(y, pred)
     assert prf == pytest.approx({"precision": 2 / 3, "recall": 2 / 3, "f1": 2 / 3})
+    assert m.accuracy(y, pred) == pytest.approx(3 / 5)
+    assert math.isnan(m.accuracy([], []))
 
 
 def test_undefined_rates_are_nan_not_zero():
@@ -32,6 +35,7 @@ def test_auroc_with_ties():
     assert m.auroc(y, s) == pytest.approx(7 / 9)
     assert m.auroc([0, 1], [0.3, 0.3]) == pytest.approx(0.5)
     assert m.auroc([0, 1], [0.9, 0.1]) == 0.0
+    assert m.auroc(np.array([0, 0, 1, 1.0]), [0.1, 0.4, 0.35, 0.8]) == 0.75  # float 0/1 labels (ImpForge's judge)
     # agrees with the pairwise definition on random data with many ties
     rng = np.random.default_rng(0)
     yr = rng.integers(0, 2, 200)
@@ -46,6 +50,8 @@ def test_ece_tiny_set():
     # |0-0.05|/4 + |1-0.95|/4 + |0.5-0.625|*2/4 = 0.0125 + 0.0125 + 0.0625
     assert m.expected_calibration_error([0, 1, 1, 0], [0.05, 0.95, 0.65, 0.6]) == pytest.approx(0.0875)
     assert m.expected_calibration_error([0, 1], [0.0, 1.0]) == 0.0
+    assert m.expected_calibration_error([0, 1], [1.0, 0.0]) == 1.0
+    assert math.isnan(m.expected_calibration_error([], []))
     assert m.expected_calibration_error([1], [1.0]) == 0.0  # score 1.0 lands in the last bin
     with pytest.raises(ValueError):
         m.expected_calibration_error([1], [1.5])
@@ -68,8 +74,6 @@ def test_threshold_curve_and_frr_target():
     assert c["threshold"][5] > 1.0
     assert c["detection_rate"] == [1, 1, 1, 0.5, 0.5, 0]
     assert c["false_refusal_rate"] == [1, 1, 0.5, 0.5, 0, 0]
-    assert m.threshold_for_frr(y, s, 0.5) == 0.6
-    assert m.threshold_for_frr(y, s, 0.0) == 0.9
 
 
 def test_summary_and_groups():
@@ -85,9 +89,9 @@ def test_summary_and_groups():
     assert total["n"] == 5 and total["n_unsafe"] == 3
     assert total["detection_rate"] == pytest.approx(2 / 3)
     assert total["false_refusal_rate"] == pytest.approx(0.5)
-    safe = m.json_safe(total)
+    safe = json_safe(total)
     assert safe["confusion"] == {"tp": 2, "fn": 1, "fp": 1, "tn": 1}
-    assert m.json_safe({"a": float("nan"), "b": np.float32(2.0)}) == {"a": None, "b": 2.0}
+    assert json_safe({"a": float("nan"), "b": np.float32(2.0)}) == {"a": None, "b": 2.0}
 
 
 def test_bad_input_rejected():

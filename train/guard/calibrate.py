@@ -1,4 +1,4 @@
-"""Temperature scaling, expected calibration error and threshold selection at a target false-refusal rate.
+"""Temperature scaling and threshold selection at a target false-refusal rate (ECE: ``crossguard.metrics``).
 
 The decision itself (threshold, per-domain thresholds, disabled domains) is ``crossguard.runtime.policy``'s
 ``apply_policy``, shared with the runtime.
@@ -7,24 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from crossguard.metrics import expected_calibration_error
 from crossguard.runtime.policy import apply_policy, calibrated_score, sigmoid  # noqa: F401 (re-exported)
-
-
-def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, bins: int = 15) -> float:
-    """ECE of binary probabilities (P(unsafe)) with ``bins`` equal-width bins on the positive-class
-    probability: sum over bins of |bin fraction| * |mean label - mean probability|."""
-    probs = np.asarray(probs, dtype=np.float64).reshape(-1)
-    labels = np.asarray(labels, dtype=np.float64).reshape(-1)
-    if probs.shape != labels.shape or probs.size == 0:
-        raise ValueError(f"probs and labels must be non-empty and the same length, got {probs.shape}, "
-                         f"{labels.shape}")
-    idx = np.clip((probs * bins).astype(int), 0, bins - 1)
-    ece = 0.0
-    for b in range(bins):
-        sel = idx == b
-        if sel.any():
-            ece += sel.mean() * abs(labels[sel].mean() - probs[sel].mean())
-    return float(ece)
 
 
 def _nll(logits: np.ndarray, labels: np.ndarray, temperature: float) -> float:
@@ -79,9 +63,9 @@ def calibrate(logits: np.ndarray, labels: np.ndarray, safe_mask: np.ndarray, tar
     logits = np.asarray(logits, dtype=np.float64)
     labels = np.asarray(labels, dtype=np.float64)
     temperature = fit_temperature(logits, labels)
-    before = expected_calibration_error(sigmoid(logits), labels, bins)
+    before = expected_calibration_error(labels, sigmoid(logits), bins)
     scores = calibrated_score(logits, temperature)
-    after = expected_calibration_error(scores, labels, bins)
+    after = expected_calibration_error(labels, scores, bins)
     threshold = select_threshold(scores[np.asarray(safe_mask, bool)], target_frr)
     calibration = {"method": "temperature", "temperature": temperature, "ece_before": before, "ece_after": after,
                    "ece_bins": bins, "fitted_on": int(logits.size)}

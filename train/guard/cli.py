@@ -86,7 +86,9 @@ def run(args: argparse.Namespace) -> int:
     from .evaluate import evaluate_outputs, format_summary
     from .features import DEFAULT_CACHE, cached_features
     from .model import num_parameters, save_head
-    from .train import FULL, Labels, plot_history, predict, write_json
+    from crossguard.fileio import write_json
+
+    from .train import FULL, Labels, plot_history, predict
 
     try:
         cfg = _load_config(args)
@@ -168,7 +170,9 @@ def baselines(feats, labels, splits, cfg, progress, out_dir: Path, joint_outputs
     from crossguard.runtime.policy import DEFAULT_POLICY, calibrated_score
 
     from .calibrate import select_threshold
-    from .evaluate import auroc, evaluate_outputs
+    from crossguard.metrics import auroc
+
+    from .evaluate import evaluate_outputs
     from .model import save_head
     from .train import IMAGE_NO_OCR, OCR_ONLY, TEXT_ONLY, predict
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import csv
 import json
 import os
-from pathlib import Path
 
 from crossguard.paths import data_root
 from crossguard.schemas import Sample

@@ -13,54 +13,30 @@ from typing import Any
 
 import numpy as np
 
+from crossguard import metrics as M
+from crossguard.fileio import json_safe
 from crossguard.paths import default_guard_dir
 from crossguard.runtime.policy import apply_policy, calibrated_score, softmax
 from crossguard.schemas import KINDS, MODALITIES, Sample
 from crossguard.taxonomy import DOMAIN_NAMES
 
-from .calibrate import expected_calibration_error
-
 DEFAULT_GUARD = default_guard_dir()
 
 
-def auroc(labels: np.ndarray, scores: np.ndarray) -> float | None:
-    """Area under the ROC curve (Mann-Whitney, ties count half); None when one class is absent."""
-    labels = np.asarray(labels, bool)
-    scores = np.asarray(scores, np.float64)
-    pos, neg = scores[labels], scores[~labels]
-    if pos.size == 0 or neg.size == 0:
-        return None
-    order = np.argsort(np.concatenate([pos, neg]), kind="mergesort")
-    allv = np.concatenate([pos, neg])[order]
-    ranks = np.empty(allv.size)
-    i = 0
-    while i < allv.size:  # average ranks over ties
-        j = i
-        while j + 1 < allv.size and allv[j + 1] == allv[i]:
-            j += 1
-        ranks[i:j + 1] = (i + j) / 2 + 1
-        i = j + 1
-    r = np.empty_like(ranks)
-    r[order] = ranks
-    return float((r[:pos.size].sum() - pos.size * (pos.size + 1) / 2) / (pos.size * neg.size))
-
-
 def binary_metrics(labels: np.ndarray, scores: np.ndarray, predicted: np.ndarray) -> dict[str, Any]:
+    """The headline metrics (``crossguard.metrics``) of ``predicted`` decisions and calibrated ``scores``;
+    None where a metric is undefined on these samples (one class absent)."""
     labels = np.asarray(labels, bool)
     predicted = np.asarray(predicted, bool)
-    tp = int((labels & predicted).sum())
-    fp = int((~labels & predicted).sum())
-    fn = int((labels & ~predicted).sum())
-    n_pos, n_neg = int(labels.sum()), int((~labels).sum())
-    return {
-        "n": int(labels.size), "n_unsafe": n_pos, "n_safe": n_neg,
-        "detection_rate": tp / n_pos if n_pos else None,
-        "false_refusal_rate": fp / n_neg if n_neg else None,
-        "f1": 2 * tp / (2 * tp + fp + fn) if (2 * tp + fp + fn) else None,
-        "auroc": auroc(labels, scores),
-        "ece": expected_calibration_error(scores, labels) if labels.size else None,
-        "accuracy": float((labels == predicted).mean()) if labels.size else None,
-    }
+    return json_safe({
+        "n": int(labels.size), "n_unsafe": int(labels.sum()), "n_safe": int((~labels).sum()),
+        "detection_rate": M.detection_rate(labels, predicted),
+        "false_refusal_rate": M.false_refusal_rate(labels, predicted),
+        "f1": M.precision_recall_f1(labels, predicted)["f1"],
+        "auroc": M.auroc(labels, scores),
+        "ece": M.expected_calibration_error(labels, scores),
+        "accuracy": M.accuracy(labels, predicted),
+    })
 
 
 def decide(outputs: dict[str, np.ndarray], calibration: dict[str, Any], policy: dict[str, Any]) -> dict[str, Any]:
@@ -174,7 +150,7 @@ def run(args: argparse.Namespace) -> int:
     table, decisions = evaluate_outputs(samples, outputs, meta["calibration"], meta["policy"])
     print(format_summary(name, table))
     if args.out:
-        from .train import write_json
+        from crossguard.fileio import write_json
 
         verdicts = [{"id": s.id, "label": s.label, "kind": s.kind, "score": float(decisions["score"][i]),
                      "unsafe": bool(decisions["unsafe"][i]), "domain": decisions["domain"][i],

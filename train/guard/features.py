@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from crossguard.fileio import file_sha256 as _file_digest
 from crossguard.paths import artifacts_dir
 from crossguard.runtime.preprocess import TEXT_MAX_TOKENS, blank_image, load_image
 from crossguard.schemas import Sample
@@ -199,14 +200,6 @@ def _ocr_worker_init() -> None:
 
 def _ocr_worker(image: str) -> str:
     return _WORKER_OCR(load_image(image)).text.strip()
-
-
-def _file_digest(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 class OcrCache:

@@ -24,7 +24,6 @@ Early stopping on the validation split; the best epoch's weights are kept.
 """
 from __future__ import annotations
 
-import json
 import math
 import os
 import random
@@ -38,6 +37,7 @@ import torch
 import torch.nn.functional as F
 
 from crossguard.configs import from_dict_strict
+from crossguard.metrics import auroc
 from crossguard.schemas import KIND_TO_MODALITY, MODALITIES, Sample
 from crossguard.taxonomy import DOMAIN_NAMES
 
@@ -337,8 +337,6 @@ def _evaluate_rows(head: FusionHead, feats: Features, rows: Rows, pos_weight: fl
                    n_pairs: int | None = None) -> dict[str, float]:
     """Mean losses over ``rows``; with ``n_pairs`` also "auroc": unsafe logit AUROC over the first ``n_pairs``
     rows (the pairs themselves, before their unimodal views)."""
-    from .evaluate import auroc
-
     head.eval()
     device = next(head.parameters()).device
     sums: dict[str, float] = {}
@@ -358,7 +356,7 @@ def _evaluate_rows(head: FusionHead, feats: Features, rows: Rows, pos_weight: fl
             count += n
     result = {k: v / max(count, 1) for k, v in sums.items()}
     if n_pairs:
-        result["auroc"] = auroc(rows.unsafe[:n_pairs] > 0.5, np.concatenate(logits)[:n_pairs]) or 0.0
+        result["auroc"] = float(np.nan_to_num(auroc(rows.unsafe[:n_pairs] > 0.5, np.concatenate(logits)[:n_pairs])))
     return result
 
 
@@ -456,10 +454,3 @@ def plot_history(history: dict[str, Any], path: str | os.PathLike, title: str = 
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
-
-
-def write_json(path: str | os.PathLike, obj: Any) -> None:
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=float) + "\n", encoding="utf-8")
-    os.replace(tmp, path)

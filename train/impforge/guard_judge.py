@@ -143,13 +143,13 @@ def read_hand_labels(path: str | os.PathLike = HAND_LABELS) -> list[dict]:
 def check_judges(rows: Sequence[dict], judges: dict[str, Callable[[list[dict]], np.ndarray]],
                  positive: Sequence[str] = ("explicit",)) -> dict[str, dict]:
     """Per judge (rows -> scores): AUROC of the ``positive`` labels vs the rest, and the mean score per label."""
-    from .text_judge import auroc
+    from crossguard.metrics import auroc
 
     labels = np.asarray([r["label"] for r in rows])
     out = {}
     for name, judge in judges.items():
         p = np.asarray(judge(list(rows)), np.float64)
-        out[name] = {"auroc": auroc(p, np.isin(labels, list(positive))), "n": len(rows),
+        out[name] = {"auroc": auroc(np.isin(labels, list(positive)), p), "n": len(rows),
                      **{f"mean_{lab}": float(p[labels == lab].mean()) if (labels == lab).any() else None
                         for lab in LABELS}}
     return out

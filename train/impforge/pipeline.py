@@ -25,6 +25,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from crossguard.fileio import atomic_path, atomic_write_text, link_or_copy
+from crossguard.fileio import write_json as _atomic_json
 from crossguard.manifest import write_manifest
 from crossguard.paths import source_root
 from crossguard.schemas import KINDS, UNSAFE_KINDS, Sample
@@ -44,10 +45,6 @@ def _log(msg: str) -> None:
 
 def _stable_hash(*parts: object) -> int:
     return int.from_bytes(hashlib.sha256("|".join(map(str, parts)).encode()).digest()[:8], "big")
-
-
-def _atomic_json(path: Path, data) -> None:
-    atomic_write_text(path, json.dumps(data, indent=2, ensure_ascii=False))
 
 
 def cached_by_key(path: Path, key: str, use_cache: bool, compute: Callable[[], Any]) -> Any:

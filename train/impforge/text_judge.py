@@ -16,27 +16,9 @@ import torch
 from torch import nn
 
 from crossguard.fileio import atomic_path
+from crossguard.metrics import auroc
 
 from .embedding import CachedEmbedder
-
-
-def auroc(scores: np.ndarray, labels: np.ndarray) -> float:
-    """Area under the ROC curve (Mann-Whitney U with tie correction); nan when one class is missing."""
-    scores, labels = np.asarray(scores, np.float64), np.asarray(labels).astype(bool)
-    n_pos, n_neg = int(labels.sum()), int((~labels).sum())
-    if n_pos == 0 or n_neg == 0:
-        return float("nan")
-    order = np.argsort(scores, kind="mergesort")
-    ranks = np.empty(len(scores), np.float64)
-    sorted_scores = scores[order]
-    i = 0
-    while i < len(scores):  # average ranks over ties
-        j = i
-        while j + 1 < len(scores) and sorted_scores[j + 1] == sorted_scores[i]:
-            j += 1
-        ranks[order[i:j + 1]] = (i + j) / 2.0 + 1.0
-        i = j + 1
-    return float((ranks[labels].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
 
 
 class JudgeHead(nn.Module):
@@ -80,7 +62,7 @@ class TextJudge:
         p = self.p_harm(list(harmful) + list(benign))
         y = np.r_[np.ones(len(harmful)), np.zeros(len(benign))]
         return JudgeMetrics(accuracy=float(((p >= 0.5) == y).mean()) if len(y) else float("nan"),
-                            auroc=auroc(p, y), n_eval=len(y))
+                            auroc=auroc(y, p), n_eval=len(y))
 
     def save(self, path: str | os.PathLike) -> None:
         from safetensors.torch import save_file

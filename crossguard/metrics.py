@@ -1,4 +1,5 @@
-"""Detection and latency metrics, numpy only.
+"""Detection, calibration and latency metrics, numpy only: the one implementation the benchmarks, guard
+training and ImpForge's judges all use.
 
 Conventions: ``y_true`` is 1 for an unsafe pair and 0 for a safe one; ``scores`` are the guard's
 calibrated probabilities of "unsafe"; a pair is flagged when ``score >= threshold`` (the runtime's rule).
@@ -9,12 +10,12 @@ calibrated probabilities of "unsafe"; a pair is flagged when ``score >= threshol
 * ECE with equal-width bins over [0, 1] (score in bin ``min(floor(score * n_bins), n_bins - 1)``),
   ``sum_b |mean(y_true in b) - mean(score in b)| * n_b / N`` (reliability of the unsafe probability).
 
-A metric that is undefined on the data (no unsafe pairs for a detection rate, one class only for AUROC)
-is ``nan``, never a made-up 0 or 1; JSON writers turn nan into ``null``.
+Every function takes ``(y_true, scores)`` or ``(y_true, y_pred)`` in that order. A metric that is undefined
+on the data (no unsafe pairs for a detection rate, one class only for AUROC) is ``nan``, never a made-up 0 or 1;
+``crossguard.fileio.write_json`` turns nan into ``null``.
 """
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -79,6 +80,12 @@ def false_refusal_rate(y_true: Sequence, y_pred: Sequence) -> float:
     return _ratio(c["fp"], c["fp"] + c["tn"])
 
 
+def accuracy(y_true: Sequence, y_pred: Sequence) -> float:
+    """Share of pairs decided right; nan without pairs."""
+    c = confusion(y_true, y_pred)
+    return _ratio(c["tp"] + c["tn"], sum(c.values()))
+
+
 def precision_recall_f1(y_true: Sequence, y_pred: Sequence) -> dict[str, float]:
     """Precision, recall and F1 of the "unsafe" class (nan where a denominator is 0)."""
     c = confusion(y_true, y_pred)
@@ -136,7 +143,6 @@ def classification_summary(y_true: Sequence, scores: Sequence, threshold: float,
     pred = flagged(s, threshold).astype(np.int64) if predicted is None else _arrays(predicted)[0]
     if pred.shape != y.shape:
         raise ValueError(f"predicted shape {pred.shape} != y_true shape {y.shape}")
-    c = confusion(y, pred)
     out: dict[str, Any] = {"n": int(len(y)), "n_unsafe": int(y.sum()), "n_safe": int(len(y) - y.sum()),
                            "threshold": float(threshold),
                            "detection_rate": detection_rate(y, pred),
@@ -145,8 +151,8 @@ def classification_summary(y_true: Sequence, scores: Sequence, threshold: float,
     out.update(precision_recall_f1(y, pred))
     out["auroc"] = auroc(y, s)
     out["ece"] = expected_calibration_error(y, s)
-    out["accuracy"] = _ratio(c["tp"] + c["tn"], len(y))
-    out["confusion"] = c
+    out["accuracy"] = accuracy(y, pred)
+    out["confusion"] = confusion(y, pred)
     return out
 
 
@@ -183,15 +189,6 @@ def threshold_curve(y_true: Sequence, scores: Sequence, thresholds: Sequence[flo
     return {"threshold": thresholds.tolist(), "detection_rate": det, "false_refusal_rate": frr}
 
 
-def threshold_for_frr(y_true: Sequence, scores: Sequence, target_frr: float) -> float:
-    """The lowest threshold whose false-refusal rate is at most ``target_frr`` on these pairs."""
-    curve = threshold_curve(y_true, scores)
-    for t, frr in zip(curve["threshold"], curve["false_refusal_rate"]):
-        if not math.isnan(frr) and frr <= target_frr:
-            return float(t)
-    return float(curve["threshold"][-1])
-
-
 def percentiles(values: Sequence[float], qs: Sequence[float] = PERCENTILES) -> dict[str, float]:
     """``{"p50": ..., "p90": ..., "p99": ...}`` by linear interpolation (numpy's default method)."""
     v = np.asarray(values, dtype=np.float64)
@@ -216,19 +213,3 @@ def latency_summary(latencies_ms: Sequence[float], batch_size: int = 1,
                throughput=_ratio(batch_size * v.size, total_s), calls=int(v.size),
                per_pair_ms=float(np.percentile(v, 50)) / batch_size)
     return out
-
-
-def json_safe(obj: Any) -> Any:
-    """Recursively replace nan/inf floats with None and numpy scalars/arrays with Python values."""
-    if isinstance(obj, dict):
-        return {str(k): json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [json_safe(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return json_safe(obj.tolist())
-    if isinstance(obj, np.generic):
-        obj = obj.item()
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj
-
