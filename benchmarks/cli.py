@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from crossguard.fileio import write_json
-from crossguard.paths import default_bundle_dir, find_data_root
+from crossguard.paths import default_bundle_dir, find_data_root, results_dir
 
-from .latency import RESULTS_DIR
+RESULTS_DIR = results_dir()
 
 
 
@@ -283,7 +283,7 @@ def run_detection_cmd(args: argparse.Namespace, default_dev: bool = False) -> in
 # ------------------------------------------------------------------------------------------ flops
 def run_flops_cmd(args: argparse.Namespace) -> int:
     from . import flops as F
-    from .latency import bundle_hash
+    from .common import bundle_hash
     from .report import flops_markdown, write_text
 
     try:

@@ -21,7 +21,6 @@ When several sets are given they are also pooled as ``all`` (e.g. FigStep's unsa
 from __future__ import annotations
 
 import importlib
-import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -308,7 +307,7 @@ def plot_curves(result: dict[str, Any], path: str | Path) -> Path | None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .latency import save_figure
+    from .common import save_figure
 
     panels = [s for s in result["sets"] if 0 < s["n_unsafe"] < s["n"]]
     if not panels:
@@ -333,12 +332,3 @@ def plot_curves(result: dict[str, Any], path: str | Path) -> Path | None:
     plt.close(fig)
     return out
 
-
-def main(argv: list[str] | None = None) -> int:
-    from .cli import main as bench_main
-
-    return bench_main(["detection", *(sys.argv[1:] if argv is None else argv)])
-
-
-if __name__ == "__main__":
-    sys.exit(main())

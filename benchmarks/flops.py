@@ -19,7 +19,6 @@ Floor = ``max(FLOPs / peak, bytes / bandwidth)``: the physical limit a perfect i
 from __future__ import annotations
 
 import json
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -293,12 +292,3 @@ def run_flops(graphs: dict[str, Path], batch_sizes=(1,), tokens: int = 64) -> di
             "results": [analyze_bundle_graphs(graphs, b, tokens, ocr) for b in batch_sizes for ocr in (False, True)],
             "devices": {k: vars(v) for k, v in DEVICES.items()}}
 
-
-def main(argv: list[str] | None = None) -> int:
-    from .cli import main as bench_main
-
-    return bench_main(["flops", *(sys.argv[1:] if argv is None else argv)])
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -18,7 +18,7 @@ the recogniser's pointwise convolutions in INT8 gained (~1.15-1.2x over folded f
 points of word recall on generated typography, so no INT8 is used for OCR.
 
 ``optimize_ocr_models`` runs ``FastOCR`` with the original and the new graphs on generated typography
-(``benchmarks.ocr_speed``: FigStep-like and random typographic renders, never dev data): per class, CER
+(``ocr_samples``: FigStep-like and random typographic renders, never dev data): per class, CER
 against the drawn text may rise by at most ``MAX_CER_INCREASE`` and word recall fall by at most
 ``MAX_RECALL_DROP``; the export fails when the folded graphs break that.
 """
@@ -201,19 +201,18 @@ def fold_file(src: str | os.PathLike, dst: str | os.PathLike) -> dict[str, int]:
 
 
 def ocr_images(n_per_class: int, seed: int) -> dict[str, list]:
-    """Generated typography with its drawn text, by class (``benchmarks.ocr_speed.figstep_like`` and
-    ``typographic``)."""
-    from crossguard.benchmarks.ocr_speed import figstep_like, typographic
+    """Generated typography with its drawn text, by class (``ocr_samples.figstep_like`` and ``typographic``)."""
+    from .ocr_samples import figstep_like, typographic
 
     return {"figstep_like": figstep_like(n_per_class, seed), "typographic": typographic(n_per_class, seed)}
 
 
 def compare_ocr(reference: tuple, candidate: tuple, samples: dict[str, list], threads: int = 1) -> dict:
     """Run ``FastOCR`` with the ``reference`` and ``candidate`` (det, rec) paths on ``samples`` (class name
-    -> ``benchmarks.ocr_speed.Sample`` list), interleaved image by image. Returns the candidate's CER against the
+    -> ``ocr_samples.Sample`` list), interleaved image by image. Returns the candidate's CER against the
     reference's reading (``cer_drift``), per image class both engines' CER / word recall against the drawn
     text, and their p50 ms per image (same run, so load hits both alike)."""
-    from crossguard.benchmarks.ocr_speed import text_scores
+    from .ocr_samples import text_scores
     from crossguard.runtime.ocr import FastOCR
 
     engines = {"reference": FastOCR(*reference, threads=threads), "candidate": FastOCR(*candidate, threads=threads)}
