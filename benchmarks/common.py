@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from crossguard.fileio import atomic_path
+from crossguard.info import gpu_names
+from crossguard.locate import package_version
 
 
 def rss_mb() -> float:
@@ -59,13 +61,6 @@ def gpu_memory_mb() -> float | None:
 
 def machine_info() -> dict[str, Any]:
     """CPU, OS, Python, library versions, ONNX Runtime providers, GPU name."""
-    import importlib.metadata as md
-
-    def version(dist: str) -> str | None:
-        try:
-            return md.version(dist)
-        except md.PackageNotFoundError:
-            return None
     cpu = platform.processor()
     try:
         with open("/proc/cpuinfo") as f:
@@ -74,7 +69,7 @@ def machine_info() -> dict[str, Any]:
         pass
     info: dict[str, Any] = {"platform": platform.platform(), "machine": platform.machine(), "cpu": cpu,
                             "cpu_count": os.cpu_count(), "python": platform.python_version(),
-                            "versions": {d: version(d) for d in ("crossguard-edge", "onnxruntime", "onnxruntime-gpu",
+                            "versions": {d: package_version(d) for d in ("crossguard-edge", "onnxruntime", "onnxruntime-gpu",
                                                                   "torch", "numpy", "tensorrt", "onnx")}}
     try:
         import onnxruntime as ort
@@ -82,13 +77,9 @@ def machine_info() -> dict[str, Any]:
         info["onnxruntime_imported"] = ort.__version__  # the module in use (a dist's metadata can be another)
     except ImportError:
         info["ort_providers"] = []
-    if shutil.which("nvidia-smi"):
-        try:
-            info["gpu"] = subprocess.run(["nvidia-smi", "--query-gpu=name,memory.total,driver_version",
-                                          "--format=csv,noheader"], capture_output=True, text=True,
-                                         timeout=10).stdout.strip()
-        except (OSError, subprocess.SubprocessError):
-            pass
+    gpus = gpu_names()
+    if gpus:
+        info["gpu"] = "\n".join(gpus)
     return info
 
 

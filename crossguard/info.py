@@ -16,20 +16,13 @@ import subprocess
 import sys
 
 from . import __version__
-from .locate import locate
+from .locate import locate, package_version
 from .paths import BUNDLE_ENV, default_bundle_dir
 
 # distribution name -> label; None-valued versions mean "not installed"
 CORE_PACKAGES = {"numpy": "numpy", "onnxruntime": "onnxruntime", "tokenizers": "tokenizers", "pillow": "pillow"}
 OPTIONAL_PACKAGES = {"onnxruntime-gpu": "onnxruntime-gpu", "torch": "torch", "transformers": "transformers",
                      "onnx": "onnx", "peft": "peft", "tensorrt": "tensorrt"}
-
-
-def _version(dist: str) -> str | None:
-    try:
-        return importlib.metadata.version(dist)
-    except importlib.metadata.PackageNotFoundError:
-        return None
 
 
 def _providers() -> tuple[list[str], str | None]:
@@ -40,8 +33,8 @@ def _providers() -> tuple[list[str], str | None]:
         return [], f"{type(e).__name__}: {e}"
 
 
-def _gpus() -> list[str]:
-    """GPU names from nvidia-smi (empty when it is absent or fails)."""
+def gpu_names() -> list[str]:
+    """"name, memory, driver" of each GPU from nvidia-smi (empty when it is absent or fails)."""
     exe = shutil.which("nvidia-smi")
     if not exe:
         return []
@@ -56,21 +49,21 @@ def _gpus() -> list[str]:
 def collect() -> dict:
     """Everything ``crossguard info`` prints, as a JSON-ready dict."""
     providers, providers_error = _providers()
-    gpus = _gpus()
+    gpus = gpu_names()
     bundle = default_bundle_dir()
     return {
         "crossguard": __version__,
         "python": sys.version.split()[0],
         "platform": platform.platform(),
-        "packages": {name: _version(dist) for name, dist in CORE_PACKAGES.items()},
-        "optional_packages": {name: _version(dist) for name, dist in OPTIONAL_PACKAGES.items()},
+        "packages": {name: package_version(dist) for name, dist in CORE_PACKAGES.items()},
+        "optional_packages": {name: package_version(dist) for name, dist in OPTIONAL_PACKAGES.items()},
         "onnxruntime_providers": providers,
         **({"onnxruntime_error": providers_error} if providers_error else {}),
         "gpu": {"present": bool(gpus) or "CUDAExecutionProvider" in providers,
                 "nvidia_smi": gpus,
                 "cuda_provider": "CUDAExecutionProvider" in providers},
         "tensorrt": {"python_package": importlib.util.find_spec("tensorrt") is not None,
-                     "version": _version("tensorrt"),
+                     "version": package_version("tensorrt"),
                      "onnxruntime_provider": "TensorrtExecutionProvider" in providers},
         "backbones": locate(),
         "default_bundle": {"path": str(bundle), "exists": (bundle / "manifest.json").is_file(),

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from crossguard.fileio import replace_dir
+from crossguard.locate import package_version
 from crossguard.runtime.bundle import write_manifest_hashes
 from crossguard.runtime.preprocess import IMAGE_MEAN, IMAGE_SIZE, IMAGE_STD, TEXT_MAX_TOKENS
 from crossguard.schemas import MODALITIES
@@ -30,16 +31,8 @@ class BundleWriteError(ValueError):
 
 
 def _versions() -> dict[str, Any]:
-    import importlib.metadata as md
-
-    def v(dist: str) -> str | None:
-        try:
-            return md.version(dist)
-        except md.PackageNotFoundError:
-            return None
-
-    return {"crossguard": v("crossguard-edge"), "torch": v("torch"), "onnx": v("onnx"),
-            "onnxruntime": v("onnxruntime"), "opset": OPSET}
+    return {"crossguard": package_version("crossguard-edge"), "torch": package_version("torch"),
+            "onnx": package_version("onnx"), "onnxruntime": package_version("onnxruntime"), "opset": OPSET}
 
 
 def write_bundle(out_dir: str | os.PathLike, graphs: Mapping[str, Mapping[str, Any]],
