@@ -7,10 +7,12 @@ from dataclasses import replace
 import numpy as np
 import pytest
 from _export_tiny import HEAD_CONFIG, fake_ocr_models, tiny_modules, tiny_tokenizer_file
+from _packages import needs_package
 
 from crossguard.export.bundle_writer import BundleWriteError, write_bundle
-from crossguard.export.cli import export_bundle
+from crossguard.export.pipeline import ExportConfig, export_modules
 from crossguard.export.settings import GRAPHS
+from crossguard.locate import OCR_PACKAGE
 from crossguard.runtime.bundle import Bundle, BundleError, file_sha256
 
 
@@ -28,9 +30,11 @@ def tiny_bundle(tmp_path_factory):
                   for i, s in enumerate(fixed_samples(12, seed=1))]
     out = folder / "bundle"
     logs: list[str] = []
-    report = export_bundle(modules, HEAD_CONFIG, out, tokenizer, ocr, samples, ("fp32", "int8", "fp16"),
-                           int8_repeats=3, log=logs.append, calibration_samples=fixed_samples(6, seed=2),
-                           validation_samples=validation)
+    config = ExportConfig(out=out, precisions=("fp32", "int8", "fp16"), int8_repeats=3, ocr_graphs="original")
+    result = export_modules(modules, HEAD_CONFIG, tokenizer, ocr, samples, config, log=logs.append,
+                            calibration_samples=fixed_samples(6, seed=2), validation_samples=validation)
+    assert result.bundle == out and {"fp32", "fp16"} <= set(result.precisions)
+    report = result.details
     return {"out": out, "report": report, "modules": modules, "samples": samples, "logs": logs,
             "tokenizer": tokenizer, "ocr": ocr, "folder": folder}
 
@@ -123,6 +127,28 @@ def test_cli_refuses_skip_validation_and_unknown_precision(capsys):
     assert "not allowed" in capsys.readouterr().err
     assert main(["export", "--precisions", "fp32,int4"]) == 2
     assert "int4" in capsys.readouterr().err
+
+
+def test_cli_only_fills_an_export_config(tiny_bundle, tmp_path, monkeypatch):
+    """`crossguard export` passes its arguments to pipeline.export_bundle as an ExportConfig and writes the
+    returned report's details with --report."""
+    from crossguard.cli import main
+    from crossguard.export import cli
+    from crossguard.export.pipeline import BundleReport
+
+    seen = []
+
+    def fake_export(config):
+        seen.append(config)
+        return BundleReport(tiny_bundle["out"], ("fp32",), {"samples": 3, "export_seconds": 0.5})
+
+    monkeypatch.setattr(cli, "export_bundle", fake_export)
+    assert main(["export", "--default", "--head", str(tmp_path / "head"), "--out", str(tmp_path / "b"),
+                 "--precisions", "fp16", "--samples", "3", "--ocr-graphs", "original",
+                 "--report", str(tmp_path / "r.json")]) == 0
+    assert seen == [ExportConfig(head=tmp_path / "head", out=tmp_path / "b", precisions=("fp32", "fp16"), samples=3,
+                                 ocr_graphs="original", head_splits=True)]
+    assert json.loads((tmp_path / "r.json").read_text()) == {"samples": 3, "export_seconds": 0.5}
 
 
 def test_cli_tensorrt_without_tensorrt_says_why(tiny_bundle, capsys):
@@ -241,23 +267,20 @@ def test_bench_compares_int8_with_fp32_in_one_run(mixed_bundle, tmp_path):
 
 
 @pytest.mark.slow
-def test_cli_int8_sets_from_manifests_with_runtime_ocr(tmp_path):
+@needs_package(OCR_PACKAGE[0])
+def test_int8_sets_from_manifests_with_runtime_ocr(tmp_path):
     """`crossguard export --calibration-manifest/--validation-manifest`: seeded subsets, labels kept, OCR
     text from the packaged OCR models (none: generated samples are used)."""
-    import argparse
-
-    from crossguard.export.cli import _int8_sets
+    from crossguard.export.pipeline import int8_sample_sets
     from PIL import Image
 
     from crossguard.manifest import write_manifest
     from crossguard.schemas import Sample
 
-    try:
-        from crossguard.train.backbones import ocr_models
-        ocr = ocr_models()
-    except Exception as e:  # noqa: BLE001
-        pytest.skip(f"packaged OCR models unavailable: {e}")
     from crossguard.export.samples import load_font
+    from crossguard.train.backbones import ocr_models
+
+    ocr = ocr_models()
     from PIL import ImageDraw
 
     img = Image.new("RGB", (320, 96), "white")
@@ -269,23 +292,26 @@ def test_cli_int8_sets_from_manifests_with_runtime_ocr(tmp_path):
                    "violence" if i % 2 else None) for i in range(6)]
     write_manifest(tmp_path / "train.jsonl", rows)
     write_manifest(tmp_path / "val.jsonl", rows)
-    args = argparse.Namespace(calibration_manifest=tmp_path / "train.jsonl", validation_manifest=tmp_path / "val.jsonl",
-                              calibration_limit=4, validation_limit=100, default=False, threads=1)
-    calibration, validation = _int8_sets(args, ocr, ("fp32", "int8"))
+    config = ExportConfig(calibration_manifest=tmp_path / "train.jsonl", validation_manifest=tmp_path / "val.jsonl",
+                          calibration_limit=4, validation_limit=100, threads=1)
+    calibration, validation = int8_sample_sets(config, ocr)
     assert len(calibration) == 4 and len(validation) == 6
     assert {s.label for s in validation} == {"safe", "unsafe"}
     assert all(("STEP" in s.ocr_text.upper()) == (s.label == "unsafe") for s in validation)
-    assert _int8_sets(args, ocr, ("fp32",)) == (None, None)
-    none = argparse.Namespace(**{**vars(args), "calibration_manifest": None, "validation_manifest": None})
-    assert _int8_sets(none, ocr, ("fp32", "int8")) == (None, None)
+    assert int8_sample_sets(replace(config, precisions=("fp32",)), ocr) == (None, None)
+    none = replace(config, calibration_manifest=None, validation_manifest=None)
+    assert int8_sample_sets(none, ocr) == (None, None)
     # --default: the head's own splits (guard.json training.data), absolute or relative to the repo root
-    from crossguard.export.cli import training_data_dir
+    from crossguard.export.pipeline import training_data_dir
     from crossguard.paths import source_root
 
-    default = argparse.Namespace(**{**vars(none), "default": True})
+    default = replace(none, head_splits=True)
     data_dir = training_data_dir({"training": {"data": str(tmp_path)}})
     assert data_dir == tmp_path and training_data_dir({"training": {"data": "artifacts/data/v1"}}) == \
         source_root() / "artifacts" / "data" / "v1" and training_data_dir({}) is None
-    calibration, validation = _int8_sets(default, ocr, ("fp32", "int8"), data_dir)
+    logs = []
+    calibration, validation = int8_sample_sets(default, ocr, data_dir, log=logs.append)
     assert len(calibration) == 4 and [s.text for s in validation] == [s.text for s in rows]
-    assert _int8_sets(default, ocr, ("fp32", "int8"), tmp_path / "absent") == (None, None)
+    assert not logs
+    assert int8_sample_sets(default, ocr, tmp_path / "absent", log=logs.append) == (None, None)
+    assert len(logs) == 2 and "train split" in logs[0] and "val split" in logs[1]

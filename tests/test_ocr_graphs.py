@@ -165,19 +165,14 @@ def test_export_fails_when_the_folded_ocr_reads_worse(tmp_path, monkeypatch):
         optimize_ocr_models(det, rec, tmp_path, samples=_few_images(), log=lambda s: None)
 
 
-def test_export_bundle_rejects_an_unknown_ocr_graphs_choice(tmp_path):
-    from _export_tiny import (
-        HEAD_CONFIG,
-        fake_ocr_models,
-        tiny_modules,
-        tiny_tokenizer_file,
-    )
-    from crossguard.export.cli import export_bundle
+def test_export_config_rejects_unknown_choices(tmp_path):
+    from crossguard.export.pipeline import ExportConfig
 
     with pytest.raises(ValueError, match="ocr_graphs"):
-        export_bundle(tiny_modules(), HEAD_CONFIG, tmp_path / "b", tiny_tokenizer_file(tmp_path),
-                      fake_ocr_models(tmp_path), [], ("fp32",), ocr_graphs="int4")
-    assert not (tmp_path / "b").exists()
+        ExportConfig(out=tmp_path / "b", ocr_graphs="int4")
+    with pytest.raises(ValueError, match="unknown precision"):
+        ExportConfig(precisions=("fp32", "int4"))
+    assert ExportConfig(precisions=("int8",)).precisions == ("fp32", "int8")
 
 
 @pytest.mark.slow
@@ -186,15 +181,16 @@ def test_export_bundle_writes_the_folded_ocr_graphs(tmp_path, monkeypatch):
 
     from _export_tiny import HEAD_CONFIG, tiny_modules, tiny_tokenizer_file
     from crossguard.export import ocr_graphs
-    from crossguard.export.cli import export_bundle
+    from crossguard.export.pipeline import ExportConfig, export_modules
     from crossguard.export.samples import fixed_samples
 
     det, rec = _packaged()
     images = _few_images()
     monkeypatch.setattr(ocr_graphs, "ocr_images", lambda n, seed, *a: images)  # keep the test fast
     out = tmp_path / "bundle"
-    report = export_bundle(tiny_modules(), HEAD_CONFIG, out, tiny_tokenizer_file(tmp_path), {"det": det, "rec": rec},
-                           fixed_samples(4), ("fp32",), log=lambda s: None, ocr_graphs="folded")
+    report = export_modules(tiny_modules(), HEAD_CONFIG, tiny_tokenizer_file(tmp_path), {"det": det, "rec": rec},
+                            fixed_samples(4), ExportConfig(out=out, precisions=("fp32",), ocr_graphs="folded"),
+                            log=lambda s: None).details
     assert report["ocr_graphs"]["validation"]["images"] == 4
     for kind in ("det", "rec"):
         assert any(n.op_type == "HardSwish" for n in onnx.load(str(out / "ocr" / f"{kind}.onnx")).graph.node)

@@ -314,7 +314,7 @@ def test_qdq_weights_7bit_except_depthwise(exported):
 def test_int8_together_keeps_the_largest_saving_that_passes():
     """When all kept int8 graphs together break a bound, the subset saving the most time that passes
     is shipped; every tried combination is reported."""
-    from crossguard.export.cli import _int8_together
+    from crossguard.export.pipeline import _int8_together
 
     ok = {"decision_agreement": 1.0, "verdict_agreement": 1.0, "domain_agreement_flagged": 1.0,
           "modality_agreement": 1.0, "detection": {"reference": 0.8, "candidate": 0.8, "delta": 0.0}}

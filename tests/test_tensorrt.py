@@ -19,13 +19,13 @@ REPO = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory):
-    from crossguard.export.cli import export_bundle
+    from crossguard.export.pipeline import ExportConfig, export_modules
     from crossguard.export.samples import fixed_samples
 
     folder = tmp_path_factory.mktemp("trt")
     out = folder / "bundle"
-    export_bundle(tiny_modules(), HEAD_CONFIG, out, tiny_tokenizer_file(folder), fake_ocr_models(folder),
-                  fixed_samples(6), ("fp32", "fp16"), log=lambda s: None)
+    export_modules(tiny_modules(), HEAD_CONFIG, tiny_tokenizer_file(folder), fake_ocr_models(folder), fixed_samples(6),
+                   ExportConfig(out=out, precisions=("fp32", "fp16"), ocr_graphs="original"), log=lambda s: None)
     return out
 
 
