@@ -1,7 +1,7 @@
 """GPU check of the PyTorch side: the reference screening model, a head-training step and an ImpForge PPO step,
 each timed on the CPU and on CUDA in the same run (ratios are within one machine).
 
-``benchmarks/gpu_export_check.py`` covers the runtime's GPU backends (ONNX Runtime CUDA / TensorRT EP, native
+``tools/gpu/gpu_export_check.py`` covers the runtime's GPU backends (ONNX Runtime CUDA / TensorRT EP, native
 TensorRT); this script covers what runs in PyTorch: the reference model (``GuardModel``), head training and
 the ImpForge policy, whose code picks CUDA when it is there (``--device auto``).
 

@@ -1,7 +1,7 @@
 """TensorRT engines for a bundle's graphs (native TensorRT API) and ONNX Runtime TensorRT EP options.
 
 Standalone on purpose: numpy, onnx and the standard library at import; ``tensorrt`` and a CUDA array
-library (torch or cupy) are imported only when an engine is built or run. ``benchmarks/gpu_export_check.py``
+library (torch or cupy) are imported only when an engine is built or run. ``tools/gpu/gpu_export_check.py``
 loads this file directly, so a GPU box needs neither the project installed nor torch-free wheels.
 
 Engines live under ``<bundle>/engines/<gpu>_sm<XY>_trt<version>/`` with ``engines.json`` recording the GPU

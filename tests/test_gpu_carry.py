@@ -1,4 +1,4 @@
-"""benchmarks/gpu_carry.sh: a folder packed into parts, stashed part by part, unpacked byte for byte."""
+"""tools/gpu/gpu_carry.sh: a folder packed into parts, stashed part by part, unpacked byte for byte."""
 from __future__ import annotations
 
 import os
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).parents[1] / "benchmarks" / "gpu_carry.sh"
+SCRIPT = Path(__file__).parents[1] / "tools" / "gpu" / "gpu_carry.sh"
 
 
 @pytest.mark.skipif(shutil.which("zstd") is None or shutil.which("split") is None, reason="needs zstd and split")

@@ -1,4 +1,4 @@
-"""benchmarks/prune_fatbin.py on a small ELF64 built here: other architectures' cubins become zeros, the kept
+"""tools/gpu/prune_fatbin.py on a small ELF64 built here: other architectures' cubins become zeros, the kept
 architecture's bytes and every entry header stay."""
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-spec = importlib.util.spec_from_file_location("prune_fatbin", Path(__file__).parents[1] / "benchmarks" / "prune_fatbin.py")
+spec = importlib.util.spec_from_file_location("prune_fatbin", Path(__file__).parents[1] / "tools" / "gpu" / "prune_fatbin.py")
 prune_fatbin = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(prune_fatbin)
 

@@ -65,7 +65,7 @@ def test_load_or_build_needs_tensorrt_or_says_why(bundle):
 
 
 def test_gpu_script_cpu_dry_run(bundle, tmp_path):
-    script = REPO / "benchmarks" / "gpu_export_check.py"
+    script = REPO / "tools" / "gpu" / "gpu_export_check.py"
     samples = tmp_path / "samples.npz"
     subprocess.run([sys.executable, str(script), "write-samples", "--bundle", str(bundle), "--out", str(samples),
                     "-n", "4"], check=True, capture_output=True, text=True, timeout=120)

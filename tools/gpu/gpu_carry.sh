@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Carry a folder larger than one call's 64 MiB to a lent GPU machine: zstd chunks over several warm calls.
-#   bash benchmarks/gpu_carry.sh pack DIR     # here: DIR -> .gpu/part.NN (<= 48 MB each: with the 8 MB working tree
+#   bash tools/gpu/gpu_carry.sh pack DIR     # here: DIR -> .gpu/part.NN (<= 48 MB each: with the 8 MB working tree
 #                                             #   under the limit) + .gpu/SHA256SUMS + .gpu/bin (zstd, the image has none)
-#   bash benchmarks/gpu_carry.sh stash        # there, one call per part but the last (carry [.gpu/part.NN])
-#   bash benchmarks/gpu_carry.sh unpack       # there, with the last part, SHA256SUMS and bin carried:
+#   bash tools/gpu/gpu_carry.sh stash        # there, one call per part but the last (carry [.gpu/part.NN])
+#   bash tools/gpu/gpu_carry.sh unpack       # there, with the last part, SHA256SUMS and bin carried:
 #                                             #   verifies every part and extracts to /tmp/cg_stash/x
-#   bash benchmarks/gpu_carry.sh install [WHEEL ...]   # there: this repository (and the wheels) into /tmp/site
+#   bash tools/gpu/gpu_carry.sh install [WHEEL ...]   # there: this repository (and the wheels) into /tmp/site
 # The machine goes back after ~30 s idle: make the calls back to back. One payload at a time: pack replaces .gpu/.
 set -u
 STASH=${CG_STASH:-/tmp/cg_stash}
@@ -27,7 +27,7 @@ pack)
         | xargs -r -I{} cp {} .gpu/bin/
     last=$(printf '%02d' $((parts - 1)))
     ls -l .gpu
-    echo "calls: parts 00..$(printf '%02d' $((parts - 2))) each: bash benchmarks/gpu_carry.sh stash (carry [.gpu/part.NN]);"
+    echo "calls: parts 00..$(printf '%02d' $((parts - 2))) each: bash tools/gpu/gpu_carry.sh stash (carry [.gpu/part.NN]);"
     echo "       then carry [.gpu/part.$last, .gpu/SHA256SUMS, .gpu/bin] for the command that unpacks"
     ;;
 stash)  # keep this call's part where the next call finds it
