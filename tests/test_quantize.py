@@ -63,11 +63,13 @@ def test_qdq_without_depthwise_leaves_depthwise_conv_float(exported):
     out = quantize_qdq(paths["image_encoder"], folder / "image.int8.onnx", IMAGE_ENCODER,
                        _calibration(IMAGE_ENCODER, 2), exclude_depthwise=True)
     model = onnx.load(str(out))
-    producers = {o: n for n in model.graph.node for o in n.output}
-    for node in model.graph.node:
-        if node.op_type == "Conv" and any(a.name == "group" and a.i > 1 for a in node.attribute):
-            assert producers[node.input[1]].op_type != "DequantizeLinear" if node.input[1] in producers else True
-    assert any(n.op_type == "QuantizeLinear" for n in model.graph.node)
+    producers = {o: n.op_type for n in model.graph.node for o in n.output}
+    convs = [n for n in model.graph.node if n.op_type == "Conv"]
+    depthwise = [any(a.name == "group" and a.i > 1 for a in n.attribute) for n in convs]
+    weights = [producers.get(n.input[1], "initializer") for n in convs]
+    assert any(depthwise) and not all(depthwise)  # the tiny image encoder has both kinds
+    assert all(w != "DequantizeLinear" for w, dw in zip(weights, depthwise, strict=True) if dw)
+    assert any(w == "DequantizeLinear" for w, dw in zip(weights, depthwise, strict=True) if not dw)
 
 
 def test_dynamic_matmul_text_encoder(exported):
@@ -89,12 +91,18 @@ def test_choose_int8_rejects_disagreeing_and_keeps_agreeing(exported, tmp_path):
     assert not rejected.kept and not (tmp_path / "a.onnx").exists()
     assert all(c.get("agrees") is False for c in rejected.candidates.values() if "error" not in c)
     assert list(tmp_path.iterdir()) == []
-    accepted = choose_int8(FUSION, paths["fusion"], tmp_path / "b.onnx", calib, lambda p: 1.0, repeats=3)
+    # the speed bar decides with the timings of this machine: 0 lets any candidate count as faster, inf none
+    accepted = choose_int8(FUSION, paths["fusion"], tmp_path / "b.onnx", calib, lambda p: 1.0, repeats=3,
+                           min_speedup=0.0)
     assert set(accepted.fp32_ms) == {"b1", "b16"}
-    assert accepted.kept == (tmp_path / "b.onnx").exists()  # kept only if measured faster than fp32
-    if accepted.kept:
-        best = accepted.candidates[accepted.method]
-        assert best["faster"] and all(best["fp32_ms"][k] / best["ms"][k] >= 1.05 for k in best["ms"])
+    working = [m for m, c in accepted.candidates.items() if "error" not in c]
+    assert accepted.kept and (tmp_path / "b.onnx").exists() and accepted.method == working[0]  # most accurate first
+    assert accepted.candidates[accepted.method]["faster"] and accepted.candidates[accepted.method]["agrees"]
+    slow = choose_int8(FUSION, paths["fusion"], tmp_path / "c.onnx", calib, lambda p: 1.0, repeats=3,
+                       min_speedup=float("inf"))
+    assert not slow.kept and not (tmp_path / "c.onnx").exists()
+    assert [c["faster"] for c in slow.candidates.values() if "error" not in c] == [False] * len(working)
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["b.onnx"]
 
 
 def test_batch_feeds_pads_sequences():
