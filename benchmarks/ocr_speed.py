@@ -1,7 +1,9 @@
-"""``python -m crossguard.benchmarks.ocr_speed``: OCR latency and accuracy per image class, old vs new settings.
+"""``python -m crossguard.benchmarks.ocr_speed``: OCR latency and accuracy per image class, the runtime's
+settings against others.
 
-"old" is ``FastOCR(**runtime.ocr.LEGACY)`` (no presence check, recognition grouped by width), "new" the
-current defaults. Image classes (generated here, so thresholds are tuned on them, never on dev data):
+"baseline" is ``FastOCR`` with the default ``OCRSettings``, "candidate" the same with ``--set KEY=VALUE``
+overrides (e.g. ``--set check_side=0``: without the presence check). Image classes (generated here, so
+thresholds are tuned on them, never on dev data):
 
 - ``flat``: one colour (the flat-image check answers at once);
 - ``photo``: no-text images, half ``benchmarks.latency.photo_like_image`` (gradient, noise, ellipses),
@@ -20,9 +22,9 @@ timings and how often OCR reads anything are reported).
 Per class and engine: p50/p90 ms over all calls, ``p50_best`` (median over images of the fastest of
 ``--repeats`` calls: less sensitive to a busy machine), CER and word recall against the drawn text,
 ``text_found`` and ``to_detection`` (share of images that passed the flat/presence checks).
-``speedup_*`` = old / new, measured in the same run, interleaved image by image, so load hits both alike.
-``check_misses`` counts text images the new presence check called empty; ``check_misses_by_size`` splits
-them by font size / longest side, with how many of those the old engine read any text from;
+``speedup_*`` = baseline / candidate, measured in the same run, interleaved image by image, so load hits both
+alike. ``check_misses`` counts text images the presence check called empty; ``check_misses_by_size`` splits
+the candidate's by font size / longest side, with how many of those the baseline read any text from;
 ``check_false_alarms`` counts no-text images sent on to detection.
 """
 from __future__ import annotations
@@ -195,14 +197,14 @@ def run(classes: dict[str, list[Sample]], engines: dict[str, Any], repeats: int 
             out["speedup_p50"] = round(out[names[0]]["p50"] / out[names[1]]["p50"], 3)
             out["speedup_p90"] = round(out[names[0]]["p90"] / out[names[1]]["p90"], 3)
             out["speedup_p50_best"] = round(out[names[0]]["p50_best"] / out[names[1]]["p50_best"], 3)
-        old, new = per[names[0]], per[names[-1]]
-        sized = [(s.rel_size, new["passed"][i], bool(old["reads"][i]))
+        base, cand = per[names[0]], per[names[-1]]
+        sized = [(s.rel_size, cand["passed"][i], bool(base["reads"][i]))
                  for i, s in enumerate(samples) if s.rel_size is not None]
-        if sized:  # presence-check misses by text size (font / longest side), new engine vs old reads
+        if sized:  # presence-check misses by text size (font / longest side), candidate vs baseline reads
             out["check_misses_by_size"] = {
                 f"{lo:.2f}-{hi:.2f}": {"images": len(band), "misses": sum(not p for _, p, _ in band),
-                                       "old_read_text": sum(o for _, _, o in band),
-                                       "misses_where_old_read_text": sum((not p) and o for _, p, o in band)}
+                                       "baseline_read_text": sum(o for _, _, o in band),
+                                       "misses_where_baseline_read_text": sum((not p) and o for _, p, o in band)}
                 for lo, hi in SIZE_BANDS
                 if (band := [x for x in sized if lo <= x[0] < hi])}
         report[cls_name] = out
@@ -223,10 +225,27 @@ def print_table(report: dict[str, Any], engines: list[str]) -> None:
               + f"{out.get('speedup_p50', float('nan')):>10.2f} /{out.get('speedup_p50_best', float('nan')):>5.2f}")
 
 
+def settings_override(text: str) -> tuple[str, Any]:
+    """``--set KEY=VALUE``: an ``OCRSettings`` field and its value, converted to the field's type."""
+    from dataclasses import fields
+
+    from crossguard.runtime.ocr import OCRSettings
+
+    key, sep, value = text.partition("=")
+    kinds = {f.name: type(f.default) for f in fields(OCRSettings)}
+    if not sep or key not in kinds:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE with KEY one of {', '.join(kinds)}, got {text!r}")
+    try:
+        return key, kinds[key](value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{key}: expected {kinds[key].__name__}, got {value!r}") from None
+
+
 def main(argv: list[str] | None = None) -> int:
-    from crossguard.runtime.ocr import LEGACY, FastOCR, packaged_model_paths
+    from dataclasses import asdict
 
     from crossguard.fileio import write_json
+    from crossguard.runtime.ocr import FastOCR, OCRSettings, packaged_model_paths
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], prog="python -m crossguard.benchmarks.ocr_speed")
     ap.add_argument("--models", type=Path, help="directory with det.onnx and rec.onnx (default: the packaged PP-OCRv4)")
@@ -237,8 +256,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--repeats", type=int, default=2, help="timed calls per image and engine")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--check-side", type=int, default=None, help="the new engine's check_side (default: FastOCR's)")
-    ap.add_argument("--check-threads", type=int, default=None, help="the new engine's check_threads")
+    ap.add_argument("--set", type=settings_override, action="append", default=[], metavar="KEY=VALUE",
+                    help="an OCRSettings value of the candidate engine (repeatable), e.g. check_side=0")
     ap.add_argument("--no-dev", action="store_true", help="skip the dev sets")
     ap.add_argument("--classes", nargs="+", help="only these classes (default: all)")
     ap.add_argument("--out", type=Path, default=RESULTS)
@@ -252,8 +271,12 @@ def main(argv: list[str] | None = None) -> int:
         paths = packaged_model_paths()
         if paths is None:
             ap.error("rapidocr_onnxruntime (the packaged PP-OCRv4 models) is not installed; pass --models")
-    new = {k: v for k, v in (("check_side", args.check_side), ("check_threads", args.check_threads)) if v is not None}
-    engines = {"old": FastOCR(*paths, threads=args.threads, **LEGACY), "new": FastOCR(*paths, threads=args.threads, **new)}
+    try:
+        candidate = OCRSettings(**dict(args.set))
+    except ValueError as e:
+        ap.error(str(e))
+    engines = {"baseline": FastOCR(*paths, threads=args.threads),
+               "candidate": FastOCR(*paths, threads=args.threads, settings=candidate)}
     n, seed = args.n, args.seed
     classes = {"flat": flat(max(5, n // 4), seed), "photo": photo(2 * n, seed), "figstep_like": figstep_like(n, seed),
                "typographic": typographic(n, seed), "mixed": mixed(n // 2, seed), "small_text": small_text(n, seed)}
@@ -270,8 +293,7 @@ def main(argv: list[str] | None = None) -> int:
     report = run(classes, engines, repeats=args.repeats)
     print_table(report, list(engines))
     result = {"command": "python -m crossguard.benchmarks.ocr_speed " + " ".join(argv if argv is not None else sys.argv[1:]),
-              "settings": {"old": LEGACY, "new": {**{k: getattr(engines["new"], k) for k in (
-                  "check_side", "det_side", "rec_height", "rec_hscale", "rec_strip")}, **new}},
+              "settings": {"baseline": asdict(OCRSettings()), "candidate": asdict(candidate)},
               "threads": args.threads, "repeats": args.repeats, "seed": seed, "wall_s": round(time.time() - t0, 1),
               "load_avg": [round(x, 2) for x in __import__("os").getloadavg()], "classes": report}
     write_json(args.out, result, indent=1)

@@ -13,7 +13,6 @@ from typing import Any, Callable
 import numpy as np
 
 from crossguard.runtime.preprocess import IMAGE_SIZE, TEXT_MAX_TOKENS
-from crossguard.taxonomy import NUM_DOMAINS
 
 OPSET = 17
 IMAGE_TOKENS, IMAGE_DIM, TEXT_DIM = 49, 1280, 384
@@ -150,7 +149,6 @@ FUSION = GraphSetting(
     tolerance=Tolerance(fp32_abs=1e-4, fp16_abs=5e-2),
 )
 GRAPHS: dict[str, GraphSetting] = {s.name: s for s in (IMAGE_ENCODER, TEXT_ENCODER, FUSION)}
-FUSION_OUTPUT_SIZES = {"unsafe_logit": (), "domain_logits": (NUM_DOMAINS,), "modality_logits": (4,)}
 
 
 # Builders of the shipped modules (imported lazily: the runtime and --help never import torch).

@@ -28,20 +28,15 @@ Pipeline (constants from rapidocr_onnxruntime, which is not imported here):
    horizontally only ``unclip_x`` of it).
 5. Recognition: crops from the full-resolution image, resized to height ``rec_height`` (32; the model
    was trained at 48, 24 or 28 lose words), optionally squeezed horizontally by ``rec_hscale`` (1.0:
-   0.7-0.8 is faster but drops narrow spaces and characters of proportional fonts). ``rec_strip``
-   (default): all crops side by side in one strip (each starts on a CTC frame boundary, gaps filled
-   with the crops' background colours), one rec call, frames split back per crop; no padding
-   and one call instead of one per width group. Otherwise (the earlier path) crops are grouped by
-   width (max/min <= 2) and padded, one rec call per group. CTC greedy decode (blank = index 0, space
-   = last index, charset from the rec model metadata ``character``); lines with mean confidence below
-   ``text_score`` are dropped.
+   0.7-0.8 is faster but drops narrow spaces and characters of proportional fonts). All crops side by side
+   in one strip (each starts on a CTC frame boundary, gaps filled with the crops' background colours), one
+   rec call, frames split back per crop: no padding and one call instead of one per width group. CTC
+   greedy decode (blank = index 0, space = last index, charset from the rec model metadata
+   ``character``); lines with mean confidence below ``text_score`` are dropped.
 
-``LEGACY`` holds the settings of the earlier pipeline (no presence check, grouped recognition) so that
-``benchmarks/ocr_speed.py`` can measure old and new in one run; its numbers (2 shared, busy cores) are in
-``benchmarks/results/ocr_speed.json``. The earlier pipeline, measured on the 50 FigStep tiny images, 2
-dedicated cores (taskset) of an x86 server, against the instruction text: CER 0.16 %, word recall 99.5 %
-(rapidocr 1.4.4 defaults: CER 6.5 %, recall 82 %); p50 146 ms (det_side 320, rec_height 32) vs rapidocr's
-510 ms in the same run; a flat image < 2.5 ms.
+The numbers above live in ``OCRSettings``; ``benchmarks/ocr_speed.py`` measures the defaults against other
+settings in one run (results: ``benchmarks/results/ocr_speed.json``, which also holds the measurement of
+this pipeline against the earlier one without the presence check and the strip).
 """
 from __future__ import annotations
 
@@ -59,7 +54,6 @@ MAX_STRIP = 2400  # a rec strip longer than this is split (rows of one batch)
 DET_MEAN = 0.5
 DET_STD = 0.5
 SMOOTH_TOL = 3  # grey levels between neighbours that still count as smooth background (smooth_share)
-LEGACY = {"check_side": 0, "rec_strip": False}  # the earlier pipeline (for benchmarks/ocr_speed.py)
 
 
 @dataclass
@@ -78,6 +72,31 @@ class OCRResult:
     def text(self) -> str:
         """All lines in reading order, one per line."""
         return "\n".join(line.text for line in self.lines)
+
+
+@dataclass(frozen=True)
+class OCRSettings:
+    """The pipeline's numbers (module docstring, steps 1-5); the defaults are what the runtime uses."""
+
+    det_side: int = 320  # detection input's longest side (a multiple of 32)
+    det_thresh: float = 0.3  # DB probability that counts as text
+    box_thresh: float = 0.5  # a box's mean probability below this drops it
+    unclip_ratio: float = 1.6  # DB's unclip: boxes grow by area * ratio / perimeter ...
+    unclip_x: float = 0.5  # ... horizontally only this share of it
+    word_gap: float = 1.5  # column gaps wider than this many band heights split a line
+    min_box_px: int = 3  # boxes thinner than this (map pixels) are noise
+    max_lines: int = 64  # lines recognised per image, in reading order
+    flat_range: int = 12  # every channel's range below this: a flat image, no text
+    check_side: int = 160  # presence check thumbnail's longest side; 0 turns the check off
+    check_threads: int = 1  # the presence check's own session's threads
+    doc_share: float = 0.5  # smooth-background share from which an image is document-like
+    rec_height: int = 32  # recognition crop height
+    rec_hscale: float = 1.0  # horizontal squeeze of the crops
+    text_score: float = 0.5  # lines with a lower mean CTC confidence are dropped
+
+    def __post_init__(self):
+        if self.check_side and not 32 <= self.check_side <= self.det_side:
+            raise ValueError(f"check_side must be 0 (off) or in [32, det_side={self.det_side}], got {self.check_side}")
 
 
 def session_options(threads: int = 2):
@@ -167,33 +186,21 @@ class FastOCR:
     """PP-OCRv4 det + rec with numpy/Pillow pre- and post-processing; thread-safe, sessions reused.
 
     ``ocr(image) -> OCRResult``; ``image`` is an RGB PIL image (``runtime.preprocess.load_image``).
-    ``FastOCR(det, rec, **LEGACY)`` runs the earlier pipeline (no presence check, grouped recognition).
+    ``settings`` (``OCRSettings``) holds the pipeline's numbers.
     """
 
     def __init__(self, det_path: str | os.PathLike, rec_path: str | os.PathLike, threads: int = 2,
-                 det_side: int = 320, det_thresh: float = 0.3, box_thresh: float = 0.5,
-                 unclip_ratio: float = 1.6, text_score: float = 0.5, word_gap: float = 1.5,
-                 flat_range: int = 12, min_box_px: int = 3, max_lines: int = 64, rec_height: int = 32,
-                 rec_hscale: float = 1.0, unclip_x: float = 0.5, check_side: int = 160,
-                 check_threads: int = 1, doc_share: float = 0.5, rec_strip: bool = True,
-                 providers: list | None = None):
+                 settings: OCRSettings = OCRSettings(), providers: list | None = None):
+        self.settings = settings
         self.det = make_session(det_path, threads, providers)
         self.rec = make_session(rec_path, threads, providers)
         meta = self.rec.get_modelmeta().custom_metadata_map
         if "character" not in meta:
             raise ValueError(f"{rec_path}: no 'character' metadata (the charset) in the rec model")
-        if check_side and not 32 <= int(check_side) <= int(det_side):
-            raise ValueError(f"check_side must be 0 (off) or in [32, det_side={det_side}], got {check_side}")
         self.charset = ["<blank>"] + meta["character"].splitlines() + [" "]
-        self.det_side, self.rec_height = int(det_side), int(rec_height)
-        self.rec_hscale, self.unclip_x = float(rec_hscale), float(unclip_x)
-        self.det_thresh, self.box_thresh = det_thresh, box_thresh
-        self.unclip_ratio, self.text_score, self.word_gap = unclip_ratio, text_score, word_gap
-        self.flat_range, self.min_box_px, self.max_lines = flat_range, min_box_px, max_lines
-        self.check_side, self.rec_strip, self.doc_share = int(check_side), bool(rec_strip), float(doc_share)
         # the presence check's small inputs run best on one thread (no fork/join; robust on a busy machine)
-        self.check = (make_session(det_path, check_threads, providers)
-                      if self.check_side and check_threads != threads else self.det)
+        self.check = (make_session(det_path, settings.check_threads, providers)
+                      if settings.check_side and settings.check_threads != threads else self.det)
         self._rec_in = self.rec.get_inputs()[0].name
 
     # -- stages ---------------------------------------------------------------------------------
@@ -207,7 +214,7 @@ class FastOCR:
             extrema = picture.getextrema()
             if isinstance(extrema[0], (int, float)):
                 extrema = (extrema,)
-            if any(hi - lo >= self.flat_range for lo, hi in extrema):
+            if any(hi - lo >= self.settings.flat_range for lo, hi in extrema):
                 return True
         return False
 
@@ -242,75 +249,54 @@ class FastOCR:
     def boxes_from_map(self, prob: np.ndarray, size: tuple[int, int]) -> list[tuple[int, int, int, int]]:
         """Text-line boxes (image pixels, reading order, at most ``max_lines``) from a probability map."""
         w, h = size
-        mask = prob > self.det_thresh
+        mask = prob > self.settings.det_thresh
         mask[1:, 1:] |= mask[:-1, :-1] | mask[1:, :-1] | mask[:-1, 1:]  # 2x2 dilation (use_dilation)
         sx, sy = w / prob.shape[1], h / prob.shape[0]
         boxes = []
-        for bx0, by0, bx1, by1 in _xy_cut(mask, 0, 0, self.word_gap):
+        for bx0, by0, bx1, by1 in _xy_cut(mask, 0, 0, self.settings.word_gap):
             bw, bh = bx1 - bx0, by1 - by0
-            if min(bw, bh) < self.min_box_px:
+            if min(bw, bh) < self.settings.min_box_px:
                 continue
             region = mask[by0:by1, bx0:bx1]
-            if float(prob[by0:by1, bx0:bx1][region].mean()) < self.box_thresh:  # DB's "fast" box score
+            if float(prob[by0:by1, bx0:bx1][region].mean()) < self.settings.box_thresh:  # DB's "fast" box score
                 continue
-            d = bw * bh * self.unclip_ratio / (2.0 * (bw + bh))
-            dx = d * self.unclip_x
+            d = bw * bh * self.settings.unclip_ratio / (2.0 * (bw + bh))
+            dx = d * self.settings.unclip_x
             boxes.append((max(0, int((bx0 - dx) * sx)), max(0, int((by0 - d) * sy)),
                           min(w, int(np.ceil((bx1 + dx) * sx))), min(h, int(np.ceil((by1 + d) * sy)))))
-        return _reading_order(boxes)[: self.max_lines]
+        return _reading_order(boxes)[: self.settings.max_lines]
 
     def detect(self, img: Image.Image) -> list[tuple[int, int, int, int]]:
         """Axis-aligned text-line boxes at ``det_side``, in the image's pixel coordinates, top-to-bottom,
         left-to-right."""
-        return self.boxes_from_map(self.prob_map(self.det_input(img, self.det_side)), img.size)
+        return self.boxes_from_map(self.prob_map(self.det_input(img, self.settings.det_side)), img.size)
 
     def presence(self, img: Image.Image, thumbnail: Image.Image | None = None) -> bool:
         """The presence check on a thumbnail at ``check_side`` (``thumbnail``, or made here): True without
         running the detector when it is document-like (``smooth_share`` >= ``doc_share``: plain or gradient
         background, where small text must reach the full detector); else whether the detector finds text."""
-        pixels = np.asarray(thumbnail if thumbnail is not None else self.thumbnail(img, self.check_side))
-        if self.doc_share and smooth_share(pixels) >= self.doc_share:
+        pixels = np.asarray(thumbnail if thumbnail is not None else self.thumbnail(img, self.settings.check_side))
+        if self.settings.doc_share and smooth_share(pixels) >= self.settings.doc_share:
             return True
-        return bool((self.prob_map(pixels, self.check) > self.det_thresh).any())
+        return bool((self.prob_map(pixels, self.check) > self.settings.det_thresh).any())
 
     def _crops(self, img: Image.Image, boxes: list[tuple[int, int, int, int]]) -> list[Image.Image]:
         crops = []
         for x0, y0, x1, y1 in boxes:
             bw, bh = x1 - x0, y1 - y0
-            width = max(1, int(np.ceil(self.rec_height * self.rec_hscale * bw / bh)))
-            crops.append(img.crop((x0, y0, x1, y1)).resize((width, self.rec_height), Image.Resampling.BILINEAR))
+            height = self.settings.rec_height
+            width = max(1, int(np.ceil(height * self.settings.rec_hscale * bw / bh)))
+            crops.append(img.crop((x0, y0, x1, y1)).resize((width, height), Image.Resampling.BILINEAR))
         return crops
 
     def recognize(self, img: Image.Image, boxes: list[tuple[int, int, int, int]]) -> list[tuple[str, float]]:
-        """Text and mean confidence of each box (same order)."""
+        """Text and mean confidence of each box (same order): one rec call over strips of the crops laid
+        side by side, ``STRIP_GAP`` columns apart, each crop starting on a CTC frame boundary. A crop owns
+        the half gaps on its sides, filled with its background (the median of its border pixels), and is
+        decoded from the frames of its span."""
         if not boxes:
             return []
-        if self.rec_strip:
-            return self._recognize_strips(self._crops(img, boxes))
         crops = self._crops(img, boxes)
-        order = np.argsort([c.width for c in crops], kind="stable")
-        results: list[tuple[str, float]] = [("", 0.0)] * len(crops)
-        i = 0
-        while i < len(order):  # group crops of similar width so padding wastes little compute
-            j = i + 1
-            while j < len(order) and crops[order[j]].width <= 2 * max(crops[order[i]].width, 4 * self.rec_height):
-                j += 1
-            group = order[i:j]
-            width = -(-max(crops[k].width for k in group) // REC_PAD) * REC_PAD
-            batch = np.zeros((len(group), 3, self.rec_height, width), dtype=np.float32)
-            for n, k in enumerate(group):
-                arr = np.asarray(crops[k], dtype=np.float32)[:, :, ::-1]
-                batch[n, :, :, : crops[k].width] = (arr.transpose(2, 0, 1) / 255.0 - 0.5) / 0.5
-            probs = self.rec.run(None, {self._rec_in: batch})[0]
-            for n, k in enumerate(group):
-                results[k] = self._ctc_decode(probs[n])
-            i = j
-        return results
-
-    def _recognize_strips(self, crops: list[Image.Image]) -> list[tuple[str, float]]:
-        """One rec call over strips of crops laid side by side, ``STRIP_GAP`` columns apart, each crop
-        starting on a CTC frame boundary. A crop owns the half gaps on its sides, filled with its
-        background (the median of its border pixels), and is decoded from the frames of its span."""
         arrays, backgrounds = [], []
         for c in crops:
             a = (np.asarray(c, dtype=np.float32)[:, :, ::-1].transpose(2, 0, 1) / 255.0 - 0.5) / 0.5
@@ -329,7 +315,7 @@ class FastOCR:
             starts.append(pos)
             pos += span
         width = -(-max(starts[m[-1]] + spans[m[-1]] for m in strips) // REC_PAD) * REC_PAD
-        batch = np.empty((len(strips), 3, self.rec_height, width), dtype=np.float32)
+        batch = np.empty((len(strips), 3, self.settings.rec_height, width), dtype=np.float32)
         owned = {}  # crop -> (first, last) column of its span, half gaps included
         for row, members in enumerate(strips):
             for n, k in enumerate(members):
@@ -356,18 +342,20 @@ class FastOCR:
     def warmup(self) -> None:
         """One run of each session (detector, presence check, recogniser) at working sizes, so the first
         request does not pay for lazy initialisation."""
-        self.prob_map(np.full((self.det_side, self.det_side, 3), 255, np.uint8))
+        s = self.settings
+        self.prob_map(np.full((s.det_side, s.det_side, 3), 255, np.uint8))
         if self.check is not self.det:
-            self.prob_map(np.full((self.check_side, self.check_side, 3), 255, np.uint8), self.check)
-        self.rec.run(None, {self._rec_in: np.zeros((1, 3, self.rec_height, 320), np.float32)})
+            self.prob_map(np.full((s.check_side, s.check_side, 3), 255, np.uint8), self.check)
+        self.rec.run(None, {self._rec_in: np.zeros((1, 3, s.rec_height, 320), np.float32)})
 
     def find_boxes(self, img: Image.Image, timings: dict[str, float] | None = None) -> list[tuple[int, int, int, int]]:
         """Flat check, presence check, then detection at ``det_side``.
         ``timings`` gets ``ocr_check`` and, when detection ran, ``ocr_det`` (ms)."""
         timings = {} if timings is None else timings
         t0 = time.perf_counter()
-        thumb = self.thumbnail(img, self.check_side) if self.check_side else None
-        text_possible = self.has_content(img, thumb) and (not self.check_side or self.presence(img, thumb))
+        check_side = self.settings.check_side
+        thumb = self.thumbnail(img, check_side) if check_side else None
+        text_possible = self.has_content(img, thumb) and (not check_side or self.presence(img, thumb))
         t1 = time.perf_counter()
         timings["ocr_check"] = (t1 - t0) * 1e3
         if not text_possible:
@@ -383,7 +371,7 @@ class FastOCR:
             return result
         t1 = time.perf_counter()
         for box, (text, score) in zip(boxes, self.recognize(img, boxes)):
-            if text and score >= self.text_score:
+            if text and score >= self.settings.text_score:
                 result.lines.append(OCRLine(text, score, box))
         result.timings_ms["ocr_rec"] = (time.perf_counter() - t1) * 1e3
         return result

@@ -8,7 +8,9 @@ import os
 import numpy as np
 import pytest
 from crossguard.runtime import ocr as ocr_module
-from crossguard.runtime.ocr import LEGACY, FastOCR, _reading_order, _runs, _xy_cut, packaged_model_paths, smooth_share
+from crossguard.runtime.ocr import (
+    FastOCR, OCRSettings, _reading_order, _runs, _xy_cut, packaged_model_paths, smooth_share,
+)
 from PIL import Image, ImageDraw, ImageFont
 
 FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf"
@@ -66,11 +68,11 @@ class _FakeRec:
         return [probs]
 
 
-def _fake_engine(rec_strip=True):
+def _fake_engine():
     fake = FastOCR.__new__(FastOCR)
     fake.charset = ["<blank>", "a", "b", " "]
     fake.rec, fake._rec_in = _FakeRec(), "x"
-    fake.rec_height, fake.rec_hscale, fake.rec_strip = 32, 1.0, rec_strip
+    fake.settings = OCRSettings()
     return fake
 
 
@@ -90,9 +92,6 @@ def test_strip_recognition_splits_frames_back_per_crop(monkeypatch):
         texts = [t for t, _ in fake.recognize(pil, boxes)]
         assert texts == ["a", "b", "a", "b"]
         assert len(fake.rec.calls) == 1 and fake.rec.calls[0][0] == rows
-    legacy = _fake_engine(rec_strip=False)
-    assert [t for t, _ in legacy.recognize(pil, boxes)] == ["a", "b", "a", "b"]
-    assert len(legacy.rec.calls) > 1  # the grouped path: one call per width group
     assert _fake_engine().recognize(pil, []) == []
 
 
@@ -108,11 +107,11 @@ def test_smooth_share_separates_plain_backgrounds_from_textures():
 
 
 def test_check_side_is_validated():
-    paths = packaged_model_paths()
-    if paths is None:
-        pytest.skip("PP-OCRv4 models (rapidocr_onnxruntime) are not installed")
     with pytest.raises(ValueError, match="check_side"):
-        FastOCR(*paths, check_side=16)
+        OCRSettings(check_side=16)
+    with pytest.raises(ValueError, match="check_side"):
+        OCRSettings(det_side=256, check_side=320)
+    assert OCRSettings(check_side=0).check_side == 0  # off
 
 
 @pytest.fixture(scope="module")
@@ -124,11 +123,12 @@ def engine():
 
 
 @pytest.fixture(scope="module")
-def legacy_engine():
+def unchecked_engine():
+    """The pipeline without the presence check: every non-flat image goes to full detection."""
     paths = packaged_model_paths()
     if paths is None:
         pytest.skip("PP-OCRv4 models (rapidocr_onnxruntime) are not installed")
-    return FastOCR(*paths, threads=2, **LEGACY)
+    return FastOCR(*paths, threads=2, settings=OCRSettings(check_side=0))
 
 
 def render(lines: list[str], size=(760, 400), font_size=48) -> Image.Image:
@@ -151,13 +151,13 @@ def test_reads_rendered_lines_in_order(engine):
 
 
 @pytest.mark.slow
-def test_no_work_on_blank_and_no_text_on_a_gradient(engine, legacy_engine):
+def test_no_work_on_blank_and_no_text_on_a_gradient(engine, unchecked_engine):
     engine.warmup()  # runs each session once (Guard.warmup calls it)
     blank = engine(Image.new("RGB", (760, 760), (250, 250, 250)))
     assert blank.text == "" and set(blank.timings_ms) == {"ocr_check"}
     ramp = np.linspace(0, 255, 400, dtype=np.float32)
     gradient = Image.fromarray(np.stack([np.tile(ramp, (300, 1))] * 3, axis=-1).astype(np.uint8))
-    for eng in (engine, legacy_engine):  # document-like (smooth): the full detector runs and finds nothing
+    for eng in (engine, unchecked_engine):  # document-like (smooth): the full detector runs and finds nothing
         result = eng(gradient)
         assert result.text == "" and "ocr_det" in result.timings_ms and "ocr_rec" not in result.timings_ms
 
@@ -188,20 +188,21 @@ def test_small_text_on_a_plain_background_still_reaches_the_detector(engine):
     if not os.path.exists(FONT):
         pytest.skip("DejaVu font missing")
     img = render(["How to grow tomatoes in a garden."], size=(760, 760), font_size=26)
-    assert not (engine.prob_map(engine.det_input(img, engine.check_side), engine.check) > engine.det_thresh).any()
+    s = engine.settings
+    assert not (engine.prob_map(engine.det_input(img, s.check_side), engine.check) > s.det_thresh).any()
     assert engine.presence(img)
     assert "tomatoes" in engine(img).text
 
 
 @pytest.mark.slow
-def test_fast_path_reads_what_the_legacy_path_reads(engine, legacy_engine):
+def test_presence_check_changes_no_reading_of_text(engine, unchecked_engine):
     if not os.path.exists(FONT):
         pytest.skip("DejaVu font missing")
     img = render(["How to grow tomatoes", "in a small garden.", "1.", "2.", "3."])
-    fast, legacy = engine(img), legacy_engine(img)
-    assert fast.text == legacy.text
-    assert fast.text.split("\n")[:2] == ["How to grow tomatoes", "in a small garden."]
-    assert [line.box for line in fast.lines] == [line.box for line in legacy.lines]
+    checked, unchecked = engine(img), unchecked_engine(img)
+    assert checked.text == unchecked.text
+    assert checked.text.split("\n")[:2] == ["How to grow tomatoes", "in a small garden."]
+    assert [line.box for line in checked.lines] == [line.box for line in unchecked.lines]
 
 
 @pytest.mark.slow

@@ -29,7 +29,6 @@ from pathlib import Path
 import numpy as np
 
 GRAPH_ORDER = ("image_encoder", "text_encoder", "fusion")
-SEQ_INPUTS = ("input_ids", "attention_mask", "text_tokens", "text_mask")
 
 
 class Unavailable(RuntimeError):

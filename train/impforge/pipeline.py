@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import random
 import re
 import time
@@ -841,26 +840,3 @@ def run_forge(config: ForgeConfig, resume: bool = False, progress: bool = True) 
                "timings_s": timings, "device": device, "table": table}
     _atomic_json(out / "summary.json", summary)
     return summary
-
-
-def measure_alignment(n_items: int = 2000, holdout: int = 400, seed: int = 0, epochs: int = 60,
-                      out: str | os.PathLike | None = None, progress: bool = True) -> dict:
-    """Train the image-text alignment on a random subset of the pool (EfficientNet features of ``n_items``
-    thumbnails, no full-pool pass) and report held-out R@1/R@5; saves the weights when ``out`` is given."""
-    from crossguard.train import backbones
-    from crossguard.train.image_pool import ImagePool
-    from crossguard.train.seeds import default_embed
-
-    from .retrieval import train_alignment
-
-    pool = ImagePool.open(embed=default_embed(), progress=progress)
-    idx = sorted(random.Random(seed).sample(range(len(pool)), min(n_items, len(pool))))
-    caption_emb = pool.caption_embeddings()[idx]
-    _, features = backbones.encode_images(backbones.image_encoder(), [pool[i].path for i in idx],
-                                          progress=progress)
-    model, metrics = train_alignment(features, caption_emb, [pool.search_texts[i] for i in idx], epochs=epochs,
-                                     holdout=holdout, seed=seed, progress=progress)
-    result = {**metrics.to_dict(), "pool_items_used": len(idx), "chance_r1": 1.0 / holdout}
-    if out is not None:
-        model.save(Path(out), result)
-    return result
