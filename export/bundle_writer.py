@@ -9,11 +9,10 @@ from __future__ import annotations
 import datetime as _dt
 import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any, Mapping
 
-from crossguard.fileio import replace_dir
+from crossguard.fileio import atomic_dir
 from crossguard.locate import package_version
 from crossguard.runtime.bundle import write_manifest_hashes
 from crossguard.runtime.preprocess import IMAGE_MEAN, IMAGE_SIZE, IMAGE_STD, TEXT_MAX_TOKENS
@@ -48,38 +47,13 @@ def write_bundle(out_dir: str | os.PathLike, graphs: Mapping[str, Mapping[str, A
     ``validation`` and ``extra`` go into the manifest as given.
     """
     out_dir = Path(out_dir).expanduser()
-    unknown = set(precisions) - set(PRECISIONS)
-    if unknown or "fp32" not in precisions:
-        raise BundleWriteError(f"precisions must include fp32 and be among {PRECISIONS}, got {precisions}")
-    if set(graphs) != set(GRAPHS):
-        raise BundleWriteError(f"a bundle needs exactly the graphs {sorted(GRAPHS)}, got {sorted(graphs)}")
     for key in ("calibration", "policy"):
         if not isinstance(head_config.get(key), dict):
             raise BundleWriteError(f"head_config needs a {key!r} object")
     taxonomy = head_config.get("taxonomy", list(DOMAIN_NAMES))
     if list(taxonomy) != list(DOMAIN_NAMES):
         raise BundleWriteError("head_config's taxonomy differs from this version's 14 domains")
-    sources: dict[str, Path] = {}  # bundle-relative path -> source file
-    graph_entries: dict[str, dict[str, dict]] = {}
-    for name, variants in graphs.items():
-        if "fp32" not in variants:
-            raise BundleWriteError(f"graph {name!r} has no fp32 variant")
-        graph_entries[name] = {}
-        for precision, spec in variants.items():
-            if precision not in precisions:
-                continue
-            info = dict(spec) if isinstance(spec, Mapping) else {"path": spec}
-            same_as = info.get("same_as")
-            if same_as is not None:  # this precision runs another precision's file (no copy)
-                if same_as not in variants or same_as == precision or "same_as" in dict(
-                        variants[same_as] if isinstance(variants[same_as], Mapping) else {}):
-                    raise BundleWriteError(f"graph {name!r}: {precision} names {same_as!r}, which is not "
-                                           "a file variant of this graph")
-                graph_entries[name][precision] = {"file": f"graphs/{name}.{same_as}.onnx", **info}
-                continue
-            rel = f"graphs/{name}.{precision}.onnx"
-            sources[rel] = Path(info.pop("path"))
-            graph_entries[name][precision] = {"file": rel, **info}
+    graph_entries, sources = _graph_files(graphs, precisions)
     sources["tokenizer/tokenizer.json"] = Path(tokenizer_file)
     for kind in ("det", "rec"):
         if kind not in ocr_models:
@@ -89,9 +63,7 @@ def write_bundle(out_dir: str | os.PathLike, graphs: Mapping[str, Mapping[str, A
     if missing:
         raise BundleWriteError(f"input file(s) not found: {', '.join(missing)}")
 
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
-    try:
+    with atomic_dir(out_dir) as tmp:  # the old bundle stays until the new one is complete
         for rel, src in sources.items():
             dst = tmp / rel
             dst.parent.mkdir(parents=True, exist_ok=True)
@@ -113,11 +85,40 @@ def write_bundle(out_dir: str | os.PathLike, graphs: Mapping[str, Mapping[str, A
             **dict(extra or {}),
         }
         write_manifest_hashes(tmp, manifest)  # the runtime's own hashing: "files" = sha256 of every file
-        replace_dir(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out_dir
+
+
+def _graph_files(graphs: Mapping[str, Mapping[str, Any]], precisions: tuple[str, ...]
+                 ) -> tuple[dict[str, dict[str, dict]], dict[str, Path]]:
+    """The manifest's ``graphs`` entries and {bundle-relative path: source file} of ``write_bundle``'s
+    ``graphs`` argument, checked."""
+    unknown = set(precisions) - set(PRECISIONS)
+    if unknown or "fp32" not in precisions:
+        raise BundleWriteError(f"precisions must include fp32 and be among {PRECISIONS}, got {precisions}")
+    if set(graphs) != set(GRAPHS):
+        raise BundleWriteError(f"a bundle needs exactly the graphs {sorted(GRAPHS)}, got {sorted(graphs)}")
+    sources: dict[str, Path] = {}  # bundle-relative path -> source file
+    graph_entries: dict[str, dict[str, dict]] = {}
+    for name, variants in graphs.items():
+        if "fp32" not in variants:
+            raise BundleWriteError(f"graph {name!r} has no fp32 variant")
+        graph_entries[name] = {}
+        for precision, spec in variants.items():
+            if precision not in precisions:
+                continue
+            info = dict(spec) if isinstance(spec, Mapping) else {"path": spec}
+            same_as = info.get("same_as")
+            if same_as is not None:  # this precision runs another precision's file (no copy)
+                if same_as not in variants or same_as == precision or "same_as" in dict(
+                        variants[same_as] if isinstance(variants[same_as], Mapping) else {}):
+                    raise BundleWriteError(f"graph {name!r}: {precision} names {same_as!r}, which is not "
+                                           "a file variant of this graph")
+                graph_entries[name][precision] = {"file": f"graphs/{name}.{same_as}.onnx", **info}
+                continue
+            rel = f"graphs/{name}.{precision}.onnx"
+            sources[rel] = Path(info.pop("path"))
+            graph_entries[name][precision] = {"file": rel, **info}
+    return graph_entries, sources
 
 
 

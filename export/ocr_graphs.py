@@ -42,7 +42,7 @@ def fold_affine(model) -> tuple[object, dict[str, int]]:
     """``model`` (an ``onnx.ModelProto``, changed in place or converted) with the rewrites of the module
     docstring applied; returns the model and how many of each rewrite were made. Metadata is kept."""
     import onnx
-    from onnx import helper, numpy_helper, version_converter
+    from onnx import version_converter
 
     if max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=HARDSWISH_OPSET) < HARDSWISH_OPSET:
         meta = [(p.key, p.value) for p in model.metadata_props]
@@ -50,120 +50,163 @@ def fold_affine(model) -> tuple[object, dict[str, int]]:
         del model.metadata_props[:]
         for key, value in meta:
             model.metadata_props.add(key=key, value=value)
-    g = model.graph
-    inits = {i.name: i for i in g.initializer}
-    consts = {n.output[0]: n for n in g.node if n.op_type == "Constant" and n.attribute and n.attribute[0].name == "value"}
-    graph_outputs = {o.name for o in g.output}
-
-    def value(name: str) -> np.ndarray | None:
-        if name in inits:
-            return numpy_helper.to_array(inits[name])
-        if name in consts:
-            return numpy_helper.to_array(consts[name].attribute[0].t)
-        return None
-
-    def scalar(name: str) -> float | None:
-        v = value(name)
-        return float(v.reshape(-1)[0]) if v is not None and v.size == 1 and v.dtype.kind == "f" else None
-
-    def add_init(name: str, array: np.ndarray) -> str:
-        name = _unique(name, inits)
-        g.initializer.append(numpy_helper.from_array(np.asarray(array, np.float32), name))
-        inits[name] = g.initializer[-1]
-        return name
-
-    users: dict[str, list] = {}  # tensor -> the nodes reading it (rebuilt every pass)
-
-    def sole_user(tensor: str):
-        found = users.get(tensor, [])
-        return found[0] if len(found) == 1 and tensor not in graph_outputs else None
-
-    def other_input(node, tensor: str) -> str:
-        return node.input[1] if node.input[0] == tensor else node.input[0]
-
+    edit = _GraphEdit(model.graph)
+    rewrites = ((_fold_conv_post_affine, "Conv"), (_fold_hardswish, "Add"), (_fold_conv_pre_affine, "Mul"))
     stats = {"conv_post_affine": 0, "hardswish": 0, "conv_pre_affine": 0, "conv_pre_scale": 0}
     changed = True
-    while changed:
+    while changed:  # a rewrite can expose another (a folded Conv's output feeds the next pattern)
         changed = False
-        users.clear()
-        for n in g.node:
-            for i in n.input:
-                users.setdefault(i, []).append(n)
-        dead: set[int] = set()
-        for n in list(g.node):
-            if id(n) in dead:
+        edit.index_users()
+        for n in list(edit.graph.node):
+            if id(n) in edit.dead:
                 continue
-            if n.op_type == "Conv" and value(n.input[1]) is not None:
-                mul = sole_user(n.output[0])
-                if mul is None or mul.op_type != "Mul" or id(mul) in dead:
-                    continue
-                a = scalar(other_input(mul, n.output[0]))
-                if a is None:
-                    continue
-                add = sole_user(mul.output[0])
-                b = scalar(other_input(add, mul.output[0])) if add is not None and add.op_type == "Add" else None
-                w = value(n.input[1])
-                bias = _bias(n, value, w)
-                last = add if b is not None else mul
-                n.input[:] = [n.input[0], add_init(f"{n.name}_folded_W", w * a),
-                              add_init(f"{n.name}_folded_B", bias * a + (b or 0.0))]
-                n.output[0] = last.output[0]
-                dead.update({id(mul), id(last)})
-                stats["conv_post_affine"] += 1
-                changed = True
-            elif n.op_type == "Add" and len(n.input) == 2 and scalar(n.input[1]) == 3.0:
-                x = n.input[0]
-                clip = sole_user(n.output[0])
-                if (clip is None or clip.op_type != "Clip" or len(clip.input) < 3 or scalar(clip.input[1]) != 0.0
-                        or scalar(clip.input[2]) != 6.0):
-                    continue
-                mul = sole_user(clip.output[0])
-                if mul is None or mul.op_type != "Mul" or sorted(mul.input) != sorted([x, clip.output[0]]):
-                    continue
-                div = sole_user(mul.output[0])
-                if div is None or div.op_type != "Div" or div.input[0] != mul.output[0] or scalar(div.input[1]) != 6.0:
-                    continue
-                g.node.insert(list(g.node).index(n),
-                              helper.make_node("HardSwish", [x], [div.output[0]], name=f"{n.name}_hardswish"))
-                dead.update({id(n), id(clip), id(mul), id(div)})
-                stats["hardswish"] += 1
-                changed = True
-            elif n.op_type == "Mul" and len(n.input) == 2 and sum(scalar(i) is not None for i in n.input) == 1:
-                c_name = next(i for i in n.input if scalar(i) is not None)
-                x = other_input(n, c_name)
-                add = sole_user(n.output[0])
-                if add is None or add.op_type != "Add" or id(add) in dead:
-                    continue
-                d_name = other_input(add, n.output[0])
-                conv = sole_user(add.output[0])
-                if (scalar(d_name) is None or conv is None or conv.op_type != "Conv"
-                        or conv.input[0] != add.output[0] or value(conv.input[1]) is None):
-                    continue
-                c, d = scalar(c_name), scalar(d_name)
-                w = value(conv.input[1])
-                attrs = {a.name: helper.get_attribute_value(a) for a in conv.attribute}
-                padded = any(attrs.get("pads", [0])) or attrs.get("auto_pad", b"NOTSET") not in (b"NOTSET", b"VALID")
-                if not padded:
-                    bias = _bias(conv, value, w) + d * w.reshape(w.shape[0], -1).sum(axis=1)
-                    conv.input[:] = [x, add_init(f"{conv.name}_prefolded_W", w * c),
-                                     add_init(f"{conv.name}_prefolded_B", bias)]
-                    dead.update({id(n), id(add)})
-                    stats["conv_pre_affine"] += 1
-                elif c != 0.0:  # Conv_W(c h + d) == Conv_cW(h + d / c): zero padding stays zero
-                    add.input[:] = [x, add_init(f"{add.name}_shift", np.array(d / c, np.float32))]
-                    conv.input[1] = add_init(f"{conv.name}_prescaled_W", w * c)
-                    dead.add(id(n))
-                    stats["conv_pre_scale"] += 1
-                else:
-                    continue
-                changed = True
-        if dead:
-            kept = [n for n in g.node if id(n) not in dead]
-            del g.node[:]
-            g.node.extend(kept)
-    _drop_unused(g, graph_outputs)
+            for rewrite, op_type in rewrites:
+                made = rewrite(edit, n) if n.op_type == op_type else None
+                if made:
+                    stats[made] += 1
+                    changed = True
+        edit.drop_dead()
+    _drop_unused(edit.graph, edit.graph_outputs)
     onnx.checker.check_model(model)
     return model, stats
+
+
+class _GraphEdit:
+    """Look-ups over one ONNX graph being rewritten: constant values, who reads a tensor, new initializers,
+    and the nodes a rewrite made dead (removed by ``drop_dead``)."""
+
+    def __init__(self, graph):
+        self.graph = graph
+        self.inits = {i.name: i for i in graph.initializer}
+        self.consts = {n.output[0]: n for n in graph.node
+                       if n.op_type == "Constant" and n.attribute and n.attribute[0].name == "value"}
+        self.graph_outputs = {o.name for o in graph.output}
+        self.users: dict[str, list] = {}  # tensor -> the nodes reading it (rebuilt every pass)
+        self.dead: set[int] = set()
+
+    def index_users(self) -> None:
+        self.users.clear()
+        for n in self.graph.node:
+            for i in n.input:
+                self.users.setdefault(i, []).append(n)
+
+    def drop_dead(self) -> None:
+        if self.dead:
+            kept = [n for n in self.graph.node if id(n) not in self.dead]
+            del self.graph.node[:]
+            self.graph.node.extend(kept)
+            self.dead.clear()
+
+    def value(self, name: str) -> np.ndarray | None:
+        from onnx import numpy_helper
+
+        if name in self.inits:
+            return numpy_helper.to_array(self.inits[name])
+        if name in self.consts:
+            return numpy_helper.to_array(self.consts[name].attribute[0].t)
+        return None
+
+    def scalar(self, name: str) -> float | None:
+        v = self.value(name)
+        return float(v.reshape(-1)[0]) if v is not None and v.size == 1 and v.dtype.kind == "f" else None
+
+    def add_init(self, name: str, array: np.ndarray) -> str:
+        from onnx import numpy_helper
+
+        name = _unique(name, self.inits)
+        self.graph.initializer.append(numpy_helper.from_array(np.asarray(array, np.float32), name))
+        self.inits[name] = self.graph.initializer[-1]
+        return name
+
+    def sole_user(self, tensor: str):
+        """The one node reading ``tensor`` (None when several do, or it is a graph output)."""
+        found = self.users.get(tensor, [])
+        return found[0] if len(found) == 1 and tensor not in self.graph_outputs else None
+
+
+def _other_input(node, tensor: str) -> str:
+    return node.input[1] if node.input[0] == tensor else node.input[0]
+
+
+def _fold_conv_post_affine(edit: _GraphEdit, n) -> str | None:
+    """``Conv -> Mul(a) [-> Add(b)]`` into the Conv (``W' = a W``, ``B' = a B + b``)."""
+    if edit.value(n.input[1]) is None:
+        return None
+    mul = edit.sole_user(n.output[0])
+    if mul is None or mul.op_type != "Mul" or id(mul) in edit.dead:
+        return None
+    a = edit.scalar(_other_input(mul, n.output[0]))
+    if a is None:
+        return None
+    add = edit.sole_user(mul.output[0])
+    b = edit.scalar(_other_input(add, mul.output[0])) if add is not None and add.op_type == "Add" else None
+    w = edit.value(n.input[1])
+    bias = _bias(n, edit.value, w)
+    last = add if b is not None else mul
+    n.input[:] = [n.input[0], edit.add_init(f"{n.name}_folded_W", w * a),
+                  edit.add_init(f"{n.name}_folded_B", bias * a + (b or 0.0))]
+    n.output[0] = last.output[0]
+    edit.dead.update({id(mul), id(last)})
+    return "conv_post_affine"
+
+
+def _fold_hardswish(edit: _GraphEdit, n) -> str | None:
+    """``Add(3) -> Clip(0, 6) -> Mul(x) -> Div(6)`` into one ``HardSwish``."""
+    from onnx import helper
+
+    if len(n.input) != 2 or edit.scalar(n.input[1]) != 3.0:
+        return None
+    x = n.input[0]
+    clip = edit.sole_user(n.output[0])
+    if (clip is None or clip.op_type != "Clip" or len(clip.input) < 3 or edit.scalar(clip.input[1]) != 0.0
+            or edit.scalar(clip.input[2]) != 6.0):
+        return None
+    mul = edit.sole_user(clip.output[0])
+    if mul is None or mul.op_type != "Mul" or sorted(mul.input) != sorted([x, clip.output[0]]):
+        return None
+    div = edit.sole_user(mul.output[0])
+    if div is None or div.op_type != "Div" or div.input[0] != mul.output[0] or edit.scalar(div.input[1]) != 6.0:
+        return None
+    edit.graph.node.insert(list(edit.graph.node).index(n),
+                           helper.make_node("HardSwish", [x], [div.output[0]], name=f"{n.name}_hardswish"))
+    edit.dead.update({id(n), id(clip), id(mul), id(div)})
+    return "hardswish"
+
+
+def _fold_conv_pre_affine(edit: _GraphEdit, n) -> str | None:
+    """``Mul(c) -> Add(d) -> Conv`` into the Conv without padding (``W' = c W``, ``B' = B + d * sum(W)``); with
+    zero padding into ``Add(d / c) -> Conv(c W)`` (the padding stays zero)."""
+    from onnx import helper
+
+    if len(n.input) != 2 or sum(edit.scalar(i) is not None for i in n.input) != 1:
+        return None
+    c_name = next(i for i in n.input if edit.scalar(i) is not None)
+    x = _other_input(n, c_name)
+    add = edit.sole_user(n.output[0])
+    if add is None or add.op_type != "Add" or id(add) in edit.dead:
+        return None
+    d_name = _other_input(add, n.output[0])
+    conv = edit.sole_user(add.output[0])
+    if (edit.scalar(d_name) is None or conv is None or conv.op_type != "Conv"
+            or conv.input[0] != add.output[0] or edit.value(conv.input[1]) is None):
+        return None
+    c, d = edit.scalar(c_name), edit.scalar(d_name)
+    w = edit.value(conv.input[1])
+    attrs = {a.name: helper.get_attribute_value(a) for a in conv.attribute}
+    padded = any(attrs.get("pads", [0])) or attrs.get("auto_pad", b"NOTSET") not in (b"NOTSET", b"VALID")
+    if not padded:
+        bias = _bias(conv, edit.value, w) + d * w.reshape(w.shape[0], -1).sum(axis=1)
+        conv.input[:] = [x, edit.add_init(f"{conv.name}_prefolded_W", w * c),
+                         edit.add_init(f"{conv.name}_prefolded_B", bias)]
+        edit.dead.update({id(n), id(add)})
+        return "conv_pre_affine"
+    if c == 0.0:
+        return None
+    # Conv_W(c h + d) == Conv_cW(h + d / c): zero padding stays zero
+    add.input[:] = [x, edit.add_init(f"{add.name}_shift", np.array(d / c, np.float32))]
+    conv.input[1] = edit.add_init(f"{conv.name}_prescaled_W", w * c)
+    edit.dead.add(id(n))
+    return "conv_pre_scale"
 
 
 def _bias(conv, value: Callable, w: np.ndarray) -> np.ndarray:

@@ -242,14 +242,8 @@ class Guard:
             reads = pool.map(self.ocr, [p.image for p in items]) if pool else map(self.ocr, [p.image for p in items])
             ocr_texts = [" ".join(r.text.split()) for r in reads]
         t = lap("ocr", t)
-        ocr_embedding = np.zeros((n, EMBED_DIM), np.float32)
-        ocr_present = np.zeros((n, 1), np.float32)
-        with_ocr = [i for i in range(n) if ocr_texts[i]]
-        if with_ocr:
-            ids, ocr_mask = self.tokenizer([ocr_texts[i] for i in with_ocr])
-            ocr_out = self._run("text_encoder", {"input_ids": ids, "attention_mask": ocr_mask}, len(with_ocr))
-            ocr_embedding[with_ocr] = ocr_out["sentence_embedding"].astype(np.float32)
-            ocr_present[with_ocr] = 1.0
+        ocr_embedding, ocr_present = self._encode_ocr_texts(ocr_texts)
+        if ocr_present.any():
             t = lap("ocr_text_encoder", t)
         image_out, text_out, mask, stages = pending.result() if pending is not None else encode_without_ocr()
         timings.update(stages)
@@ -272,20 +266,31 @@ class Guard:
         unsafe, domains = apply_policy(scores, domain_probs, self.policy)
         lap("policy", t)
         latency = (time.perf_counter() - t_start) * 1e3 + timings["decode"]
-        verdicts = []
-        for i in range(n):
-            domain = domains[i]
-            verdicts.append(Verdict(
-                unsafe=bool(unsafe[i]),
-                score=float(scores[i]),
-                threshold=float(self.policy["domain_thresholds"].get(domain, self.policy["threshold"])),
-                domain=domain,
-                domain_scores={name: float(v) for name, v in zip(self.taxonomy, domain_probs[i])},
-                modality=self.modalities[int(modality_probs[i].argmax())],
-                modality_scores={name: float(v) for name, v in zip(self.modalities, modality_probs[i])},
-                ocr_text=ocr_texts[i],
-                backend=self.backend,
-                latency_ms=latency,
-                timings_ms={k: round(v, 3) for k, v in timings.items()},
-            ))
-        return verdicts
+        stage_ms = {k: round(v, 3) for k, v in timings.items()}
+        return [Verdict(
+            unsafe=bool(unsafe[i]),
+            score=float(scores[i]),
+            threshold=float(self.policy["domain_thresholds"].get(domains[i], self.policy["threshold"])),
+            domain=domains[i],
+            domain_scores={name: float(v) for name, v in zip(self.taxonomy, domain_probs[i])},
+            modality=self.modalities[int(modality_probs[i].argmax())],
+            modality_scores={name: float(v) for name, v in zip(self.modalities, modality_probs[i])},
+            ocr_text=ocr_texts[i],
+            backend=self.backend,
+            latency_ms=latency,
+            timings_ms=dict(stage_ms),
+        ) for i in range(n)]
+
+    def _encode_ocr_texts(self, ocr_texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """(ocr_embedding [n, 384], ocr_present [n, 1]): the text encoder runs on the non-empty OCR texts
+        only; the others stay zero with ``ocr_present`` 0."""
+        n = len(ocr_texts)
+        ocr_embedding = np.zeros((n, EMBED_DIM), np.float32)
+        ocr_present = np.zeros((n, 1), np.float32)
+        with_ocr = [i for i in range(n) if ocr_texts[i]]
+        if with_ocr:
+            ids, ocr_mask = self.tokenizer([ocr_texts[i] for i in with_ocr])
+            ocr_out = self._run("text_encoder", {"input_ids": ids, "attention_mask": ocr_mask}, len(with_ocr))
+            ocr_embedding[with_ocr] = ocr_out["sentence_embedding"].astype(np.float32)
+            ocr_present[with_ocr] = 1.0
+        return ocr_embedding, ocr_present

@@ -59,7 +59,7 @@ def test_manifest_lists_every_file_with_its_hash(tiny_bundle):
     assert manifest["policy"]["threshold"] == 0.5 and len(manifest["taxonomy"]) == 14
     int8 = manifest["export_report"]["graphs"]["fusion"]["int8"]
     assert int8["fp32_ms"] and int8["candidates"]  # the measurement is recorded, kept or not
-    assert not list(out.parent.glob(".bundle.tmp-*"))
+    assert not list(out.parent.glob(".bundle.*"))  # no temporary folder left beside the bundle
 
 
 def test_runtime_loads_and_refuses_tampered_bundle(tiny_bundle, tmp_path):
