@@ -110,11 +110,11 @@ def data_root(explicit: str | os.PathLike | None = None) -> Path:
     else:
         path, origin = _default_data_root()
     if path is None:
-        raise DataNotFoundError(f"no data folder: set {DATA_ENV} to the folder that holds seeds/ and dev/ "
-                                "(or pass its path, e.g. --data)")
+        raise DataNotFoundError(f"no data folder: set {DATA_ENV} to the folder that holds seeds/ and dev/, "
+                                "or pass the folder on the command line")
     if not path.is_dir():
         raise DataNotFoundError(f"data folder {path} ({origin}) not found: set {DATA_ENV} to the folder that holds "
-                                "seeds/ and dev/ (or pass its path, e.g. --data)")
+                                "seeds/ and dev/, or pass the folder on the command line")
     return path
 
 
