@@ -1,0 +1,2 @@
+"""Moderation endpoints (filled in below)."""
+ROUTES: dict = {}
