@@ -275,3 +275,31 @@ def test_healthz_reports_the_real_guard_info():
     info = Screener(InfoGuard(), max_batch=1).info()
     assert info == {"backend": "onnxruntime-cpu", "batching": False, "guard": {"precision": "int8"},
                     "bundle": {"name": "crossguard-student", "hash": "ab12", "path": "/b"}}
+
+
+def test_concurrent_image_decodes_are_bounded_per_server(monkeypatch):
+    """--max-decodes: however many clients send images at once, at most that many are decoded side by side."""
+    import threading
+
+    from crossguard.runtime import server as server_mod
+
+    lock, active, peak = threading.Lock(), [0], [0]
+    real = server_mod.load_image
+
+    def slow_load(data, limits):
+        with lock:
+            active[0] += 1
+            peak[0] = max(peak[0], active[0])
+        time.sleep(0.05)
+        try:
+            return real(data, limits)
+        finally:
+            with lock:
+                active[0] -= 1
+
+    monkeypatch.setattr(server_mod, "load_image", slow_load)
+    with serve(max_decodes=2) as s:
+        with ThreadPoolExecutor(8) as pool:
+            results = list(pool.map(lambda _: request(s, "POST", "/v1/screen", {"text": "x", "image": b64(png_bytes(5))}),
+                                    range(12)))
+    assert all(status == 200 for status, _, _ in results) and peak[0] == 2
