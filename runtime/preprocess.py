@@ -117,6 +117,8 @@ def load_image(source: ImageInput, limits: ImageLimits = ImageLimits()) -> Image
             fp: io.BytesIO | str = io.BytesIO(data)
         elif isinstance(source, (str, os.PathLike)):
             path = Path(source)
+            if path.is_dir():
+                raise InputError(f"image path is a directory, not an image file: {path}", code="invalid_image")
             if not path.is_file():
                 raise InputError(f"image file not found: {path}", code="invalid_image")
             size = path.stat().st_size
