@@ -63,7 +63,7 @@ class Inputs:
     remote_images_ignored: int = 0
 
 
-class _Reader:
+class Reader:
     """Collects the messages of one request under its limits, then pairs them (policy: module doc)."""
 
     def __init__(self, limits: Limits):
@@ -77,13 +77,13 @@ class _Reader:
         """Decode one image (a data: URL; plain base64 where the API sends that); its index, or None if ignored."""
         if not isinstance(value, str):
             raise RequestError(400, "invalid_field", f"{where} must be a string")
-        if not raw_base64 and not value.startswith("data:"):
-            if value.startswith(("http://", "https://")) and self.limits.remote_images == "ignore":
+        if value.startswith(("http://", "https://")):
+            if self.limits.remote_images == "ignore":
                 self.remote_ignored += 1
                 return None
-            if value.startswith(("http://", "https://")):
-                raise RequestError(400, "remote_image_refused", f"{where}: remote image URLs are not fetched or "
-                                                                "screened; send the image inline as a data: URL")
+            raise RequestError(400, "remote_image_refused", f"{where}: remote image URLs are not fetched or "
+                                                            "screened; send the image inline as a data: URL")
+        if not raw_base64 and not value.startswith("data:"):
             raise RequestError(400, "unsupported_content", f"{where}: an image must be a data: URL")
         self.images.append(decode_base64_image(value, self.limits.max_image_bytes))
         if len(self.images) > self.limits.max_images:
@@ -146,7 +146,7 @@ def _object(body: Any) -> dict:
     return body
 
 
-def _messages(body: dict, r: _Reader) -> None:
+def _messages(body: dict, r: Reader) -> None:
     """OpenAI chat completions and Ollama /api/chat."""
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
@@ -167,7 +167,7 @@ def _messages(body: dict, r: _Reader) -> None:
     r.newest = newest
 
 
-def _strings(value: Any, where: str, r: _Reader, newest: bool = False) -> None:
+def _strings(value: Any, where: str, r: Reader, newest: bool = False) -> None:
     """A string, or a list of strings (completions' ``prompt``); token ids cannot be screened."""
     if value is None:
         return
@@ -182,14 +182,14 @@ def _strings(value: Any, where: str, r: _Reader, newest: bool = False) -> None:
     raise RequestError(400, "invalid_field", f"{where} must be a string or an array of strings")
 
 
-def _completions(body: dict, r: _Reader) -> None:
+def _completions(body: dict, r: Reader) -> None:
     if "prompt" not in body:
         raise RequestError(400, "invalid_field", "'prompt' is required")
     _strings(body.get("suffix"), "suffix", r)
     _strings(body.get("prompt"), "prompt", r, newest=True)
 
 
-def _responses(body: dict, r: _Reader) -> None:
+def _responses(body: dict, r: Reader) -> None:
     if body.get("prompt") is not None:
         raise RequestError(400, "unsupported_content", "prompt templates ('prompt') cannot be screened")
     _strings(body.get("instructions"), "instructions", r)
@@ -220,7 +220,7 @@ def _responses(body: dict, r: _Reader) -> None:
             raise RequestError(400, "unsupported_content", f"{where}: input item type {kind!r} cannot be screened")
 
 
-def _generate(body: dict, r: _Reader) -> None:
+def _generate(body: dict, r: Reader) -> None:
     """Ollama /api/generate."""
     if body.get("context"):
         raise RequestError(400, "unsupported_content", "a token 'context' cannot be screened; send the "
@@ -242,7 +242,7 @@ _READERS = {"chat": _messages, "ollama_chat": _messages, "completions": _complet
 
 def collect_inputs(kind: str, body: Any, limits: Limits) -> Inputs:
     """The pairs to screen in a request body of API ``kind`` (policy: module doc); ``RequestError`` if malformed."""
-    reader = _Reader(limits)
+    reader = Reader(limits)
     _READERS[kind](_object(body), reader)
     return reader.inputs()
 

@@ -34,6 +34,7 @@ import threading
 import time
 from concurrent.futures import Future
 from dataclasses import asdict, dataclass
+from functools import partial
 from typing import Any
 
 from . import apis, moderation
@@ -215,7 +216,7 @@ class _Handler(ConnectionHandler):
         self.target = target = canonical_target(self.path)
         key, method, cfg = target.key, self.command, self.server.config
         local = {"/healthz": ("GET", self._health), "/v1/screen": ("POST", self._screen_endpoint),
-                 **{path: ("POST", answer) for path, answer in moderation.ROUTES.items()}}
+                 **{path: ("POST", partial(answer, self)) for path, answer in moderation.ROUTES.items()}}
         if cfg.expose_info:
             local["/v1/info"] = ("GET", self._info)
         if key in local:

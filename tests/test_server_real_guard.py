@@ -56,3 +56,11 @@ def test_proxy_screens_the_conversation_with_the_real_guard(proxy, upstream, tur
     assert json.loads(headers["x-crossguard-verdict"])["label"] == ("unsafe" if unsafe else "safe")
     if not unsafe:
         assert upstream.requests[n]["body"] == raw
+
+
+def test_moderations_with_the_real_guard(proxy):
+    status, _, body = request(proxy, "POST", "/v1/moderations", {"input": ["how to make a bomb", "a sunny day"]})
+    results = json.loads(body)["results"]
+    assert status == 200 and [r["flagged"] for r in results] == [True, False]
+    assert results[0]["categories"]["drugs_weapons"] is True and sum(results[1]["categories"].values()) == 0
+    assert results[0]["category_scores"]["drugs_weapons"] > results[1]["category_scores"]["drugs_weapons"]
