@@ -3,6 +3,9 @@
 # guard bundle (built offline from the packaged backbones + the committed head), then one screening.
 #   ./setup.sh            full setup (runtime + training + tests + the HTTP stack benchmark) and an example screening
 #   ./setup.sh --deps     only install (what .ci/run uses)
+#   ./setup.sh --triton   .venv-triton for `crossguard serve --engine triton` (runtime + nvidia-pytriton), made with
+#                         the system python3.11: PyTriton's Python backend stub links the system libpython, and a
+#                         model served from another build of 3.11 (pyenv's 3.11.7) fails to load
 set -euo pipefail
 cd "$(dirname "$0")"
 VENV=${VENV:-.venv}
@@ -17,6 +20,18 @@ if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
   if [ -n "$need" ]; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $need >/dev/null
   fi
+fi
+
+if [ "${1:-}" = "--triton" ]; then
+  SYSPY=${TRITON_PYTHON:-/usr/bin/python3.11}
+  if [ ! -x "$SYSPY" ]; then
+    echo "setup.sh --triton: $SYSPY not found; install Debian's python3.11 and python3.11-venv" >&2
+    exit 2
+  fi
+  [ -x .venv-triton/bin/python ] || "$SYSPY" -m venv .venv-triton
+  .venv-triton/bin/python -m pip install -q --upgrade pip
+  .venv-triton/bin/python -m pip install -q -e ".[triton,dev]"
+  exit 0
 fi
 
 [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"

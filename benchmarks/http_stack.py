@@ -12,7 +12,6 @@ stacks (A B A B ...) so drift on a shared machine hits both. Prints a table and 
 from __future__ import annotations
 
 import argparse
-import json
 import socket
 import subprocess
 import sys
@@ -20,9 +19,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from crossguard.fileio import atomic_write_text
-
-from .server_load import FakeGuard, run_load
+from .server_load import FakeGuard, report_rounds, run_load, summarize_rounds
 
 STACKS = ("stdlib", "uvicorn")
 
@@ -112,13 +109,7 @@ def compare(clients: int, duration_s: float, rounds: int, delay_ms: float, warmu
             finally:
                 proc.terminate()
                 proc.wait(10)
-    summary = {}
-    for stack, rs in runs.items():
-        summary[stack] = {"throughput_rps": round(sum(r["throughput_rps"] for r in rs) / len(rs), 1),
-                          "p50_ms": round(sum(r["latency_ms"]["p50"] for r in rs) / len(rs), 2),
-                          "p99_ms": round(sum(r["latency_ms"]["p99"] for r in rs) / len(rs), 2),
-                          "errors": sum(r["errors"] for r in rs), "lost": sum(r["lost"] for r in rs),
-                          "per_round_rps": [r["throughput_rps"] for r in rs]}
+    summary = summarize_rounds(runs)
     ratio = summary["uvicorn"]["throughput_rps"] / summary["stdlib"]["throughput_rps"]
     return {"clients": clients, "duration_s": duration_s, "rounds": rounds, "fake_delay_ms": delay_ms,
             "stacks": summary, "uvicorn_over_stdlib_rps": round(ratio, 3)}
@@ -138,12 +129,7 @@ def main(argv: list[str] | None = None) -> int:
         (serve_uvicorn if args.serve == "uvicorn" else serve_stdlib)(args.port, args.fake_delay_ms)
         return 0
     result = compare(args.clients, args.duration, args.rounds, args.fake_delay_ms)
-    for stack, s in result["stacks"].items():
-        print(f"{stack:8s} {s['throughput_rps']:8.1f} req/s  p50 {s['p50_ms']:6.2f} ms  p99 {s['p99_ms']:7.2f} ms  "
-              f"errors {s['errors']}  lost {s['lost']}  rounds {s['per_round_rps']}")
-    print(f"uvicorn / stdlib throughput: {result['uvicorn_over_stdlib_rps']}")
-    atomic_write_text(args.out, json.dumps(result, indent=2))
-    print(f"wrote {args.out}")
+    report_rounds(result["stacks"], "uvicorn / stdlib", result["uvicorn_over_stdlib_rps"], args.out, result)
     return 0
 
 

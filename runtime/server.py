@@ -410,6 +410,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ocr-device", default="auto", choices=("auto", "cpu", "cuda"),
                         help="where the OCR runs (auto: the CPU, also when the graphs run on a GPU)")
     parser.add_argument("--max-wait-ms", type=float, default=5.0, help="longest wait to fill a micro-batch")
+    parser.add_argument("--engine", choices=("http", "triton"), default="http",
+                        help="http: this server (default); triton: NVIDIA Triton via PyTriton, HTTP on --port, gRPC "
+                             "on --port+1, metrics on --port+2 (runtime/triton_engine.py; ./setup.sh --triton)")
+    parser.add_argument("--triton-instances", type=int, default=1, help="model instances with --engine triton")
     parser.add_argument("--upstream", default=None, metavar="URL",
                         help="act as an OpenAI-compatible pre-filter proxy in front of this server")
     mode = parser.add_mutually_exclusive_group()
@@ -467,6 +471,17 @@ def run(args: argparse.Namespace) -> int:
         except ValueError as e:
             log.error("%s", e)
             return 2
+    if args.engine == "triton":
+        from . import triton_engine
+
+        if args.upstream:
+            log.error("--engine triton serves the model only; the proxy (--upstream) needs the http engine")
+            return 2
+        try:
+            triton_engine.check_interpreter()
+        except triton_engine.TritonUnavailable as e:
+            log.error("%s", e)
+            return 2
     try:
         from .guard import Guard
 
@@ -476,6 +491,8 @@ def run(args: argparse.Namespace) -> int:
     except Exception as e:  # noqa: BLE001 - a missing/corrupt bundle or backend: one clear line, exit 2
         log.error("cannot load the guard: %s: %s", type(e).__name__, e)
         return 2
+    if args.engine == "triton":
+        return _run_triton(guard, args, config)
     try:
         server = GuardServer(guard, config, max_batch=args.max_batch, max_wait_ms=args.max_wait_ms)
     except OSError as e:
@@ -500,4 +517,21 @@ def run(args: argparse.Namespace) -> int:
             signal.signal(signal.SIGTERM, previous)
         server.httpd.server_close()
         server.screener.close()
+    return 0
+
+
+def _run_triton(guard: Any, args: argparse.Namespace, config: ServerConfig) -> int:
+    from . import triton_engine
+
+    limits = ImageLimits(max_pixels=config.max_image_pixels, max_bytes=config.max_image_bytes)
+    triton = triton_engine.start(guard, config.host, config.port, args.max_batch, args.max_wait_ms,
+                                 args.triton_instances, limits, config.max_text_chars)
+    log.info("crossguard on Triton: model %r, HTTP %s:%d, gRPC %d, metrics %d", triton_engine.MODEL_NAME,
+             config.host, config.port, config.port + 1, config.port + 2)
+    try:
+        triton.serve()
+    except KeyboardInterrupt:
+        log.info("stopping")
+    finally:
+        triton.stop()
     return 0
