@@ -97,10 +97,27 @@ def make_payloads(image_sizes: int = 0) -> list[bytes]:
     return [json.dumps(p).encode() for p in bodies]
 
 
-def _client(url: str, payloads: list[bytes], stop_at: float, budget: list[int], lock: threading.Lock,
+class HTTPScreenClient:
+    """One keep-alive HTTP/1.1 connection posting ``/v1/screen`` bodies; ``send`` returns None or an error."""
+
+    def __init__(self, url: str):
+        u = urllib.parse.urlsplit(url)
+        self.conn = http.client.HTTPConnection(u.hostname, u.port, timeout=60)
+
+    def send(self, body: bytes) -> str | None:
+        self.conn.request("POST", "/v1/screen", body=body, headers={"Content-Type": "application/json"})
+        resp = self.conn.getresponse()
+        data = resp.read()
+        if resp.getheader("Connection", "").lower() == "close":
+            self.conn.close()
+        return None if resp.status == 200 and "label" in json.loads(data) else f"HTTP {resp.status}: {data[:200]!r}"
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def _client(client, payloads: list[bytes], stop_at: float, budget: list[int], lock: threading.Lock,
             out: dict) -> None:
-    u = urllib.parse.urlsplit(url)
-    conn = http.client.HTTPConnection(u.hostname, u.port, timeout=60)
     i = 0
     while time.monotonic() < stop_at:
         with lock:
@@ -112,31 +129,28 @@ def _client(url: str, payloads: list[bytes], stop_at: float, budget: list[int], 
         t0 = time.perf_counter()
         out["sent"] += 1
         try:
-            conn.request("POST", "/v1/screen", body=body, headers={"Content-Type": "application/json"})
-            resp = conn.getresponse()
-            data = resp.read()
-            dt = (time.perf_counter() - t0) * 1000
+            error = client.send(body)
             out["answered"] += 1
-            if resp.status == 200 and "label" in json.loads(data):
-                out["latencies"].append(dt)
+            if error is None:
+                out["latencies"].append((time.perf_counter() - t0) * 1000)
             else:
-                out["errors"].append(f"HTTP {resp.status}: {data[:200]!r}")
-            if resp.getheader("Connection", "").lower() == "close":
-                conn.close()
+                out["errors"].append(error)
         except (OSError, http.client.HTTPException, ValueError) as e:
             out["errors"].append(f"{type(e).__name__}: {e}")
-            conn.close()
-    conn.close()
+            client.close()
+    client.close()
 
 
 def run_load(url: str, clients: int = 8, requests: int = 400, duration_s: float = 30.0,
-             image_sizes: int = 0) -> dict:
-    """Run the load; return the summary dict (throughput, latency percentiles, errors, lost)."""
+             image_sizes: int = 0, client_factory=HTTPScreenClient) -> dict:
+    """Run the load; return the summary dict (throughput, latency percentiles, errors, lost). ``client_factory(url)``
+    makes one client per thread (default: ``/v1/screen`` over HTTP; ``runtime.triton_engine`` has Triton's)."""
     payloads = make_payloads(image_sizes)
     budget, lock = [requests], threading.Lock()
     stop_at = time.monotonic() + duration_s
     results = [{"sent": 0, "answered": 0, "latencies": [], "errors": []} for _ in range(clients)]
-    threads = [threading.Thread(target=_client, args=(url, payloads, stop_at, budget, lock, r)) for r in results]
+    threads = [threading.Thread(target=_client, args=(client_factory(url), payloads, stop_at, budget, lock, r))
+               for r in results]
     t0 = time.perf_counter()
     for t in threads:
         t.start()
@@ -155,6 +169,29 @@ def run_load(url: str, clients: int = 8, requests: int = 400, duration_s: float 
         "latency_ms": {"p50": pct(50), "p90": pct(90), "p99": pct(99),
                        "max": round(float(lat.max()), 2) if lat.size else None},
     }
+
+
+def summarize_rounds(runs: dict[str, list[dict]]) -> dict[str, dict]:
+    """``run_load`` results of several rounds per contender -> means of throughput, p50 and p99, totals of ok,
+    errors and lost, and each round's throughput (to see the drift of a shared machine)."""
+    def mean(values: list[float]) -> float:
+        return round(sum(values) / len(values), 2)
+    return {name: {"throughput_rps": mean([r["throughput_rps"] for r in rs]),
+                   "p50_ms": mean([r["latency_ms"]["p50"] for r in rs]),
+                   "p99_ms": mean([r["latency_ms"]["p99"] for r in rs]),
+                   "ok": sum(r["ok"] for r in rs), "errors": sum(r["errors"] for r in rs),
+                   "lost": sum(r["lost"] for r in rs), "per_round_rps": [r["throughput_rps"] for r in rs]}
+            for name, rs in runs.items()}
+
+
+def report_rounds(summary: dict[str, dict], ratio_name: str, ratio: float, out: Path, result: dict) -> None:
+    """Print ``summarize_rounds``'s table and the throughput ratio; write ``result`` as JSON to ``out``."""
+    for name, s in summary.items():
+        print(f"{name:8s} {s['throughput_rps']:8.2f} req/s  p50 {s['p50_ms']:7.2f} ms  p99 {s['p99_ms']:7.2f} ms  "
+              f"ok {s['ok']}  errors {s['errors']}  lost {s['lost']}  rounds {s['per_round_rps']}")
+    print(f"{ratio_name} throughput: {ratio}")
+    _write_json(out, result)
+    print(f"wrote {out}")
 
 
 def format_table(r: dict) -> str:

@@ -140,6 +140,10 @@ class Bundle:
         if not isinstance(tok, dict):
             raise BundleError("manifest.json: 'tokenizer' must be an object with 'file'")
         self._path(tok.get("file"), "tokenizer.file")
+        max_tokens = tok.get("max_tokens", 64)
+        if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or not 1 <= max_tokens <= 4096:
+            raise BundleError(f"manifest.json: tokenizer.max_tokens must be an integer from 1 to 4096, "
+                              f"got {max_tokens!r}")
         ocr = self.manifest.get("ocr")
         if ocr is not None:
             if not isinstance(ocr, dict):

@@ -89,9 +89,15 @@ def run_screen(args: argparse.Namespace) -> int:
 
 
 def _manifest_rows(path: Path, image_root: Path):
-    """Yield (line number, id, image path or None, text, label or None) or (line number, id, error)."""
-    with open(path, encoding="utf-8") as f:
-        for number, line in enumerate(f, start=1):
+    """Yield (line number, id, image path or None, text, label or None) or (line number, id, error): a line that
+    is not UTF-8, not JSON or has a bad field is reported by number and the others are still screened."""
+    with open(path, "rb") as f:
+        for number, raw in enumerate(f, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                yield number, f"line-{number}", f"not valid UTF-8 (byte {e.start + 1}: {raw[e.start:e.start + 1]!r})"
+                continue
             if not line.strip():
                 continue
             try:
@@ -106,6 +112,9 @@ def _manifest_rows(path: Path, image_root: Path):
             image, text = row.get("image"), row.get("text", "")
             if image is not None and not isinstance(image, str):
                 yield number, rid, "field 'image' must be a path string or null"
+                continue
+            if not isinstance(text, str):
+                yield number, rid, f"field 'text' must be a string, got {type(text).__name__}"
                 continue
             if image:
                 image = Path(image) if Path(image).is_absolute() else image_root / image
@@ -163,8 +172,6 @@ def _screen_manifest(guard, args) -> int:
                     pending = []
             flush(pending)
             bar.update(len(pending))
-    except UnicodeDecodeError as e:
-        return _error(f"manifest {path} is not UTF-8: {e}")
     except OSError as e:
         return _error(f"cannot read manifest {path}: {e}")
     total_s = time.perf_counter() - started

@@ -54,23 +54,51 @@ class ImageLimits:
     max_side: int = MAX_SIDE_KEPT
 
 
-def _flatten_to_rgb(img: Image.Image) -> Image.Image:
-    """Any mode (P, LA, RGBA, CMYK, I;16, F, 1, ...) to RGB; transparency composited on white."""
+_WIDE_MODES = ("I;16", "I;16B", "I;16L", "I", "F")
+
+
+def _shrink(img: Image.Image, max_side: int) -> Image.Image:
+    """A new image no larger than ``max_side``, shrunk in the decoded mode before any widening (to RGB, RGBA or
+    float), so memory stays near the decoded image whatever its bit depth or mode. Bilevel and palette images
+    become L / RGB(A) first: Pillow shrinks those modes by nearest neighbour, which drops thin strokes of text."""
+    if max(img.size) <= max_side:
+        return img
+    if img.mode == "1":
+        img = img.convert("L")
+    elif img.mode == "P":
+        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+    scale = max_side / max(img.size)
+    size = (max(1, round(img.width * scale)), max(1, round(img.height * scale)))
+    return img.resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0)
+
+
+def _value_range(img: Image.Image) -> tuple[float, float] | None:
+    """(lowest, highest) value of a single-band 16/32-bit or float image, None when not finite (NaN)."""
+    lo, hi = img.getextrema()
+    return (float(lo), float(hi)) if np.isfinite(lo) and np.isfinite(hi) else None
+
+
+def _flatten_to_rgb(img: Image.Image, value_range: tuple[float, float] | None = None) -> Image.Image:
+    """Any mode (P, LA, RGBA, CMYK, I;16, F, 1, ...) to RGB; transparency composited on white. 16/32-bit and float
+    images are stretched from ``value_range`` (that of the full image before shrinking; default: this image's)."""
     if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
         rgba = img.convert("RGBA")
         canvas = Image.new("RGB", rgba.size, (255, 255, 255))
         canvas.paste(rgba, mask=rgba.getchannel("A"))
         return canvas
-    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-        arr = np.asarray(img, dtype=np.float64)
-        lo, hi = float(np.nanmin(arr)), float(np.nanmax(arr))
-        scaled = np.zeros_like(arr) if hi <= lo else (arr - lo) / (hi - lo) * 255.0
-        return Image.fromarray(np.nan_to_num(scaled).astype(np.uint8), "L").convert("RGB")
+    if img.mode in _WIDE_MODES:
+        arr = np.asarray(img, dtype=np.float32)
+        lo, hi = value_range or _value_range(img) or (float(np.nanmin(arr)), float(np.nanmax(arr)))
+        scaled = np.zeros_like(arr) if hi <= lo else (arr - lo) * np.float32(255.0 / (hi - lo))
+        return Image.fromarray(np.clip(np.nan_to_num(scaled), 0, 255).astype(np.uint8), "L").convert("RGB")
     return img.convert("RGB")
 
 
 def load_image(source: ImageInput, limits: ImageLimits = ImageLimits()) -> Image.Image:
     """Decode any supported input to an RGB PIL image no larger than ``limits.max_side``.
+
+    Memory: the decoded image plus at most its RGBA size at full resolution (palette and bilevel images);
+    everything wider (RGB, float) is made after shrinking.
 
     Raises ``InputError`` with a clear message for wrong types, missing files, corrupt or truncated
     data, decompression bombs and zero-size images. Animated images use their first frame.
@@ -89,6 +117,8 @@ def load_image(source: ImageInput, limits: ImageLimits = ImageLimits()) -> Image
             fp: io.BytesIO | str = io.BytesIO(data)
         elif isinstance(source, (str, os.PathLike)):
             path = Path(source)
+            if path.is_dir():
+                raise InputError(f"image path is a directory, not an image file: {path}", code="invalid_image")
             if not path.is_file():
                 raise InputError(f"image file not found: {path}", code="invalid_image")
             size = path.stat().st_size
@@ -107,10 +137,8 @@ def load_image(source: ImageInput, limits: ImageLimits = ImageLimits()) -> Image
     if img.width * img.height > limits.max_pixels:
         raise InputError(f"image has {img.width}x{img.height} pixels; the limit is {limits.max_pixels}",
                          code="image_too_large")
-    img = _flatten_to_rgb(img)
-    if max(img.size) > limits.max_side:
-        img.thumbnail((limits.max_side, limits.max_side), Image.Resampling.BILINEAR)
-    return img
+    value_range = _value_range(img) if img.mode in _WIDE_MODES else None
+    return _flatten_to_rgb(_shrink(img, limits.max_side), value_range)
 
 
 def _open_checked(fp, limits: ImageLimits) -> Image.Image:

@@ -1,23 +1,13 @@
-"""OpenAI-compatible pre-filter proxy: what ``crossguard serve --upstream URL`` screens and how it answers.
+"""Pieces of the pre-filter proxy that are not HTTP handling: strict JSON, inline images, the upstream.
 
-Pure helpers (no sockets here except :func:`open_upstream`); ``runtime/server.py`` wires them into the
-HTTP handler.
+No sockets here except :func:`open_upstream`; ``runtime/server.py`` wires them into the HTTP handler, and
+``runtime/apis.py`` says what is screened in each API.
 
-What is screened in a ``POST .../chat/completions`` request (documented policy):
-
-* **Text** = the text parts of the *last user message* (joined by newlines). The guard reads at most 64
-  tokens, so prepending history would push the newest request out of its window. Earlier user turns were
-  themselves the last user turn of an earlier request through the proxy and were screened then.
-  The system prompt is set by the application operator, not the user, and assistant/tool turns are model
-  output, so neither is screened.
-* **Images** = every image of every *user* message (an image sent earlier stays in the context and can
-  combine with the newest text: "now do what the picture shows"), each screened together with the text
-  above. The request is unsafe when any pair is. With no image the text is screened alone.
-  Images come as ``{"type": "image_url", "image_url": {"url": "data:image/...;base64,..."}}`` (or the
-  url as a plain string), or as Ollama's ``"images": ["<base64>", ...]`` on a message.
-* **Remote images** (http/https URLs) are never fetched by the guard (no network from the guard, no SSRF).
-  ``--remote-images refuse`` (default) answers 400; ``ignore`` screens the request without them and
-  forwards it; the upstream may then fetch an unscreened image, so only use it when the upstream cannot.
+JSON bodies are parsed once, strictly (:func:`parse_json`): UTF-8 only, and an object whose keys repeat is
+refused, keys compared ignoring case. Parsers disagree on repeated keys (Python keeps the last copy, others the
+first) and Go's ``encoding/json`` (Ollama) fills a field from a key in any case, so ``{"messages": [benign],
+"Messages": [harmful]}`` would be screened on one copy while the upstream acts on the other. The parsed view
+keeps keys case-folded: a lookup here finds a field under any casing the upstream would accept.
 """
 from __future__ import annotations
 
@@ -25,13 +15,11 @@ import base64
 import binascii
 import http.client
 import json
-import time
 import urllib.parse
-import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from .preprocess import InputError
+from .httpconn import RequestError
 
 # RFC 7230 hop-by-hop headers: never forwarded in either direction.
 HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te",
@@ -39,17 +27,27 @@ HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-authenticate", "proxy
 DEFAULT_REFUSAL = "I can't help with that request."
 
 
-class RequestError(ValueError):
-    """The client's request is malformed; ``status`` and ``code`` become the JSON error."""
-
-    def __init__(self, status: int, code: str, message: str):
-        super().__init__(message)
-        self.status, self.code, self.message = status, code, message
-
-    @classmethod
-    def of(cls, error: InputError) -> "RequestError":
-        """The HTTP form of an ``InputError``: its code, 413 when the input is over a limit, else 400."""
-        return cls(413 if error.too_large else 400, error.code, str(error))
+def parse_json(body: bytes) -> Any:
+    """Strict UTF-8 JSON with case-folded keys; ``RequestError`` (400) when invalid or a key repeats."""
+    def unique_keys(pairs: list[tuple[str, Any]]) -> dict:
+        out: dict = {}
+        for key, value in pairs:
+            folded = key.casefold()
+            if folded in out:
+                raise RequestError(400, "duplicate_key", f"JSON key {key!r} appears twice in one object "
+                                                         "(compared ignoring case): refused as ambiguous")
+            out[folded] = value
+        return out
+    try:
+        return json.loads(body.decode("utf-8"), object_pairs_hook=unique_keys)
+    except UnicodeDecodeError as e:
+        raise RequestError(400, "invalid_json", f"body is not valid UTF-8: {e}") from None
+    except RecursionError:
+        raise RequestError(400, "invalid_json", "body is nested too deeply") from None
+    except ValueError as e:
+        if isinstance(e, RequestError):
+            raise
+        raise RequestError(400, "invalid_json", f"body is not valid JSON: {e}") from None
 
 
 def decode_base64_image(value: str, max_bytes: int) -> bytes:
@@ -76,115 +74,12 @@ def decode_base64_image(value: str, max_bytes: int) -> bytes:
         raise RequestError(400, "bad_base64", f"image is not valid base64: {e}") from None
 
 
-@dataclass
-class ChatInputs:
-    """What one chat request asks the guard to screen."""
-
-    text: str
-    images: list[bytes] = field(default_factory=list)
-    remote_images_ignored: int = 0
-
-    def pairs(self) -> list[tuple[bytes | None, str]]:
-        """(image, text) pairs to screen: each image with the text, or the text alone."""
-        return [(img, self.text) for img in self.images] or [(None, self.text)]
-
-
-def _image_url(part: dict) -> Any:
-    url = part.get("image_url")
-    return url.get("url") if isinstance(url, dict) else url
-
-
-def collect_chat_inputs(body: Any, *, max_image_bytes: int, max_images: int,
-                        remote_images: str = "refuse") -> ChatInputs:
-    """Extract the screened text and images from a chat-completions request body (policy: module doc)."""
-    if not isinstance(body, dict):
-        raise RequestError(400, "invalid_json", "request body must be a JSON object")
-    messages = body.get("messages")
-    if not isinstance(messages, list) or not messages:
-        raise RequestError(400, "invalid_field", "'messages' must be a non-empty array")
-    user_messages = []
-    for i, m in enumerate(messages):
-        if not isinstance(m, dict):
-            raise RequestError(400, "invalid_field", f"messages[{i}] must be an object")
-        if m.get("role") == "user":
-            user_messages.append((i, m))
-    if not user_messages:
-        raise RequestError(400, "invalid_field", "the request has no user message to screen")
-    inputs = ChatInputs(text="")
-    for pos, (i, m) in enumerate(user_messages):
-        last = pos == len(user_messages) - 1
-        content = m.get("content")
-        texts: list[str] = []
-        if isinstance(content, str):
-            texts.append(content)
-        elif isinstance(content, list):
-            for j, part in enumerate(content):
-                if not isinstance(part, dict):
-                    raise RequestError(400, "invalid_field", f"messages[{i}].content[{j}] must be an object")
-                kind = part.get("type")
-                if kind == "text":
-                    if not isinstance(part.get("text"), str):
-                        raise RequestError(400, "invalid_field", f"messages[{i}].content[{j}].text must be a string")
-                    texts.append(part["text"])
-                elif kind == "image_url":
-                    url = _image_url(part)
-                    if not isinstance(url, str):
-                        raise RequestError(400, "invalid_field", f"messages[{i}].content[{j}].image_url.url must be a string")
-                    if url.startswith("data:"):
-                        inputs.images.append(decode_base64_image(url, max_image_bytes))
-                    elif remote_images == "ignore":
-                        inputs.remote_images_ignored += 1
-                    else:
-                        raise RequestError(400, "remote_image_refused",
-                                           f"messages[{i}].content[{j}]: remote image URLs are not fetched or "
-                                           "screened; send the image inline as a data: URL")
-                elif kind in ("input_audio", "file", "video_url", "input_image"):
-                    raise RequestError(400, "unsupported_content", f"content part type {kind!r} cannot be screened")
-        elif content is not None:
-            raise RequestError(400, "invalid_field", f"messages[{i}].content must be a string or an array")
-        extra = m.get("images")  # Ollama's native field
-        if extra is not None:
-            if not isinstance(extra, list):
-                raise RequestError(400, "invalid_field", f"messages[{i}].images must be an array")
-            inputs.images.extend(decode_base64_image(s, max_image_bytes) for s in extra)
-        if last:
-            inputs.text = "\n".join(t for t in texts if t)
-        if len(inputs.images) > max_images:
-            raise RequestError(413, "too_many_images", f"more than {max_images} images in one request")
-    return inputs
-
-
 def verdict_header(verdicts: list) -> str:
     """Compact JSON for ``X-CrossGuard-Verdict``: the deciding verdict (the highest-scoring unsafe one,
     else the highest-scoring one; per-domain thresholds can make a lower score the unsafe one)."""
     v = max(verdicts, key=lambda x: (x.unsafe, x.score))
     return json.dumps({"label": v.label, "score": round(float(v.score), 4), "domain": v.domain,
                        "modality": v.modality}, separators=(",", ":"))
-
-
-def refusal_completion(model: Any, message: str, request_id: str) -> dict:
-    """A ``chat.completion`` object carrying the refusal, ``finish_reason: content_filter``."""
-    return {
-        "id": f"chatcmpl-crossguard-{request_id}", "object": "chat.completion", "created": int(time.time()),
-        "model": model if isinstance(model, str) else "crossguard",
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": message},
-                     "logprobs": None, "finish_reason": "content_filter"}],
-        "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
-    }
-
-
-def refusal_sse(model: Any, message: str, request_id: str) -> bytes:
-    """The same refusal as an SSE stream of ``chat.completion.chunk`` events ending in ``data: [DONE]``."""
-    base = {"id": f"chatcmpl-crossguard-{request_id}", "object": "chat.completion.chunk",
-            "created": int(time.time()), "model": model if isinstance(model, str) else "crossguard"}
-    deltas = [({"role": "assistant", "content": ""}, None), ({"content": message}, None), ({}, "content_filter")]
-    events = [dict(base, choices=[{"index": 0, "delta": d, "logprobs": None, "finish_reason": f}]) for d, f in deltas]
-    return b"".join(b"data: " + json.dumps(e).encode() + b"\n\n" for e in events) + b"data: [DONE]\n\n"
-
-
-def api_error(code: str, message: str, kind: str = "invalid_request_error") -> dict:
-    """Error body: ours (``code``/``message``) and OpenAI's (``type``) in one object."""
-    return {"error": {"code": code, "message": message, "type": kind}}
 
 
 @dataclass(frozen=True)
@@ -231,7 +126,3 @@ def open_upstream(upstream: Upstream, method: str, path: str, body: bytes | None
     except BaseException:
         conn.close()
         raise
-
-
-def new_request_id() -> str:
-    return uuid.uuid4().hex[:16]

@@ -1,20 +1,21 @@
 """``crossguard serve``: a local HTTP screening server and an OpenAI-compatible pre-filter proxy.
 
-Why the standard library (``http.server``) and not FastAPI/uvicorn: the runtime installs on a device with
-numpy + Pillow + onnxruntime only, screening is CPU/GPU-bound work that runs in threads anyway (ONNX
-Runtime releases the GIL), and the traffic is a handful of local clients. What ``ThreadingHTTPServer``
-lacks is added here: a bounded worker pool (new connections get an immediate 503 when it is full), a
-watchdog that cuts connections whose request line, headers or body take longer than the configured
-timeouts in total (a slowloris client cannot hold a worker by trickling bytes), size limits checked before
-reading, and JSON errors for every bad input.
+The HTTP layer is the standard library's ``http.server`` with the limits of ``runtime/httpconn.py`` (why not
+uvicorn/starlette: ``docs/serving.md``, measured). Routes are decided on one canonical path
+(``runtime/routes.py``); what is screened in each generation API is ``runtime/apis.py``.
 
 Endpoints
 * ``POST /v1/screen``: JSON ``{"text": "...", "image": "<base64>" | "data:image/png;base64,..."}`` or
   multipart/form-data (field ``text``, file ``image``) -> ``Verdict.to_dict()``. ``text`` is required
   (may be empty when an image is given); ``image`` is optional.
-* ``GET /healthz``: status, backend, bundle name and hash. ``GET /v1/info``: the same plus the limits.
-* With ``--upstream URL``: ``POST .../chat/completions`` is screened (see ``runtime/proxy.py`` for what is
-  screened) and forwarded or refused in the API's own shape; every other path is forwarded untouched.
+* ``POST /v1/moderations`` (OpenAI's moderation format) and ``POST /beta/litellm_basic_guardrail_api``
+  (LiteLLM's Generic Guardrail API): ``runtime/moderation.py``.
+* ``GET /healthz``: ``{"status": "ok", "bundle_hash": ...}``, nothing more. ``GET /v1/info`` (backend, bundle,
+  limits) only when the local user started the server with ``--expose-info``.
+* With ``--upstream URL``: POSTs to generation routes (OpenAI chat completions, completions, responses; Ollama
+  ``/api/chat``, ``/api/generate``) are screened and forwarded or refused in the API's own shape; GET, HEAD and
+  OPTIONS are forwarded without a body; other POSTs only to routes listed with ``--pass-route`` (and a few
+  default ones that generate nothing, ``routes.DEFAULT_PASS_ROUTES``), else 403.
 
 Errors are ``{"error": {"code": ..., "message": ..., "type": ...}}`` with a 4xx status for client
 mistakes, 503 when saturated or the guard fails (fail-closed), 502 when the upstream is unreachable.
@@ -26,22 +27,22 @@ from __future__ import annotations
 import argparse
 import hashlib
 import http.client
-import http.server
 import ipaddress
-import json
 import logging
 import signal
-import socket
 import threading
 import time
 from concurrent.futures import Future
 from dataclasses import asdict, dataclass
+from functools import partial
 from typing import Any
 
+from . import apis, moderation
+from .httpconn import BoundedHTTPServer, ConnectionHandler, RequestError, parse_multipart
 from .preprocess import MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS, MAX_TEXT_CHARS, ImageLimits, InputError, check_text, load_image
-from .proxy import (HOP_BY_HOP, DEFAULT_REFUSAL, RequestError, Upstream, api_error, collect_chat_inputs,
-                    decode_base64_image, forward_headers, new_request_id, open_upstream, refusal_completion,
-                    refusal_sse, verdict_header)
+from .proxy import (HOP_BY_HOP, DEFAULT_REFUSAL, Upstream, decode_base64_image, forward_headers, open_upstream,
+                    parse_json, verdict_header)
+from .routes import BODYLESS_METHODS, canonical_target, generation_kind, pass_routes
 
 log = logging.getLogger("crossguard.server")
 
@@ -57,6 +58,8 @@ class ServerConfig:
     max_image_pixels: int = MAX_IMAGE_PIXELS
     max_text_chars: int = MAX_TEXT_CHARS
     max_images: int = 16
+    max_messages: int = 256          # messages screened in one generation request
+    max_decodes: int = 2             # images decoded at once (each may take ~0.2 GB at the pixel limit)
     header_timeout_s: float = 10.0   # request line + headers, in total
     body_timeout_s: float = 30.0     # the whole body, in total
     keepalive_timeout_s: float = 5.0  # idle wait for the next request on a kept-alive connection
@@ -65,10 +68,12 @@ class ServerConfig:
     max_connections: int = 64
     upstream: str | None = None
     upstream_timeout_s: float = 600.0
+    pass_routes: tuple[str, ...] = ()
     fail_open: bool = False
     remote_images: str = "refuse"
     refusal_message: str = DEFAULT_REFUSAL
     log_content: bool = False
+    expose_info: bool = False
 
 
 class GuardUnavailable(RuntimeError):
@@ -128,265 +133,34 @@ class Screener:
             close()
 
 
-class _Watchdog:
-    """Cuts the read side of connections whose current read phase is past its deadline (anti-slowloris)."""
-
-    def __init__(self, period_s: float):
-        self._deadlines: dict[Any, float] = {}
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._period = period_s
-        self._thread = threading.Thread(target=self._run, name="crossguard-watchdog", daemon=True)
-        self._thread.start()
-
-    def arm(self, handler: Any, seconds: float) -> None:
-        with self._lock:
-            self._deadlines[handler] = time.monotonic() + seconds
-
-    def disarm(self, handler: Any) -> None:
-        with self._lock:
-            self._deadlines.pop(handler, None)
-
-    def _run(self) -> None:
-        while not self._stop.wait(self._period):
-            now = time.monotonic()
-            with self._lock:
-                expired = [h for h, d in self._deadlines.items() if d <= now]
-                for h in expired:
-                    del self._deadlines[h]
-            for h in expired:
-                h.expire()
-
-    def stop(self) -> None:
-        self._stop.set()
-
-
-class _HTTPServer(http.server.HTTPServer):
-    """HTTPServer with a bounded pool of connection threads; a full pool answers 503 at once."""
-
-    daemon_threads = True
-    request_queue_size = 128
+class _GuardHTTPServer(BoundedHTTPServer):
+    """The HTTP server plus what every request needs: the screener, the upstream, the decode slots."""
 
     def __init__(self, config: ServerConfig, screener: Screener, upstream: Upstream | None):
-        self.config, self.screener, self.upstream = config, screener, upstream
-        self.slots = threading.BoundedSemaphore(config.max_connections)
-        smallest = min(config.header_timeout_s, config.body_timeout_s, config.keepalive_timeout_s)
-        self.watchdog = _Watchdog(max(0.01, min(0.25, smallest / 5)))
-        super().__init__((config.host, config.port), _Handler)
-
-    def process_request(self, request, client_address):
-        if not self.slots.acquire(blocking=False):
-            self._reject_busy(request)
-            return
-        threading.Thread(target=self._serve_connection, args=(request, client_address), daemon=True).start()
-
-    def _serve_connection(self, request, client_address) -> None:
-        try:
-            self.finish_request(request, client_address)
-        except Exception:  # noqa: BLE001 - one broken connection never takes the server down
-            log.exception("connection from %s failed", client_address)
-        finally:
-            self.shutdown_request(request)
-            self.slots.release()
-
-    def _reject_busy(self, request: socket.socket) -> None:
-        body = json.dumps(api_error("busy", "server is at its connection limit; retry shortly",
-                                    "server_error")).encode()
-        head = (f"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nContent-Length: {len(body)}"
-                "\r\nRetry-After: 1\r\nConnection: close\r\n\r\n").encode()
-        try:
-            request.settimeout(0.5)
-            request.sendall(head + body)
-            request.shutdown(socket.SHUT_WR)
-            request.setblocking(False)
-            try:  # drain what the client already sent, so closing does not reset the connection
-                while request.recv(65536):
-                    pass
-            except OSError:
-                pass
-        except OSError:
-            pass
-        finally:
-            self.shutdown_request(request)
-
-    def server_close(self) -> None:
-        self.watchdog.stop()
-        super().server_close()
+        self.screener, self.upstream = screener, upstream
+        self.pass_routes = pass_routes(config.pass_routes)
+        self.decodes = threading.BoundedSemaphore(max(1, config.max_decodes))
+        self.limits = apis.Limits(max_image_bytes=config.max_image_bytes, max_images=config.max_images,
+                                  max_messages=config.max_messages, max_text_chars=config.max_text_chars,
+                                  remote_images=config.remote_images)
+        super().__init__(config, _Handler)
 
 
-class _Handler(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server_version = "crossguard"
-    server: _HTTPServer
+class _Handler(ConnectionHandler):
+    server: _GuardHTTPServer
 
-    # ---- connection lifecycle --------------------------------------------------------------------------
-    def setup(self) -> None:
-        self.timeout = self.server.config.write_timeout_s
-        self.timed_out = False
-        self.linger = False
-        super().setup()
-        try:  # SSE chunks and small answers go out at once
-            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        except OSError:
-            pass
-
-    LINGER_SECONDS = 1.0
-    LINGER_MAX_BYTES = 256 * 2**20
-
-    def finish(self) -> None:
-        """After an error the client may still be sending its body: half-close and drain it briefly (at most
-        ``LINGER_SECONDS`` and ``LINGER_MAX_BYTES``, whatever the body limit: a client sending a body far over the
-        limit must still get to read our 413), so closing does not reset the connection before the client has
-        read our answer (lingering close)."""
-        try:
-            super().finish()
-            if self.linger and not self.timed_out:
-                self.connection.shutdown(socket.SHUT_WR)
-                end = time.monotonic() + self.LINGER_SECONDS
-                self.connection.settimeout(0.2)
-                drained = 0
-                while time.monotonic() < end and drained <= self.LINGER_MAX_BYTES:
-                    chunk = self.connection.recv(65536)
-                    if not chunk:
-                        break
-                    drained += len(chunk)
-        except OSError:
-            pass
-
-    def expire(self) -> None:
-        """Called by the watchdog: stop reading from this client (its blocked read returns EOF)."""
-        self.timed_out = True
-        try:
-            self.connection.shutdown(socket.SHUT_RD)
-        except OSError:
-            pass
-
-    def handle(self) -> None:
-        cfg, first = self.server.config, True
-        self.close_connection = True
-        while True:
-            self.server.watchdog.arm(self, cfg.header_timeout_s if first else cfg.keepalive_timeout_s)
-            try:
-                self.handle_one_request()
-            except (ConnectionError, TimeoutError) as e:
-                log.debug("connection %s ended: %s", self.client_address, e)
-                self.close_connection = True
-            finally:
-                self.server.watchdog.disarm(self)
-            first = False
-            if self.close_connection or self.timed_out:
-                return
-
-    def parse_request(self) -> bool:
-        self.server.watchdog.arm(self, self.server.config.header_timeout_s)
-        self.request_id = new_request_id()
-        self.t0 = time.perf_counter()
-        if self.timed_out:  # the request line itself was cut short by the watchdog
-            self.command, self.request_version = None, "HTTP/1.1"
-            self.requestline = str(self.raw_requestline[:200], "iso-8859-1").rstrip("\r\n")
-            self._error(408, "request_timeout", "request line not received in time")
-            return False
-        ok = super().parse_request()
-        if ok and self.timed_out:
-            self._error(408, "request_timeout", "request headers not received in time")
-            return False
-        rid = self.headers.get("X-Request-ID", "") if ok else ""
-        if 0 < len(rid) <= 64 and rid.isascii() and rid.replace("-", "").replace("_", "").isalnum():
-            self.request_id = rid
-        return ok
-
-    def handle_expect_100(self) -> bool:
-        """``Expect: 100-continue`` with a body over the limit: 413 before the client sends it."""
-        try:
-            too_big = int(self.headers.get("Content-Length", "0")) > self.server.config.max_body_bytes
-        except ValueError:
-            too_big = False
-        if too_big:
-            self._error(413, "body_too_large", f"body is over the limit of {self.server.config.max_body_bytes} bytes")
-            return False
-        return super().handle_expect_100()
-
-    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
-        """http.server's own errors (bad request line, 414, 431, 501) as JSON too."""
-        self._error(code, {400: "bad_request", 414: "uri_too_long", 431: "headers_too_large",
-                           501: "method_not_supported"}.get(code, "http_error"), message or explain or "error")
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - http.server's signature
-        log.debug("%s %s", self.address_string(), format % args)
-
-    # ---- responses -------------------------------------------------------------------------------------
-    def _send(self, status: int, body: bytes, content_type: str = "application/json",
-              headers: dict[str, str] | None = None) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("X-Request-ID", self.request_id)
-        for k, v in (headers or {}).items():
-            self.send_header(k, v)
-        if self.close_connection:
-            self.send_header("Connection", "close")
-        # headers and body in one write: two small writes meet Nagle + delayed ACK (a 40 ms stall)
-        self._headers_buffer.append(b"\r\n")
-        if getattr(self, "command", None) != "HEAD":
-            self._headers_buffer.append(body)
-        self.flush_headers()
-
-    def _json(self, status: int, obj: Any, headers: dict[str, str] | None = None) -> None:
-        self._send(status, json.dumps(obj).encode(), headers=headers)
-
-    def _error(self, status: int, code: str, message: str, kind: str | None = None,
-               headers: dict[str, str] | None = None) -> None:
-        if not hasattr(self, "request_id"):
-            self.request_id = new_request_id()
-        self.close_connection = True  # part of the request may still be unread: never reuse the connection
-        self.linger = True
-        if getattr(self, "request_version", "HTTP/0.9") == "HTTP/0.9":
-            self.request_version = "HTTP/1.1"  # answer malformed request lines with a status line, not bare JSON
-        kind = kind or ("server_error" if status >= 500 else "invalid_request_error")
-        log.info("request_id=%s status=%d error=%s: %s", self.request_id, status, code, message)
-        try:
-            self._json(status, api_error(code, message, kind), headers)
-        except OSError:
-            self.close_connection = True
-
-    # ---- reading the request ---------------------------------------------------------------------------
-    def _read_body(self, required: bool = True) -> bytes:
-        cfg = self.server.config
-        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-            raise RequestError(411, "length_required", "chunked request bodies are not accepted; send Content-Length")
-        raw = self.headers.get("Content-Length")
-        if raw is None:
-            if required:
-                raise RequestError(411, "length_required", "Content-Length is required")
-            return b""
-        try:
-            length = int(raw)
-            if length < 0:
-                raise ValueError
-        except ValueError:
-            raise RequestError(400, "bad_request", f"invalid Content-Length {raw!r}") from None
-        if length > cfg.max_body_bytes:
-            raise RequestError(413, "body_too_large", f"body is {length} bytes; the limit is {cfg.max_body_bytes}")
-        self.server.watchdog.arm(self, cfg.body_timeout_s)
-        try:
-            body = self.rfile.read(length) if length else b""
-        finally:
-            self.server.watchdog.disarm(self)
-        if len(body) < length:
-            if self.timed_out:
-                raise RequestError(408, "request_timeout", f"body not received within {cfg.body_timeout_s:g} s")
-            raise RequestError(400, "truncated_body", f"body ended after {len(body)} of {length} bytes")
-        return body
-
-    def _image_limits(self) -> ImageLimits:
-        cfg = self.server.config
-        return ImageLimits(max_pixels=cfg.max_image_pixels, max_bytes=cfg.max_image_bytes)
-
+    # ---- checks ------------------------------------------------------------------------------------------
     def _decode_image(self, data: bytes) -> Any:
+        """Decode within the server's bound on concurrent decodes (503 when none frees up in time)."""
+        cfg = self.server.config
+        if not self.server.decodes.acquire(timeout=cfg.screen_timeout_s):
+            raise RequestError(503, "busy", "too many images are being decoded; retry shortly")
         try:
-            return load_image(data, self._image_limits())
+            return load_image(data, ImageLimits(max_pixels=cfg.max_image_pixels, max_bytes=cfg.max_image_bytes))
         except InputError as e:
             raise RequestError.of(e) from None
+        finally:
+            self.server.decodes.release()
 
     def _check_text(self, text: Any) -> str:
         try:
@@ -398,15 +172,17 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             raise RequestError(400, "invalid_text", "text contains unpaired UTF-16 surrogates") from None
         return text
 
-    def _parse_screen_request(self, body: bytes) -> tuple[bytes | None, Any]:
+    def _json_body(self) -> Any:
+        """The body of a JSON request, parsed strictly (``proxy.parse_json``); compressed bodies are refused."""
+        body = self.read_body()
+        if self.headers.get("Content-Encoding", "identity").strip().lower() != "identity":
+            raise RequestError(415, "unsupported_media_type", "compressed request bodies are not accepted")
+        return body, parse_json(body)
+
+    def _parse_screen_request(self) -> tuple[bytes | None, Any]:
         ctype = self.headers.get_content_type()
         if ctype == "application/json":
-            try:
-                obj = json.loads(body)
-            except UnicodeDecodeError as e:
-                raise RequestError(400, "invalid_json", f"body is not valid UTF-8: {e}") from None
-            except ValueError as e:
-                raise RequestError(400, "invalid_json", f"body is not valid JSON: {e}") from None
+            _, obj = self._json_body()
             if not isinstance(obj, dict):
                 raise RequestError(400, "invalid_json", "body must be a JSON object")
             if "text" not in obj:
@@ -417,55 +193,65 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             data = None if image is None else decode_base64_image(image, self.server.config.max_image_bytes)
             return data, obj["text"]
         if ctype == "multipart/form-data":
-            fields = parse_multipart(body, self.headers.get_param("boundary"))
+            fields = parse_multipart(self.read_body(), self.headers.get_param("boundary"))
             if "text" not in fields:
                 raise RequestError(400, "missing_field", "form field 'text' is required (may be empty)")
             image = fields.get("image")
             if image is not None and not image:
                 raise RequestError(400, "invalid_image", "image is empty (0 bytes)")
             return image, fields["text"]  # bytes: check_text decodes them as strict UTF-8
+        self.read_body()
         raise RequestError(415, "unsupported_media_type",
                            f"Content-Type {ctype!r} is not accepted; use application/json or multipart/form-data")
 
     # ---- routing ---------------------------------------------------------------------------------------
-    def _dispatch(self) -> None:
-        self.server.watchdog.disarm(self)  # headers are in; _read_body arms the body deadline
-        path = self.path.split("?", 1)[0]
+    def dispatch(self) -> None:
         try:
-            if path == "/healthz" and self.command in ("GET", "HEAD"):
-                return self._json(200, self._health())
-            if path == "/v1/info" and self.command in ("GET", "HEAD"):
-                cfg = asdict(self.server.config)
-                return self._json(200, dict(self._health(), limits=cfg))
-            if path == "/v1/screen":
-                if self.command != "POST":
-                    return self._error(405, "method_not_allowed", "use POST /v1/screen", headers={"Allow": "POST"})
-                return self._screen_endpoint()
-            if self.server.upstream is not None:
-                if self.command == "POST" and path.endswith("/chat/completions"):
-                    return self._chat_completions()
-                return self._forward(self._read_body(required=False) or None, {})
-            return self._error(404, "not_found", f"no route {self.command} {path}")
-        except RequestError as e:
-            self._error(e.status, e.code, e.message)
+            self._route()
         except GuardUnavailable as e:
             log.error("request_id=%s guard failed: %s", self.request_id, e)
             self._error(503, "guard_error", f"the guard could not screen this request: {e}", "server_error")
-        except (ConnectionError, TimeoutError):
-            self.close_connection = True
-        except Exception as e:  # noqa: BLE001 - a bug answers 500, the server keeps serving
-            log.exception("request_id=%s internal error", self.request_id)
-            self._error(500, "internal_error", f"{type(e).__name__}: {e}")
 
-    do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _dispatch
+    def _route(self) -> None:
+        self.target = target = canonical_target(self.path)
+        key, method, cfg = target.key, self.command, self.server.config
+        local = {"/healthz": ("GET", self._health), "/v1/screen": ("POST", self._screen_endpoint),
+                 **{path: ("POST", partial(answer, self)) for path, answer in moderation.ROUTES.items()}}
+        if cfg.expose_info:
+            local["/v1/info"] = ("GET", self._info)
+        if key in local:
+            allowed, answer = local[key]
+            if method != allowed and not (allowed == "GET" and method == "HEAD"):
+                self.read_body(required=False)
+                return self._error(405, "method_not_allowed", f"use {allowed} {target.path}", headers={"Allow": allowed})
+            return answer()
+        if self.server.upstream is None:
+            return self._error(404, "not_found", f"no route {method} {target.path}")
+        if method in BODYLESS_METHODS:
+            if self.declared_length():
+                raise RequestError(400, "body_not_allowed", f"a {method} request with a body is not forwarded")
+            return self._forward(None, {})
+        kind = generation_kind(target)
+        if kind is not None:
+            if method != "POST":
+                return self._error(405, "method_not_allowed", f"use POST {target.path}", headers={"Allow": "POST"})
+            return self._generation(kind)
+        if key in self.server.pass_routes:
+            return self._forward(self.read_body(required=False), {"X-CrossGuard-Screened": "false"})
+        raise RequestError(403, "route_not_screened", f"{method} {target.path} is not a route the guard screens; "
+                                                      "its operator can let it through with --pass-route")
 
-    def _health(self) -> dict:
+    def _health(self) -> None:
+        self._json(200, {"status": "ok", "bundle_hash": self.server.screener.info()["bundle"]["hash"]})
+
+    def _info(self) -> None:
         up = self.server.upstream
-        return dict({"status": "ok"}, **self.server.screener.info(), upstream=up.url if up else None)
+        self._json(200, dict({"status": "ok"}, **self.server.screener.info(), upstream=up.url if up else None,
+                             pass_routes=sorted(self.server.pass_routes), limits=asdict(self.server.config)))
 
-    # ---- /v1/screen --------------------------------------------------------------------------------------
+    # ---- screening ---------------------------------------------------------------------------------------
     def _screen_endpoint(self) -> None:
-        data, raw_text = self._parse_screen_request(self._read_body())
+        data, raw_text = self._parse_screen_request()
         text = self._check_text(raw_text)
         image = self._decode_image(data) if data is not None else None
         if image is None and not text.strip():
@@ -473,58 +259,58 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         verdicts = self._screen([(image, text)], [data])
         self._json(200, verdicts[0].to_dict())
 
+    def screen_inputs(self, inputs: apis.Inputs) -> list:
+        """Verdicts for every pair of ``inputs`` (texts checked, each image decoded once); [] when none."""
+        texts = {t: self._check_text(t) for t in dict.fromkeys(t for _, t in inputs.pairs)}
+        images = [self._decode_image(d) for d in inputs.images]
+        pairs = [(None if i is None else images[i], texts[t]) for i, t in inputs.pairs]
+        raw = [None if i is None else inputs.images[i] for i, _ in inputs.pairs]
+        return self._screen(pairs, raw) if pairs else []
+
     def _screen(self, pairs: list[tuple[Any, str]], raw_images: list[bytes | None]) -> list:
         try:
             verdicts = self.server.screener.screen(pairs, self.server.config.screen_timeout_s)
         except InputError as e:
             raise RequestError.of(e) from None
         latency = (time.perf_counter() - self.t0) * 1000
-        for v, (_, text), raw in zip(verdicts, pairs, raw_images):
-            content = ""
-            if self.server.config.log_content:
-                digest = hashlib.sha256(raw).hexdigest()[:16] if raw else None
-                content = f" image_sha256={digest} text={text!r}"
-            log.info("request_id=%s label=%s score=%.4f domain=%s modality=%s guard_ms=%.1f latency_ms=%.1f%s",
-                     self.request_id, v.label, v.score, v.domain, v.modality, v.latency_ms, latency, content)
+        decider = max(range(len(verdicts)), key=lambda k: (verdicts[k].unsafe, verdicts[k].score))
+        v, content = verdicts[decider], ""
+        if self.server.config.log_content:
+            raw = raw_images[decider]
+            digest = hashlib.sha256(raw).hexdigest()[:16] if raw else None
+            content = f" image_sha256={digest} text={pairs[decider][1]!r}"
+        log.info("request_id=%s label=%s score=%.4f domain=%s modality=%s pairs=%d guard_ms=%.1f latency_ms=%.1f%s",
+                 self.request_id, v.label, v.score, v.domain, v.modality, len(verdicts), v.latency_ms, latency, content)
         return verdicts
 
     # ---- proxy -------------------------------------------------------------------------------------------
-    def _chat_completions(self) -> None:
+    def _generation(self, kind: str) -> None:
         cfg = self.server.config
-        body = self._read_body()
+        body, obj = self._json_body()
+        inputs = apis.collect_inputs(kind, obj, self.server.limits)
         try:
-            obj = json.loads(body)
-        except ValueError as e:  # UnicodeDecodeError is a ValueError
-            raise RequestError(400, "invalid_json", f"body is not valid JSON: {e}") from None
-        inputs = collect_chat_inputs(obj, max_image_bytes=cfg.max_image_bytes, max_images=cfg.max_images,
-                                     remote_images=cfg.remote_images)
-        text = self._check_text(inputs.text)
-        images = [self._decode_image(d) for d in inputs.images]
-        if not images and not text.strip():  # e.g. a last turn of only (ignored) remote images
-            return self._forward(body, {"X-CrossGuard-Screened": "nothing-to-screen"})
-        pairs = [(img, text) for img in images] or [(None, text)]
-        try:
-            verdicts = self._screen(pairs, inputs.images or [None])
+            verdicts = self.screen_inputs(inputs)
         except GuardUnavailable as e:
             if not cfg.fail_open:
                 raise
             log.warning("request_id=%s guard failed, forwarding unscreened (--fail-open): %s", self.request_id, e)
             return self._forward(body, {"X-CrossGuard-Screened": "false", "X-CrossGuard-Error": "guard_error"})
+        if not verdicts:  # e.g. only (ignored) remote images
+            return self._forward(body, {"X-CrossGuard-Screened": "nothing-to-screen"})
         header = {"X-CrossGuard-Verdict": verdict_header(verdicts), "X-CrossGuard-Screened": "true"}
         if not any(v.unsafe for v in verdicts):
             return self._forward(body, header)
-        model = obj.get("model")
-        if obj.get("stream") is True:
-            return self._send(200, refusal_sse(model, cfg.refusal_message, self.request_id),
-                              "text/event-stream", dict(header, **{"Cache-Control": "no-cache"}))
-        self._json(200, refusal_completion(model, cfg.refusal_message, self.request_id), header)
+        answer, ctype = apis.refusal(kind, obj, cfg.refusal_message, self.request_id)
+        if ctype == "text/event-stream":
+            header["Cache-Control"] = "no-cache"
+        self._send(200, answer, ctype, header)
 
     def _forward(self, body: bytes | None, extra_headers: dict[str, str]) -> None:
-        """Send the request upstream unchanged and stream the answer back chunk by chunk."""
+        """Send the request upstream (canonical path, same body) and stream the answer back chunk by chunk."""
         up, cfg = self.server.upstream, self.server.config
         headers = forward_headers(self.headers, up, None if body is None else len(body))
         try:
-            conn, resp = open_upstream(up, self.command, self.path, body, headers, cfg.upstream_timeout_s)
+            conn, resp = open_upstream(up, self.command, self.target.forward, body, headers, cfg.upstream_timeout_s)
         except OSError as e:
             raise RequestError(502, "upstream_unreachable", f"upstream {up.url} failed: {e}") from None
         try:
@@ -560,41 +346,6 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             conn.close()
 
 
-
-def parse_multipart(body: bytes, boundary: str | None) -> dict[str, bytes]:
-    """multipart/form-data -> {field name: raw bytes}; ``RequestError`` when malformed."""
-    if not boundary or len(boundary) > 200:
-        raise RequestError(400, "bad_multipart", "multipart/form-data needs a boundary parameter")
-    delim = b"--" + boundary.encode("latin-1")
-    if not body.startswith(delim) and delim not in body:
-        raise RequestError(400, "bad_multipart", "multipart body does not contain its boundary")
-    fields: dict[str, bytes] = {}
-    closed = False
-    for part in body.split(delim)[1:]:
-        if part.startswith(b"--"):
-            closed = True
-            break
-        head, sep, content = part.partition(b"\r\n\r\n")
-        if not sep:
-            raise RequestError(400, "bad_multipart", "multipart part without a header/body separator")
-        if content.endswith(b"\r\n"):
-            content = content[:-2]
-        name = None
-        for line in head.decode("latin-1").split("\r\n"):
-            key, _, value = line.partition(":")
-            if key.strip().lower() == "content-disposition":
-                for param in value.split(";")[1:]:
-                    k, _, v = param.strip().partition("=")
-                    if k.lower() == "name":
-                        name = v.strip('"')
-        if name is None:
-            raise RequestError(400, "bad_multipart", "multipart part without a Content-Disposition name")
-        fields[name] = content
-    if not closed:
-        raise RequestError(400, "bad_multipart", "multipart body is truncated (no closing boundary)")
-    return fields
-
-
 class GuardServer:
     """A running server: ``GuardServer(guard, config).start()`` (background thread) or ``.serve_forever()``."""
 
@@ -604,7 +355,7 @@ class GuardServer:
         if self.config.remote_images not in ("refuse", "ignore"):
             raise ValueError("remote_images must be 'refuse' or 'ignore'")
         self.screener = Screener(guard, max_batch=max_batch, max_wait_ms=max_wait_ms)
-        self.httpd = _HTTPServer(self.config, self.screener, upstream)
+        self.httpd = _GuardHTTPServer(self.config, self.screener, upstream)
         self._thread: threading.Thread | None = None
 
     @property
@@ -659,6 +410,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ocr-device", default="auto", choices=("auto", "cpu", "cuda"),
                         help="where the OCR runs (auto: the CPU, also when the graphs run on a GPU)")
     parser.add_argument("--max-wait-ms", type=float, default=5.0, help="longest wait to fill a micro-batch")
+    parser.add_argument("--engine", choices=("http", "triton"), default="http",
+                        help="http: this server (default); triton: NVIDIA Triton via PyTriton, HTTP on --port, gRPC "
+                             "on --port+1, metrics on --port+2 (runtime/triton_engine.py; ./setup.sh --triton)")
+    parser.add_argument("--triton-instances", type=int, default=1, help="model instances with --engine triton")
     parser.add_argument("--upstream", default=None, metavar="URL",
                         help="act as an OpenAI-compatible pre-filter proxy in front of this server")
     mode = parser.add_mutually_exclusive_group()
@@ -680,6 +435,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--body-timeout", type=float, default=d.body_timeout_s, help="seconds for the whole body")
     parser.add_argument("--keepalive-timeout", type=float, default=d.keepalive_timeout_s)
     parser.add_argument("--upstream-timeout", type=float, default=d.upstream_timeout_s)
+    parser.add_argument("--max-messages", type=int, default=d.max_messages,
+                        help="messages screened in one generation request; more get 413")
+    parser.add_argument("--max-decodes", type=int, default=d.max_decodes,
+                        help="images decoded at once across all requests (each may take ~0.2 GB at the pixel limit)")
+    parser.add_argument("--pass-route", action="append", default=[], metavar="PATH",
+                        help="forward POST/PUT/PATCH/DELETE to this upstream path unscreened (repeatable); other "
+                             "routes that are not screened get 403")
+    parser.add_argument("--expose-info", action="store_true",
+                        help="answer GET /v1/info (backend, bundle, limits, upstream) to any client")
     parser.add_argument("--log-content", action="store_true",
                         help="also log the user's text and an image digest (off: only verdicts)")
     parser.add_argument("--log-level", default="INFO")
@@ -693,7 +457,9 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         header_timeout_s=args.header_timeout, body_timeout_s=args.body_timeout,
         keepalive_timeout_s=args.keepalive_timeout, max_connections=args.max_connections,
         upstream=args.upstream, upstream_timeout_s=args.upstream_timeout, fail_open=args.fail_open,
-        remote_images=args.remote_images, refusal_message=args.refusal_message, log_content=args.log_content)
+        remote_images=args.remote_images, refusal_message=args.refusal_message, log_content=args.log_content,
+        max_messages=args.max_messages, max_decodes=args.max_decodes, pass_routes=tuple(args.pass_route),
+        expose_info=args.expose_info)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -705,6 +471,17 @@ def run(args: argparse.Namespace) -> int:
         except ValueError as e:
             log.error("%s", e)
             return 2
+    if args.engine == "triton":
+        from . import triton_engine
+
+        if args.upstream:
+            log.error("--engine triton serves the model only; the proxy (--upstream) needs the http engine")
+            return 2
+        try:
+            triton_engine.check_interpreter()
+        except triton_engine.TritonUnavailable as e:
+            log.error("%s", e)
+            return 2
     try:
         from .guard import Guard
 
@@ -714,6 +491,8 @@ def run(args: argparse.Namespace) -> int:
     except Exception as e:  # noqa: BLE001 - a missing/corrupt bundle or backend: one clear line, exit 2
         log.error("cannot load the guard: %s: %s", type(e).__name__, e)
         return 2
+    if args.engine == "triton":
+        return _run_triton(guard, args, config)
     try:
         server = GuardServer(guard, config, max_batch=args.max_batch, max_wait_ms=args.max_wait_ms)
     except OSError as e:
@@ -738,4 +517,21 @@ def run(args: argparse.Namespace) -> int:
             signal.signal(signal.SIGTERM, previous)
         server.httpd.server_close()
         server.screener.close()
+    return 0
+
+
+def _run_triton(guard: Any, args: argparse.Namespace, config: ServerConfig) -> int:
+    from . import triton_engine
+
+    limits = ImageLimits(max_pixels=config.max_image_pixels, max_bytes=config.max_image_bytes)
+    triton = triton_engine.start(guard, config.host, config.port, args.max_batch, args.max_wait_ms,
+                                 args.triton_instances, limits, config.max_text_chars)
+    log.info("crossguard on Triton: model %r, HTTP %s:%d, gRPC %d, metrics %d", triton_engine.MODEL_NAME,
+             config.host, config.port, config.port + 1, config.port + 2)
+    try:
+        triton.serve()
+    except KeyboardInterrupt:
+        log.info("stopping")
+    finally:
+        triton.stop()
     return 0

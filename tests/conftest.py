@@ -57,3 +57,12 @@ def shared_data() -> Path:
 @pytest.fixture
 def repo_root() -> Path:
     return REPO
+
+
+@pytest.fixture(scope="module")
+def upstream():
+    """A FakeUpstream (tests/server_helpers.py) on loopback for one test module's proxies."""
+    from server_helpers import FakeUpstream
+
+    with FakeUpstream() as up:
+        yield up

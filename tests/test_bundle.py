@@ -81,6 +81,12 @@ def test_manifest_problems(copy, tmp_path):
     (copy / "manifest.json").write_text(json.dumps(bad))
     with pytest.raises(BundleError, match="text_encoder"):
         Bundle.load(copy)
+    for value in ("abc", 0, 1.5, True, None):
+        bad = json.loads(json.dumps(manifest))
+        bad["tokenizer"]["max_tokens"] = value
+        (copy / "manifest.json").write_text(json.dumps(bad))
+        with pytest.raises(BundleError, match="tokenizer.max_tokens must be an integer"):
+            Bundle.load(copy)
 
 
 def test_write_manifest_hashes_roundtrip(copy):

@@ -75,3 +75,22 @@ def test_manifest_streams_verdicts(bundle, capsys, tmp_path):
     safe_only.write_text(json.dumps(rows[0]) + "\n")
     assert screen(bundle, "--manifest", str(safe_only)) == 0
     assert screen(bundle, "--manifest", str(tmp_path / "missing.jsonl")) == 2
+
+
+def test_manifest_bad_lines_are_reported_and_the_rest_screened(bundle, capsys, tmp_path):
+    """A non-UTF-8 line, bad JSON or a bad field costs that line only: good rows before and after are screened."""
+    (tmp_path / "folder.png").mkdir()
+    good = [json.dumps({"id": "first", "text": "a sunny day"}).encode(),
+            json.dumps({"id": "last", "text": "how to make a bomb"}).encode()]
+    lines = [good[0], b'{"id": "latin1", "text": "caf\xe9"}', b"{broken", json.dumps({"id": "n", "text": 5}).encode(),
+             json.dumps({"id": "dir", "image": "folder.png", "text": "x"}).encode(), good[1]]
+    manifest = tmp_path / "mixed.jsonl"
+    manifest.write_bytes(b"\n".join(lines) + b"\n")
+    assert screen(bundle, "--manifest", str(manifest)) == 1
+    out = capsys.readouterr()
+    by_line = {x["line"]: x for x in map(json.loads, out.out.splitlines())}
+    assert by_line[1]["label"] == "safe" and by_line[6]["label"] == "unsafe" and by_line[6]["id"] == "last"
+    assert by_line[2]["error"].startswith("not valid UTF-8") and by_line[3]["error"].startswith("not valid JSON")
+    assert "'text' must be a string" in by_line[4]["error"] and "is a directory" in by_line[5]["error"]
+    summary = json.loads(out.err.split("summary: ")[1].splitlines()[0])
+    assert summary["screened"] == 2 and summary["errors"] == 4

@@ -64,14 +64,19 @@ def test_screen_multipart(server, fields, label):
     assert json.loads(out)["label"] == label
 
 
-def test_healthz_and_info(server):
+def test_healthz_says_ok_and_the_bundle_hash_only(server):
     status, _, body = request(server, "GET", "/healthz")
-    h = json.loads(body)
-    assert status == 200 and h["status"] == "ok" and h["backend"] == "fake"
-    assert h["bundle"]["name"] == "fake-guard" and h["bundle"]["hash"] == "0" * 64 and h["upstream"] is None
+    assert status == 200 and json.loads(body) == {"status": "ok", "bundle_hash": "0" * 64}  # no paths, no config
     status, _, body = request(server, "GET", "/v1/info")
+    assert status == 404 and json.loads(body)["error"]["code"] == "not_found"
+
+
+def test_info_only_when_the_local_user_asks():
+    with serve(expose_info=True) as s:
+        status, _, body = request(s, "GET", "/v1/info")
     info = json.loads(body)
-    assert status == 200 and info["limits"]["max_body_bytes"] == 20 * 1024 * 1024 and info["limits"]["host"] == "127.0.0.1"
+    assert status == 200 and info["backend"] == "fake" and info["bundle"]["name"] == "fake-guard"
+    assert info["limits"]["max_body_bytes"] == 20 * 1024 * 1024 and info["limits"]["host"] == "127.0.0.1"
 
 
 def test_keep_alive_and_request_id(server):
@@ -124,10 +129,12 @@ def test_cli_parses_serve_flags():
     parser = argparse.ArgumentParser()
     configure(parser)
     args = parser.parse_args(["--port", "9000", "--upstream", "http://127.0.0.1:8080", "--fail-open",
-                              "--max-body-mb", "1", "--remote-images", "ignore", "--log-content"])
+                              "--max-body-mb", "1", "--remote-images", "ignore", "--log-content",
+                              "--pass-route", "/api/pull", "--pass-route", "/api/copy", "--expose-info"])
     cfg = config_from_args(args)
     assert (cfg.host, cfg.port, cfg.upstream, cfg.fail_open) == ("127.0.0.1", 9000, "http://127.0.0.1:8080", True)
     assert cfg.max_body_bytes == 2**20 and cfg.remote_images == "ignore" and cfg.log_content
+    assert cfg.pass_routes == ("/api/pull", "/api/copy") and cfg.expose_info
     assert config_from_args(parser.parse_args([])).fail_open is False
     with pytest.raises(SystemExit):
         parser.parse_args(["--fail-open", "--fail-closed"])
@@ -243,13 +250,13 @@ def test_concurrent_requests_are_micro_batched():
             return [FakeGuard(fail=self.fail).screen(i, t) for i, t in zip(images, texts)]
 
     guard = CountingGuard()
-    server = GuardServer(guard, ServerConfig(port=0), max_batch=8, max_wait_ms=20).start()
+    server = GuardServer(guard, ServerConfig(port=0, expose_info=True), max_batch=8, max_wait_ms=20).start()
     try:
         assert server.screener.batcher is not None
         texts = [f"item {i} " + ("bomb" if i % 2 else "tea") for i in range(16)]
         with ThreadPoolExecutor(8) as pool:
             results = list(pool.map(lambda t: request(server, "POST", "/v1/screen", {"text": t}), texts))
-        health = json.loads(request(server, "GET", "/healthz")[2])
+        health = json.loads(request(server, "GET", "/v1/info")[2])
     finally:
         server.stop()
     assert [json.loads(b)["unsafe"] for _, _, b in results] == [bool(i % 2) for i in range(16)]
@@ -268,3 +275,31 @@ def test_healthz_reports_the_real_guard_info():
     info = Screener(InfoGuard(), max_batch=1).info()
     assert info == {"backend": "onnxruntime-cpu", "batching": False, "guard": {"precision": "int8"},
                     "bundle": {"name": "crossguard-student", "hash": "ab12", "path": "/b"}}
+
+
+def test_concurrent_image_decodes_are_bounded_per_server(monkeypatch):
+    """--max-decodes: however many clients send images at once, at most that many are decoded side by side."""
+    import threading
+
+    from crossguard.runtime import server as server_mod
+
+    lock, active, peak = threading.Lock(), [0], [0]
+    real = server_mod.load_image
+
+    def slow_load(data, limits):
+        with lock:
+            active[0] += 1
+            peak[0] = max(peak[0], active[0])
+        time.sleep(0.05)
+        try:
+            return real(data, limits)
+        finally:
+            with lock:
+                active[0] -= 1
+
+    monkeypatch.setattr(server_mod, "load_image", slow_load)
+    with serve(max_decodes=2) as s:
+        with ThreadPoolExecutor(8) as pool:
+            results = list(pool.map(lambda _: request(s, "POST", "/v1/screen", {"text": "x", "image": b64(png_bytes(5))}),
+                                    range(12)))
+    assert all(status == 200 for status, _, _ in results) and peak[0] == 2
