@@ -124,6 +124,7 @@ class Verdict:
     backend: str
     latency_ms: float
     timings_ms: dict[str, float] = field(default_factory=dict)
+    picture_words: str = ""  # what a composite guard read the picture as ("" for a fusion guard)
 
     def __post_init__(self) -> None:
         if not (0.0 <= self.score <= 1.0) or math.isnan(self.score):

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from .bundle import GRAPH_NAMES, Bundle, BundleError
+from .bundle import Bundle, BundleError
 from .ocr import session_options
 
 log = logging.getLogger("crossguard.runtime.backends")
@@ -117,8 +117,8 @@ def _open_ort(bundle: Bundle, precision: str, device: str, threads: int) -> dict
         raise RuntimeError(f"{provider} is not available in this onnxruntime build "
                            f"(available: {available_providers()})")
     sessions = {}
-    for name in GRAPH_NAMES:
-        path = bundle.graph(name, precision)
+    for name in bundle.graphs:
+        path = bundle.graph_or_fp32(name, precision)
         options = dict(CUDA_PROVIDER_OPTIONS) if device == "cuda" else None
         if device == "tensorrt":
             cache = bundle.engines_dir / "ort_trt_cache"
@@ -142,7 +142,7 @@ def _open_native_tensorrt(bundle: Bundle, precision: str) -> dict[str, GraphSess
     folder = trt_mod.engine_folder(bundle.root, identity)
     meta = trt_mod.read_engine_meta(folder)
     sessions = {}
-    for name in GRAPH_NAMES:
+    for name in bundle.graphs:
         key = f"{name}.{precision}"
         source = bundle.graph(name, "int8" if precision == "int8" and "int8" in bundle.graphs[name] else "fp32")
         current, why = trt_mod.engine_is_current(meta, identity, key,

@@ -30,7 +30,8 @@ from crossguard.fileio import file_sha256
 from crossguard.paths import default_bundle_dir
 
 FORMAT_VERSION = 1
-GRAPH_NAMES = ("image_encoder", "text_encoder", "fusion")
+GRAPH_NAMES = ("image_encoder", "text_encoder", "fusion")  # every bundle has these
+OPTIONAL_GRAPHS = ("concepts",)  # a composite bundle's picture words (docs/contracts.md)
 PRECISIONS = ("fp32", "fp16", "int8")
 CHECKED_FOLDERS = ("graphs", "ocr", "tokenizer")  # unlisted files here are refused
 CACHE_FOLDERS = ("engines",)  # written on the device, not hashed by the manifest
@@ -126,7 +127,11 @@ class Bundle:
         graphs = self.manifest.get("graphs")
         if not isinstance(graphs, dict):
             raise BundleError("manifest.json: 'graphs' must be an object")
-        for name in GRAPH_NAMES:
+        unknown = sorted(set(graphs) - set(GRAPH_NAMES) - set(OPTIONAL_GRAPHS))
+        if unknown:
+            raise BundleError(f"manifest.json: unknown graphs {unknown}; this runtime reads "
+                              f"{list(GRAPH_NAMES + OPTIONAL_GRAPHS)}")
+        for name in GRAPH_NAMES + tuple(n for n in OPTIONAL_GRAPHS if n in graphs):
             variants = graphs.get(name)
             if not isinstance(variants, dict) or "fp32" not in variants:
                 raise BundleError(f"manifest.json: graph {name!r} needs at least an fp32 variant")
@@ -150,6 +155,26 @@ class Bundle:
                 raise BundleError("manifest.json: 'ocr' must be an object with 'det' and 'rec'")
             for kind in ("det", "rec"):
                 self._path(ocr.get(kind), f"ocr.{kind}")
+        self._parse_composition()
+
+    def _parse_composition(self) -> None:
+        """A composite bundle (``composition`` in the manifest) needs the ``concepts`` graph and its vocabulary."""
+        comp = self.manifest.get("composition")
+        if comp is None:
+            if "concepts" in self.graphs:
+                raise BundleError("manifest.json: a 'concepts' graph needs a 'composition' section")
+            return
+        if not isinstance(comp, dict):
+            raise BundleError("manifest.json: 'composition' must be an object")
+        from .compose import Composition
+
+        try:
+            Composition.from_dict({k: v for k, v in comp.items() if k != "vocabulary"})
+        except ValueError as e:
+            raise BundleError(f"manifest.json: {e}") from None
+        if "concepts" not in self.graphs:
+            raise BundleError("manifest.json: a composite bundle needs the 'concepts' graph")
+        self._path(comp.get("vocabulary"), "composition.vocabulary")
 
     def verify(self) -> None:
         """Every listed file exists with its hash; no unlisted file in graphs/, ocr/, tokenizer/."""
@@ -176,9 +201,34 @@ class Bundle:
             raise BundleError(f"bundle has no {precision} variant of graph {name!r}; "
                               f"available: {sorted(self.graphs.get(name, {}))}") from None
 
+    def graph_or_fp32(self, name: str, precision: str) -> Path:
+        """The ``precision`` variant of a graph, or its fp32 one when it has none (small optional graphs)."""
+        return self.graphs[name].get(precision) or self.graph(name, "fp32")
+
     def precisions(self) -> set[str]:
-        """Precisions every graph is available in."""
-        return set.intersection(*(set(v) for v in self.graphs.values()))
+        """Precisions every required graph is available in."""
+        return set.intersection(*(set(self.graphs[n]) for n in GRAPH_NAMES))
+
+    @property
+    def composition(self):
+        """The ``Composition`` of a composite bundle, or None for a fusion bundle."""
+        from .compose import Composition
+
+        comp = self.manifest.get("composition")
+        return None if comp is None else Composition.from_dict({k: v for k, v in comp.items() if k != "vocabulary"})
+
+    @property
+    def concept_vocabulary(self) -> list[str]:
+        """The concepts graph's output vocabulary (a composite bundle's ``composition.vocabulary`` file)."""
+        path = self.root / self.manifest["composition"]["vocabulary"]
+        try:
+            doc = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise BundleError(f"{path}: cannot read the concept vocabulary: {e}") from None
+        words = doc.get("pool", []) + doc.get("imagenet", []) if isinstance(doc, dict) else None
+        if not isinstance(words, list) or not all(isinstance(w, str) for w in words):
+            raise BundleError(f"{path}: expected {{'pool': [words], 'imagenet': [names]}}")
+        return words
 
     @property
     def tokenizer_path(self) -> Path:

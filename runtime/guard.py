@@ -5,10 +5,16 @@
     verdicts = guard.screen_batch([img1, None], ["text one", "text two"])
 
 Steps per request: decode (``preprocess.load_image``; ``None`` -> the blank image) -> OCR (``runtime.ocr``;
-skipped at once for flat images) -> text encoder over the OCR texts -> fusion -> temperature calibration ->
-policy (``runtime.policy``) -> ``Verdict``. The image encoder and the text encoder over the user texts need
-no OCR result, so they run in a worker thread while the OCR runs (stage times in ``Verdict.timings_ms``
-may therefore add up to more than ``latency_ms``). ``workers`` threads resize a batch's images and run its OCR
+skipped at once for flat images) and, beside it in a worker thread, the image encoder (stage times in
+``Verdict.timings_ms`` may therefore add up to more than ``latency_ms``) -> text -> head -> temperature
+calibration -> policy (``runtime.policy``) -> ``Verdict``. Two bundle architectures:
+
+- **composite** (the manifest has ``composition``): the ``concepts`` graph turns the image embedding into picture
+  words; the text encoder reads one sequence per pair, user text | picture words | OCR text
+  (``runtime.compose``); the ``fusion`` graph takes that sentence embedding and the image embedding.
+- **fusion**: the text encoder reads the user texts (in the worker thread) and the OCR texts; the ``fusion``
+  graph cross-attends text tokens to image tokens.
+ ``workers`` threads resize a batch's images and run its OCR
 side by side (auto: up to 8 beside a GPU, none on a CPU). On a GPU backend every graph runs at a few fixed
 shapes (batches padded to the next power of two, texts to the bundle's token limit: the CUDA EP prepares each
 new shape anew) and the OCR, whose shapes follow every image, stays on the CPU unless ``ocr_device="cuda"``.
@@ -30,6 +36,7 @@ from crossguard.schemas import MODALITIES, Verdict
 
 from . import preprocess
 from .backends import GraphSet, cuda_providers, open_graphs
+from .compose import CompositeTokenizer, picture_words
 from .bundle import Bundle, BundleError
 from .policy import apply_policy, calibrated_score, softmax, validate_policy
 from .preprocess import InputError, ImageInput
@@ -76,7 +83,7 @@ class Prepared:
 class Guard:
     """Screens image+text pairs with a bundle's graphs. Thread-safe; load once, reuse."""
 
-    def __init__(self, bundle: Bundle, graphs: GraphSet, tokenizer: preprocess.TextTokenizer,
+    def __init__(self, bundle: Bundle, graphs: GraphSet, tokenizer: preprocess.TextTokenizer | CompositeTokenizer,
                  ocr: Any | None, threshold: float | None = None, overlap: bool = True, workers: int = 1):
         self.bundle = bundle
         self.graphs = graphs
@@ -91,6 +98,8 @@ class Guard:
         self.image_size = int(bundle.preprocessing.get("image_size", preprocess.IMAGE_SIZE))
         self.taxonomy = bundle.taxonomy
         self.modalities = bundle.modalities
+        self.composition = bundle.composition  # None: a fusion bundle
+        self.vocabulary = bundle.concept_vocabulary if self.composition is not None else []
         if self.modalities != list(MODALITIES):
             raise BundleError(f"bundle modalities {self.modalities} differ from this runtime's {list(MODALITIES)}")
         # the image and user-text encoders run here while the caller's thread runs the OCR (one batch at a
@@ -140,8 +149,10 @@ class Guard:
             if key in pre and not np.allclose(pre[key], ours, atol=1e-6):
                 raise BundleError(f"bundle preprocessing {key} {pre[key]} differs from the runtime's {list(ours)}")
         graphs = open_graphs(bundle, device=device, precision=precision, threads=threads)
-        tokenizer = preprocess.TextTokenizer(bundle.tokenizer_path, max_tokens=bundle.max_tokens,
-                                             fixed_length=graphs.device != "cpu")
+        fixed = graphs.device != "cpu"
+        tokenizer = (CompositeTokenizer(bundle.tokenizer_path, bundle.composition, fixed_length=fixed)
+                     if bundle.composition is not None else
+                     preprocess.TextTokenizer(bundle.tokenizer_path, max_tokens=bundle.max_tokens, fixed_length=fixed))
         ocr_engine = None
         if ocr != "off":
             try:
@@ -212,44 +223,111 @@ class Guard:
     def screen_prepared(self, items: list[Prepared]) -> list[Verdict]:
         t_start = time.perf_counter()
         timings: dict[str, float] = {"decode": max(p.decode_ms for p in items)}
-
-        def lap(stage: str, since: float) -> float:
-            now = time.perf_counter()
-            timings[stage] = timings.get(stage, 0.0) + (now - since) * 1e3
-            return now
-
         n = len(items)
         pool = self._batch_pool if n > 1 else None
         # submitted before the OCR's jobs, so the image encoder never waits behind the whole batch's OCR
         pixel_jobs = [pool.submit(preprocess.image_to_tensor, p.image, self.image_size) for p in items] if pool else None
+        encode = self._encode_composite if self.composition is not None else self._encode_fusion
+        outputs, ocr_texts, words = encode(items, pixel_jobs, pool, timings)
+        t = time.perf_counter()
+        scores = calibrated_score(np.asarray(outputs["unsafe_logit"]).reshape(n), self.temperature)
+        domain_probs = softmax(np.asarray(outputs["domain_logits"]).reshape(n, -1))
+        modality_probs = softmax(np.asarray(outputs["modality_logits"]).reshape(n, -1))
+        unsafe, domains = apply_policy(scores, domain_probs, self.policy)
+        timings["policy"] = (time.perf_counter() - t) * 1e3
+        latency = (time.perf_counter() - t_start) * 1e3 + timings["decode"]
+        verdicts = []
+        for i in range(n):
+            domain = domains[i]
+            verdicts.append(Verdict(
+                unsafe=bool(unsafe[i]),
+                score=float(scores[i]),
+                threshold=float(self.policy["domain_thresholds"].get(domain, self.policy["threshold"])),
+                domain=domain,
+                domain_scores={name: float(v) for name, v in zip(self.taxonomy, domain_probs[i])},
+                modality=self.modalities[int(modality_probs[i].argmax())],
+                modality_scores={name: float(v) for name, v in zip(self.modalities, modality_probs[i])},
+                ocr_text=ocr_texts[i],
+                backend=self.backend,
+                latency_ms=latency,
+                timings_ms={k: round(v, 3) for k, v in timings.items()},
+                picture_words=words[i],
+            ))
+        return verdicts
+
+    def _pixels(self, items: list[Prepared], pixel_jobs) -> np.ndarray:
+        return (np.stack([job.result() for job in pixel_jobs]) if pixel_jobs is not None
+                else preprocess.images_to_batch([p.image for p in items], self.image_size))
+
+    def _read_text(self, items: list[Prepared], pool) -> list[str]:
+        """The OCR text of every image ('' without OCR), whitespace collapsed."""
+        if self.ocr is None:
+            return [""] * len(items)
+        reads = pool.map(self.ocr, [p.image for p in items]) if pool else map(self.ocr, [p.image for p in items])
+        return [" ".join(r.text.split()) for r in reads]
+
+    def _in_worker(self, job):
+        """Run ``job`` in the image worker thread (beside the OCR) when there is one; returns a result getter."""
+        if self._image_worker is None:
+            return job
+        future = self._image_worker.submit(job)
+        return future.result
+
+    def _encode_composite(self, items, pixel_jobs, pool, timings):
+        """Image encoder + concepts (worker thread) beside the OCR, then one text-encoder pass over the composite
+        sequences, then the head."""
+        n = len(items)
+
+        def image_side() -> tuple[np.ndarray, list[str], dict[str, float]]:
+            t0 = time.perf_counter()
+            image_out = self._run("image_encoder", {"pixel_values": self._pixels(items, pixel_jobs)}, n)
+            embedding = image_out["image_embedding"].astype(np.float32)
+            t1 = time.perf_counter()
+            probs = self._run("concepts", {"image_embedding": embedding}, n)["concept_probs"]
+            words = picture_words(probs, self.vocabulary, self.composition)
+            return embedding, words, {"image_encoder": (t1 - t0) * 1e3, "concepts": (time.perf_counter() - t1) * 1e3}
+
+        image_result = self._in_worker(image_side)
+        t = time.perf_counter()
+        ocr_texts = self._read_text(items, pool)
+        timings["ocr"] = (time.perf_counter() - t) * 1e3
+        embedding, words, stages = image_result()
+        timings.update(stages)
+        t = time.perf_counter()
+        ids, mask = self.tokenizer([p.text for p in items], words, ocr_texts)
+        text_out = self._run("text_encoder", {"input_ids": ids, "attention_mask": mask}, n)
+        t1 = time.perf_counter()
+        timings["text_encoder"] = (t1 - t) * 1e3
+        outputs = self._run("fusion", {"text_embedding": text_out["sentence_embedding"].astype(np.float32),
+                                       "image_embedding": embedding}, n)
+        timings["fusion"] = (time.perf_counter() - t1) * 1e3
+        return outputs, ocr_texts, words
+
+    def _encode_fusion(self, items, pixel_jobs, pool, timings):
+        """Image and user-text encoders (worker thread) beside the OCR, then the OCR texts' encoding, then fusion."""
+        n = len(items)
 
         def encode_without_ocr() -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], np.ndarray, dict[str, float]]:
-            """Image batch and user texts: they need no OCR result (stage times of their own)."""
             t0 = time.perf_counter()
-            pixels = (np.stack([job.result() for job in pixel_jobs]) if pixel_jobs is not None
-                      else preprocess.images_to_batch([p.image for p in items], self.image_size))
-            image_out = self._run("image_encoder", {"pixel_values": pixels}, n)
+            image_out = self._run("image_encoder", {"pixel_values": self._pixels(items, pixel_jobs)}, n)
             t1 = time.perf_counter()
             ids, mask = self.tokenizer([p.text for p in items])
             text_out = self._run("text_encoder", {"input_ids": ids, "attention_mask": mask}, n)
             return image_out, text_out, mask, {"image_encoder": (t1 - t0) * 1e3,
                                                "text_encoder": (time.perf_counter() - t1) * 1e3}
 
-        pending = self._image_worker.submit(encode_without_ocr) if self._image_worker is not None else None
+        pending = self._in_worker(encode_without_ocr)
         t = time.perf_counter()
-        ocr_texts = [""] * n
-        if self.ocr is not None:
-            reads = pool.map(self.ocr, [p.image for p in items]) if pool else map(self.ocr, [p.image for p in items])
-            ocr_texts = [" ".join(r.text.split()) for r in reads]
-        t = lap("ocr", t)
+        ocr_texts = self._read_text(items, pool)
+        timings["ocr"] = (time.perf_counter() - t) * 1e3
+        t = time.perf_counter()
         ocr_embedding, ocr_present = self._encode_ocr_texts(ocr_texts)
         if ocr_present.any():
-            t = lap("ocr_text_encoder", t)
-        image_out, text_out, mask, stages = pending.result() if pending is not None else encode_without_ocr()
+            timings["ocr_text_encoder"] = (time.perf_counter() - t) * 1e3
+        image_out, text_out, mask, stages = pending()
         timings.update(stages)
         t = time.perf_counter()
-
-        fused = self._run("fusion", {
+        outputs = self._run("fusion", {
             "image_tokens": image_out["image_tokens"].astype(np.float32),
             "image_embedding": image_out["image_embedding"].astype(np.float32),
             "text_tokens": text_out["token_embeddings"].astype(np.float32),
@@ -258,28 +336,8 @@ class Guard:
             "ocr_embedding": ocr_embedding,
             "ocr_present": ocr_present,
         }, n)
-        t = lap("fusion", t)
-
-        scores = calibrated_score(np.asarray(fused["unsafe_logit"]).reshape(n), self.temperature)
-        domain_probs = softmax(np.asarray(fused["domain_logits"]).reshape(n, -1))
-        modality_probs = softmax(np.asarray(fused["modality_logits"]).reshape(n, -1))
-        unsafe, domains = apply_policy(scores, domain_probs, self.policy)
-        lap("policy", t)
-        latency = (time.perf_counter() - t_start) * 1e3 + timings["decode"]
-        stage_ms = {k: round(v, 3) for k, v in timings.items()}
-        return [Verdict(
-            unsafe=bool(unsafe[i]),
-            score=float(scores[i]),
-            threshold=float(self.policy["domain_thresholds"].get(domains[i], self.policy["threshold"])),
-            domain=domains[i],
-            domain_scores={name: float(v) for name, v in zip(self.taxonomy, domain_probs[i])},
-            modality=self.modalities[int(modality_probs[i].argmax())],
-            modality_scores={name: float(v) for name, v in zip(self.modalities, modality_probs[i])},
-            ocr_text=ocr_texts[i],
-            backend=self.backend,
-            latency_ms=latency,
-            timings_ms=dict(stage_ms),
-        ) for i in range(n)]
+        timings["fusion"] = (time.perf_counter() - t) * 1e3
+        return outputs, ocr_texts, [""] * n
 
     def _encode_ocr_texts(self, ocr_texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
         """(ocr_embedding [n, 384], ocr_present [n, 1]): the text encoder runs on the non-empty OCR texts

@@ -520,3 +520,70 @@ def mixed_benign_texts(n: int, seed: int) -> list[str]:
             break
         out.setdefault(makers[attempt % len(makers)](rng).text, None)
     return list(out)
+
+
+# Long benign requests: a task over a passage (what assistants are asked all day), and persona set-ups. Without
+# them a guard learns "long text -> jailbreak" from the long jailbreak prompts of the harmful corpora.
+_PASSAGE_TASKS = (
+    "Summarise the following text in two sentences:", "Fix the grammar and spelling in this paragraph:",
+    "Translate the passage below into German.", "Rewrite this for a ten-year-old reader:",
+    "Extract the key points from the text as a bulleted list:", "Write a catchy title for this article:",
+    "What is the main argument of the following passage?", "Turn this text into three quiz questions:",
+    "Classify the tone of this text as formal, neutral or casual:", "Shorten this to under 50 words:",
+    "Find any factual claims in this text that should be checked:", "Paraphrase the paragraph without changing its meaning:",
+    "Proofread this and list every change you make:", "Write a reply email based on this message:",
+    "Explain the technical terms used in the following text:", "Make this paragraph sound more friendly:",
+)
+_PERSONAS = (
+    "You are a friendly travel agent.", "Act as a patient maths tutor for a 12-year-old.",
+    "You are an experienced gardener who explains things simply.", "Pretend you are a museum guide.",
+    "You are a strict but fair editor at a newspaper.", "Play the role of a chef in a busy Italian restaurant.",
+    "You are a customer-support agent for an internet provider.", "Act as my personal fitness coach.",
+    "You are a historian specialising in ancient Rome.", "Imagine you are a librarian helping a student.",
+    "You are a career counsellor.", "Act like a pirate telling a bedtime story.",
+    "You are a senior Python developer reviewing code.", "Pretend to be a weather presenter on TV.",
+)
+_PERSONA_RULES = ("Stay in character for the whole conversation.", "Keep your answers short and kind.",
+                  "Ask me one question at a time.", "Always answer in British English.",
+                  "Use simple words and give examples.", "Never break character, even if I ask you to.", "")
+
+
+def _passages() -> list[str]:
+    """Benign prose passages: paragraphs of the Python standard library's module docs (the same text on every
+    machine running this Python), 30-150 words each."""
+    import inspect
+    import importlib
+    import pkgutil
+
+    out = []
+    for info in sorted(pkgutil.iter_modules(), key=lambda m: m.name):
+        if info.name.startswith("_") or info.name in ("this", "antigravity", "idlelib", "turtledemo", "tkinter"):
+            continue
+        if not getattr(info.module_finder, "path", "").endswith(("lib/python3.11", "lib/python3.11/lib-dynload")):
+            continue
+        try:
+            doc = inspect.getdoc(importlib.import_module(info.name)) or ""
+        except Exception:  # noqa: BLE001 - a module that cannot be imported here has no passage
+            continue
+        for para in doc.split("\n\n"):
+            words = para.split()
+            if 30 <= len(words) <= 150 and not any(ch in para for ch in "{}>>>"):
+                out.append(" ".join(words))
+    return out
+
+
+def long_benign_texts(n: int, seed: int) -> list[str]:
+    """``n`` distinct long benign requests: a task over a passage, or a persona set-up with a benign request."""
+    rng = random.Random(seed)
+    passages = _passages()
+    out: dict[str, None] = {}
+    for _ in range(20 * n):
+        if len(out) >= n:
+            break
+        if passages and rng.random() < 0.6:
+            text = f"{rng.choice(_PASSAGE_TASKS)} {rng.choice(passages)}"
+        else:
+            text = " ".join(p for p in (rng.choice(_PERSONAS), rng.choice(_PERSONA_RULES),
+                                        benign_request(rng).text) if p)
+        out.setdefault(text, None)
+    return list(out)

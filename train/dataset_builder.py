@@ -57,13 +57,7 @@ from .image_pool import EMOJI_FONT, OPENCLIPART_DIR, ImagePool, PoolItem
 from .object_intents import IntentRequest, intent_requests, named_counterpart
 from .seeds import SPLITS, EmbedFn, Seed, assign_domains, read_seed_dir, split_of
 from .stance import stance_pairs
-from .typography import (
-    INCITEMENTS,
-    available_fonts,
-    render_typographic,
-    request_form,
-    to_heading,
-)
+from .typography import INCITEMENTS, render_request_image, render_typographic, request_form
 
 CONTRAST_SHARE = 0.1  # benign-hard share of object-intent contrast pairs (data v7-v11)
 DEFAULT_COUNTS = {"implicit": 800, "explicit-text": 600, "explicit-image": 800, "benign": 2000,
@@ -442,39 +436,14 @@ def _named_counterparts(ctx: _Ctx, n: int, start: int = 0) -> list[tuple[str, Sa
     return out
 
 
-def _mono_fonts() -> list[str]:
-    fonts = available_fonts()
-    return [f for f in fonts if re.search(r"mono|cmtt|courier", Path(f).name, re.I)] or list(fonts)
-
-
 def render_request(ctx: _Ctx, text: str, key: str, name: str) -> tuple[str, dict]:
-    """Render a request (harmful or benign, the same way) as a typographic image; returns (path, provenance).
-
-    60% "list" style: the request as the question or as a heading (``to_heading``: "Steps to ...",
-    "Methods to ...") over 3-5 numbered empty items, 500-1000 px, small to large fonts (a third monospace),
-    half of them clean black on white, the rest noisy; 40% v1's free layouts (sign, poster, handwritten ...)
-    of the question or the heading.
-    """
+    """Render a request as a typographic image (``typography.render_request_image``) into the dataset; returns
+    (path, provenance)."""
     rng = random.Random(f"{ctx.seed}|render|{key}")
-    form = "heading" if rng.random() < 0.6 else "question"
-    body = to_heading(text, rng.randrange(6)) if form == "heading" else text
     clip = load_image(ctx.benign_item().path) if rng.random() < 0.15 else None
-    if rng.random() < 0.6:
-        clean = rng.random() < 0.5
-        img, style = render_typographic(
-            body, seed=f"{ctx.seed}|{key}", layout="list", title_as_is=True, numbered=rng.randint(3, 5),
-            size=rng.randint(500, 1000), font=rng.choice(_mono_fonts()) if rng.random() < 0.35 else None,
-            font_scale=rng.choice((0.6, 0.8, 1.0, 1.3, 1.7)), background="plain" if clean else None,
-            clipart=None if clean else clip, colors=((255, 255, 255), (0, 0, 0)) if clean else None,
-            artefacts=not clean)
-        style_name = "list-clean" if clean else "list-noisy"
-    else:
-        img, style = render_typographic(body, seed=f"{ctx.seed}|{key}", clipart=clip,
-                                        size=rng.choice((448, 512, 640, 768)))
-        style_name = "free"
-    path = _save_render(ctx, img, name, jpeg="jpeg" in style.artefacts)
-    return path, {"rendered_text": body, "render_form": form, "render_style": style_name,
-                  "typography": style.to_dict()}
+    img, prov = render_request_image(text, f"{ctx.seed}|{key}", clipart=clip)
+    path = _save_render(ctx, img, name, jpeg="jpeg" in prov["typography"]["artefacts"])
+    return path, prov
 
 
 def _incitement(ctx: _Ctx) -> tuple[str, str]:

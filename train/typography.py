@@ -164,6 +164,38 @@ def to_heading(text: str, variant: int = 0) -> str:
     return title
 
 
+def _mono_fonts() -> list[str]:
+    fonts = available_fonts()
+    return [f for f in fonts if re.search(r"mono|cmtt|courier", Path(f).name, re.I)] or list(fonts)
+
+
+def render_request_image(text: str, key: str, clipart: Image.Image | None = None) -> tuple[Image.Image, dict]:
+    """A request (harmful or benign, rendered the same way) as a FigStep-like image; returns (image, provenance).
+
+    60% "list" style: the request as the question or as a heading (``to_heading``: "Steps to ...",
+    "Methods to ...") over 3-5 numbered empty items, 500-1000 px, small to large fonts (a third monospace),
+    half of them clean black on white, the rest noisy; 40% free layouts (sign, poster, handwritten ...) of the
+    question or the heading. ``clipart`` may stand behind a noisy render. Every choice comes from ``key``.
+    """
+    rng = random.Random(f"render|{key}")
+    form = "heading" if rng.random() < 0.6 else "question"
+    body = to_heading(text, rng.randrange(6)) if form == "heading" else text
+    if rng.random() < 0.6:
+        clean = rng.random() < 0.5
+        img, style = render_typographic(
+            body, seed=key, layout="list", title_as_is=True, numbered=rng.randint(3, 5),
+            size=rng.randint(500, 1000), font=rng.choice(_mono_fonts()) if rng.random() < 0.35 else None,
+            font_scale=rng.choice((0.6, 0.8, 1.0, 1.3, 1.7)), background="plain" if clean else None,
+            clipart=None if clean else clipart, colors=((255, 255, 255), (0, 0, 0)) if clean else None,
+            artefacts=not clean)
+        style_name = "list-clean" if clean else "list-noisy"
+    else:
+        img, style = render_typographic(body, seed=key, clipart=clipart, size=rng.choice((448, 512, 640, 768)))
+        style_name = "free"
+    return img, {"rendered_text": body, "render_form": form, "render_style": style_name,
+                 "typography": style.to_dict()}
+
+
 IMPERATIVE_FORMS = ("Tell me how to {a}.", "Explain how to {a}.", "Write a step-by-step guide on how to {a}.",
                     "Give me detailed instructions to {a}.", "Write a tutorial on how to {a}.", "Show me how to {a}.",
                     "I need to know how to {a}.")

@@ -61,3 +61,62 @@ def mossbench_dev(shared_data: str | os.PathLike | None = None) -> list[Sample]:
 
 
 DEV_SETS = {"figstep": figstep_tiny, "mossbench": mossbench_dev}
+
+
+def siuo_proxy_dev(shared_data: str | os.PathLike | None = None) -> list[Sample]:
+    """SIUO-proxy dev: 31 implicit pairs and 31 benign questions on the same pictures."""
+    root = data_root(shared_data) / "dev" / "siuo_proxy_dev"
+    manifest = root / "manifest.jsonl"
+    if not manifest.is_file():
+        raise FileNotFoundError(f"SIUO-proxy dev not found: {manifest}")
+    samples = []
+    for line in manifest.read_text(encoding="utf-8").splitlines():
+        if not line.strip():
+            continue
+        r = json.loads(line)
+        unsafe = r["label"] == "unsafe"
+        samples.append(Sample(id=r["id"], image=str(root / r["image"]), text=r["text"], label=r["label"],
+                              kind="implicit" if unsafe else "benign-hard",
+                              domain=map_label("siuo", r["category"]) if unsafe else None,
+                              provenance={"source": "siuo_proxy_dev", "category": r["category"]}))
+    return samples
+
+
+def everyday_dev(shared_data: str | os.PathLike | None = None) -> list[Sample]:
+    """Everyday questions x MOSSBench-dev pictures, two questions each, drawn as ``dev_report.py`` draws them."""
+    import random
+
+    root = data_root(shared_data) / "dev"
+    questions = [q.strip() for q in (root / "everyday_questions_dev.txt").read_text(encoding="utf-8").splitlines()
+                 if q.strip()]
+    rng = random.Random(0)
+    photos = sorted(str(p) for p in (root / "mossbench_dev" / "images").glob("*"))
+    return [Sample(id=f"everyday-{i}", image=image, text=q, label="safe", kind="benign",
+                   provenance={"source": "everyday_dev"})
+            for i, (image, q) in enumerate((img, q) for img in photos for q in rng.sample(questions, 2))]
+
+
+def xstest_dev(shared_data: str | os.PathLike | None = None, neutral_image: str | None = None) -> list[Sample]:
+    """XSTest with a neutral picture (a flat 320x240 off-white image, as ``dev_report.py`` uses)."""
+    import tempfile
+
+    if neutral_image is None:
+        from pathlib import Path
+
+        from PIL import Image
+
+        neutral = Path(tempfile.gettempdir()) / "crossguard-dev-neutral.png"
+        if not neutral.exists():
+            Image.new("RGB", (320, 240), (245, 245, 240)).save(neutral)
+        neutral_image = str(neutral)
+    path = data_root(shared_data) / "text_safety" / "xstest" / "xstest_prompts.csv"
+    with open(path, encoding="utf-8", newline="") as f:
+        rows = list(csv.DictReader(f))
+    return [Sample(id=f"xstest-{r['id']}", image=neutral_image, text=r["prompt"], label=r["label"],
+                   kind="explicit-text" if r["label"] == "unsafe" else "benign-hard",
+                   provenance={"source": "xstest", "type": r["type"]}) for r in rows]
+
+
+# every dev set, in the order ``dev_report.py`` prints them
+ALL_DEV_SETS = {"figstep-tiny": figstep_tiny, "mossbench-dev": mossbench_dev, "siuo-proxy-dev": siuo_proxy_dev,
+                "everyday-dev": everyday_dev, "xstest": xstest_dev}

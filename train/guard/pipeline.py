@@ -1,0 +1,252 @@
+"""Train the composite guard: ``prepare`` the resources once, ``train_guard(config, resources) -> TrainReport``.
+
+    resources = prepare(data_root())                  # pool + photos, concept head, corpora, OCR, encoders
+    model, report = train_guard(GuardTrainConfig(), resources)
+    save_guard(model, report, "train/default_guard")
+
+A report holds, in the order a decision should read them: detection on each corpus left out of training
+(``held_out``, leave-one-source-out runs), the dev sets (``dev``: never trained or tuned on, scored through the
+same steps the runtime takes), then the own validation and test splits by row group.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from crossguard.configs import from_dict_strict
+from crossguard.paths import artifacts_dir
+from crossguard.runtime.compose import Composition
+from crossguard.runtime.policy import DEFAULT_POLICY, calibrated_score
+
+from . import composite
+from .calibrate import calibrate
+from .composite import CompositeConfig, FitConfig, PairRow
+from crossguard.metrics import auroc
+from .recipe import Pictures, RecipeConfig, RowSet, build_rows
+
+
+
+@dataclass
+class GuardTrainConfig:
+    recipe: RecipeConfig = field(default_factory=RecipeConfig)
+    model: CompositeConfig = field(default_factory=CompositeConfig)
+    fit: FitConfig = field(default_factory=FitConfig)
+    target_frr: float = 0.03  # false refusals on the validation split's safe rows at the threshold
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> GuardTrainConfig:
+        d = dict(d)
+        parts = {"recipe": RecipeConfig.from_dict(d.pop("recipe", {})),
+                 "model": CompositeConfig.from_dict(d.pop("model", {})),
+                 "fit": FitConfig.from_dict(d.pop("fit", {}))}
+        return from_dict_strict(cls, {**d, **parts}, "guard training config")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Resources:
+    """What every training run of a session shares: the corpora, the picture table of the pool, the concept
+    model, and the encoders / OCR / render cache that make more pictures."""
+
+    items: list
+    pool: Any
+    pictures: Pictures
+    concepts: tuple  # (ConceptHead, vocabulary)
+    concept_report: dict
+    encode: Any
+    ocr: Any
+    render_cache: Any
+    data_root: Path
+
+
+def image_encoder_fn(threads: int = 2):
+    """images (paths or PIL) -> [n, 1280] EfficientNet-Lite0 embeddings, as the runtime computes them."""
+    import torch
+
+    from crossguard.train import backbones
+
+    torch.set_num_threads(threads)
+    encoder = backbones.image_encoder("efficientnet-lite0")
+
+    def encode(images: list) -> np.ndarray:
+        return backbones.encode_images(encoder, images, batch_size=32)[1]
+    return encode
+
+
+def runtime_ocr(threads: int = 2):
+    from crossguard.runtime.ocr import FastOCR
+    from crossguard.train import backbones
+
+    models = backbones.ocr_models()
+    return FastOCR(models.det, models.rec, threads=threads)
+
+
+def prepare(data_root: str | Path, cache_dir: str | Path | None = None, composition: Composition = Composition(),
+            photos: bool = True, progress: bool = True) -> Resources:
+    """Open the image pool (with ``photos/imagenet_sample`` of the data root when there), embed it, fit the
+    concept head on its captions, read every corpus and give its harmful items domains."""
+    from crossguard.train.corpora import assign_domains, read_corpora
+    from crossguard.train.dataset_builder import _alarming_items
+    from crossguard.train.image_pool import ImagePool
+    from crossguard.train.seeds import default_embed
+
+    from crossguard.train.image_pool import _english_words
+
+    from .concepts import PoolLabel, build_vocabulary, evaluate, imagenet_names, packaged_imagenet_classifier, train_concepts
+    from .pictures import RenderCache, pool_kind, pool_pictures
+
+    data_root = Path(data_root)
+    cache_dir = Path(cache_dir) if cache_dir is not None else artifacts_dir() / "composite"
+    photo_dir = data_root / "photos" / "imagenet_sample"
+    pool = ImagePool.open(None, user_dirs=[photo_dir] if photos and photo_dir.is_dir() else [], progress=progress)
+    embeddings = pool.image_embeddings(progress=progress)
+    labels = [PoolLabel(it.caption, pool_kind(it.source) == "photo") for it in pool.items]
+    words = build_vocabulary(labels, known_words=_english_words())
+    names = imagenet_names(photo_dir)  # the ImageNet block needs the class names (None without the photos)
+    imagenet = packaged_imagenet_classifier() if names else None
+    vocabulary = words + (names or [])
+    # held-out estimate first (every 10th picture), then the head on every picture
+    held = np.arange(len(labels)) % 10 == 0
+    probe = train_concepts(embeddings[~held], [lab for lab, h in zip(labels, held) if not h], words,
+                           imagenet=imagenet)
+    report = {"pool_words": len(words), "imagenet_names": len(names or []), "held_out": {}}
+    for kind in ("clipart", "emoji", "photo"):
+        sel = held & np.asarray([pool_kind(it.source) == kind for it in pool.items])
+        report["held_out"][kind] = evaluate(probe, embeddings[sel], [labels[i] for i in np.flatnonzero(sel)],
+                                            vocabulary)
+    head = train_concepts(embeddings, labels, words, imagenet=imagenet)
+    encode = image_encoder_fn()
+    alarming = _alarming_items(pool, 0.45)
+    pictures = pool_pictures(pool, embeddings, (head, vocabulary), composition, encode, alarming)
+    items = assign_domains(read_corpora(data_root), default_embed())
+    return Resources(items, pool, pictures, (head, vocabulary), report, encode, runtime_ocr(),
+                     RenderCache(Path(cache_dir) / "renders", encode, runtime_ocr()), data_root)
+
+
+def build(config: GuardTrainConfig, resources: Resources, progress: bool = True) -> RowSet:
+    """The recipe's rows on a copy of the resources' picture table (renders are appended to the copy)."""
+    from .pictures import concept_finder, renderer
+
+    composition = Composition.from_dict(config.model.composition)
+    pictures = copy.copy(resources.pictures)
+    pictures.words, pictures.ocr, pictures.kind, pictures.captions = (list(pictures.words), list(pictures.ocr),
+                                                                       list(pictures.kind), list(pictures.captions))
+    render = renderer(pictures, resources.render_cache, resources.concepts, composition, progress)
+    return build_rows(config.recipe, resources.items, pictures, render, concept_finder(resources.pool, pictures))
+
+
+# ---------------------------------------------------------------------------------------------- metrics
+
+def rates(rows: list[PairRow], scores: np.ndarray, threshold: float) -> dict[str, Any]:
+    labels = np.asarray([r.unsafe for r in rows], bool)
+    flagged = np.asarray(scores) >= threshold
+    out: dict[str, Any] = {"n": len(rows)}
+    if labels.any():
+        out["detection"] = round(float(flagged[labels].mean()), 3)
+    if (~labels).any():
+        out["false_refusal"] = round(float(flagged[~labels].mean()), 3)
+    if labels.any() and (~labels).any():
+        out["auroc"] = round(float(auroc(labels, scores)), 3)
+    return out
+
+
+def by_group(rows: list[PairRow], scores: np.ndarray, threshold: float) -> dict[str, Any]:
+    groups: dict[str, list[int]] = {}
+    for i, r in enumerate(rows):
+        groups.setdefault(r.group, []).append(i)
+    return {g: rates([rows[i] for i in idx], scores[idx], threshold) for g, idx in sorted(groups.items())}
+
+
+def scores_of(model, rows: list[PairRow], pictures: Pictures, calibration: dict) -> np.ndarray:
+    out = composite.predict(model, rows, pictures.embeddings, pictures.blank_embedding)
+    return calibrated_score(out["unsafe_logit"], calibration["temperature"])
+
+
+# ---------------------------------------------------------------------------------------------- dev sets
+
+class DevScreen:
+    """The dev sets as composite rows, pictures read the way the runtime reads them (embedding, picture words,
+    OCR), computed once per session. Report only: never trained or tuned on."""
+
+    def __init__(self, resources: Resources, composition: Composition):
+        from crossguard.runtime.preprocess import load_image
+
+        from .dev_sets import ALL_DEV_SETS
+        from .pictures import words_of
+
+        shared = resources.data_root
+        self.sets = {name: reader(shared) for name, reader in ALL_DEV_SETS.items()}
+        paths = sorted({s.image for samples in self.sets.values() for s in samples})
+        images = [load_image(p) for p in paths]
+        emb = np.asarray(resources.encode(images), np.float32)
+        ocr = [" ".join(resources.ocr(img).text.split()) for img in images]
+        self.pictures = Pictures(emb, words_of(emb, resources.concepts, composition), ocr, ["dev"] * len(paths),
+                                 [""] * len(paths), np.zeros(len(paths), bool), resources.pictures.blank_embedding,
+                                 resources.pictures.blank_words)
+        index = {p: i for i, p in enumerate(paths)}
+        self.rows = {name: [PairRow(s.text, self.pictures.words[index[s.image]], self.pictures.ocr[index[s.image]],
+                                    index[s.image], s.unsafe, s.domain, s.modality, name) for s in samples]
+                     for name, samples in self.sets.items()}
+
+    def report(self, model, calibration: dict, threshold: float) -> dict[str, Any]:
+        return {name: rates(rows, scores_of(model, rows, self.pictures, calibration), threshold)
+                for name, rows in self.rows.items()}
+
+
+# ---------------------------------------------------------------------------------------------- training
+
+def train_guard(config: GuardTrainConfig, resources: Resources, rows: RowSet | None = None,
+                dev: DevScreen | None = None, progress: bool = True) -> tuple[Any, dict[str, Any]]:
+    """Build the rows (unless given), fit, calibrate on the validation split, evaluate; returns (model, report)."""
+    t0 = time.perf_counter()
+    rows = rows or build(config, resources, progress)
+    built = time.perf_counter() - t0
+    model = composite.new_model(config.model)
+    fitted = composite.fit(model, rows.train, rows.pictures.embeddings, rows.pictures.blank_embedding, config.fit,
+                           progress)
+    val = composite.predict(model, rows.val, rows.pictures.embeddings, rows.pictures.blank_embedding)
+    labels = np.asarray([r.unsafe for r in rows.val], np.float32)
+    calibration, threshold = calibrate(val["unsafe_logit"], labels, labels == 0, config.target_frr)
+    val_scores = calibrated_score(val["unsafe_logit"], calibration["temperature"])
+    test_scores = scores_of(model, rows.test, rows.pictures, calibration)
+    report: dict[str, Any] = {
+        "config": config.to_dict(), "rows": rows.summary(), "fit": fitted, "calibration": calibration,
+        "threshold": threshold,
+        "held_out": {name: rates(r, scores_of(model, r, rows.pictures, calibration), threshold)
+                     for name, r in rows.held_out.items()},
+        "dev": dev.report(model, calibration, threshold) if dev is not None else {},
+        "val": rates(rows.val, val_scores, threshold),
+        "test": rates(rows.test, test_scores, threshold),
+        "test_by_group": by_group(rows.test, test_scores, threshold),
+        "concepts": resources.concept_report,
+        "seconds": {"build": round(built, 1), "total": round(time.perf_counter() - t0, 1)},
+    }
+    return model, report
+
+
+def save_guard(model, report: dict[str, Any], out: str | Path, concepts: tuple | None = None) -> Path:
+    """The head folder (``composite.save``: head + LoRA weights, guard.json) plus the concept head."""
+    from .concepts import save_concepts
+
+    path = composite.save(model, out, calibration=report["calibration"],
+                          policy={**DEFAULT_POLICY, "threshold": report["threshold"],
+                                  "target_false_refusal_rate": report["config"]["target_frr"]},
+                          training={"config": report["config"], "rows": report["rows"]},
+                          metrics={k: report[k] for k in ("held_out", "dev", "val", "test")})
+    if concepts is not None:
+        save_concepts(concepts[0], concepts[1], path)
+    return path
+
+
+def write_report(report: dict[str, Any], path: str | Path) -> None:
+    from crossguard.fileio import atomic_write_text
+
+    atomic_write_text(path, json.dumps(report, indent=1, default=float) + "\n")

@@ -1,0 +1,243 @@
+"""The composite guard's data: real text corpora, hard benign text, pictures (photos, clip-art, emoji), typographic
+renders and object-intent pairs, as ``PairRow``s split into train / val / test.
+
+What each part teaches (``RecipeConfig`` sets the sizes):
+
+- **explicit text**: every harmful request of the real corpora (``crossguard.train.corpora``) with a random pool
+  picture or none -> unsafe. The corpora named in ``held_out`` are left out entirely (leave-one-source-out).
+- **benign text**: Self-Instruct, the combinatorial benign generator, and requests that use harm words in safe
+  senses with their harmful minimal pairs (``safe_senses``), with a random picture or none -> their label.
+- **typographic**: harmful and benign requests rendered FigStep-style, read back by the runtime's OCR, with one of
+  our incitement texts as the user text -> the rendered request's label.
+- **picture questions**: benign requests about a picture in the implicit requests' pointer phrasings ("this", "the
+  thing in the picture"; ``picture_questions``) on ordinary pictures and on the very pictures the implicit rows
+  use, as many as there are implicit rows, everyday questions on photos, and legitimate questions about
+  alarming-looking pictures (a knife, pills) -> safe. So phrasing alone carries no label, nor does the picture.
+- **stance posters**: a poster against a harm with an advocacy request -> safe, the same request with a poster for
+  the harm -> unsafe (``stance``): a harm named in the image is not a harm asked for.
+- **long benign text**: tasks over a passage and persona set-ups (long text is not a jailbreak by its length).
+- **implicit**: object-intent requests (harmless words, harmful about the object shown) with a picture of their
+  object -> unsafe; the ones harmless with an ordinary picture also appear with one -> safe.
+
+Every row's picture words come from the concept head on that picture (what the runtime will compute), and its OCR
+text from the runtime's OCR. Splits follow a family key (a corpus item, a generated text's template family, an
+intent frame), so validation and test hold texts never trained on.
+"""
+from __future__ import annotations
+
+import random
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from crossguard.train.corpora import TextItem
+from crossguard.train.seeds import split_of
+
+from .composite import PairRow
+
+SPLIT_FRACTIONS = (0.8, 0.1, 0.1)
+
+
+@dataclass
+class RecipeConfig:
+    """Sizes and shares of the recipe (counts are targets; a generator may give fewer distinct texts)."""
+
+    seed: int = 0
+    held_out: list[str] = field(default_factory=list)  # corpora left out (leave-one-source-out)
+    blank_share: float = 0.3  # text rows with no picture
+    benign_templates: int = 3000
+    safe_senses: int = 3500
+    safe_senses_harmful: int = 1000
+    alarming_share: float = 0.2  # benign text rows shown with an alarming-looking picture
+    long_benign: int = 1500
+    typographic_harmful: int = 1000
+    typographic_benign: int = 800
+    stance_pairs: int = 300
+    picture_questions: int = 2500  # on ordinary pictures; as many again on the implicit rows' pictures
+    everyday_questions: int = 800
+    hard_picture_questions: int = 1200
+    intent_variants: int = 6
+    implicit_pictures: int = 2  # pictures of its object per implicit request
+
+    @classmethod
+    def from_dict(cls, d: dict) -> RecipeConfig:
+        from crossguard.configs import from_dict_strict
+
+        return from_dict_strict(cls, d, "recipe config")
+
+
+@dataclass
+class Pictures:
+    """The picture table rows index: embeddings [M,1280], their picture words and OCR text, plus the blank image's
+    (row index -1). ``kind`` tells photo / clipart / emoji / render apart; ``ordinary`` marks pool pictures that
+    show nothing alarming."""
+
+    embeddings: np.ndarray
+    words: list[str]
+    ocr: list[str]
+    kind: list[str]
+    captions: list[str]
+    ordinary: np.ndarray
+    blank_embedding: np.ndarray
+    blank_words: str
+
+    def add(self, embeddings: np.ndarray, words: list[str], ocr: list[str], kind: str, captions: list[str]) -> list[int]:
+        """Append rows (e.g. typographic renders); returns their indices."""
+        start = len(self.words)
+        self.embeddings = np.concatenate([self.embeddings, np.asarray(embeddings, np.float32)])
+        self.words += words
+        self.ocr += ocr
+        self.kind += [kind] * len(words)
+        self.captions += captions
+        self.ordinary = np.concatenate([self.ordinary, np.zeros(len(words), bool)])
+        return list(range(start, start + len(words)))
+
+
+@dataclass
+class RowSet:
+    train: list[PairRow]
+    val: list[PairRow]
+    test: list[PairRow]
+    pictures: Pictures
+    held_out: dict[str, list[PairRow]] = field(default_factory=dict)
+
+    def summary(self) -> dict:
+        def count(rows):
+            return dict(sorted(Counter(f"{r.group}:{'unsafe' if r.unsafe else 'safe'}" for r in rows).items()))
+        return {"train": len(self.train), "val": len(self.val), "test": len(self.test),
+                "held_out": {k: len(v) for k, v in self.held_out.items()}, "by_group_train": count(self.train)}
+
+
+def _split(key: str) -> str:
+    return split_of(key, SPLIT_FRACTIONS)
+
+
+class _Builder:
+    def __init__(self, config: RecipeConfig, pictures: Pictures):
+        self.config = config
+        self.pictures = pictures
+        self.rng = random.Random(config.seed)
+        self.rows: dict[str, list[PairRow]] = {"train": [], "val": [], "test": []}
+        pool = np.asarray([k != "render" for k in pictures.kind])
+        self.ordinary = np.flatnonzero(pool & pictures.ordinary)
+        self.alarming = np.flatnonzero(pool & ~pictures.ordinary)
+        self.photos = np.flatnonzero(np.asarray([k == "photo" for k in pictures.kind]))
+
+    def picture(self, alarming_share: float = 0.0) -> int:
+        """No picture (``blank_share``), an alarming-looking one (``alarming_share`` of the rest) or an ordinary one."""
+        if self.rng.random() < self.config.blank_share:
+            return -1
+        pool = self.alarming if len(self.alarming) and self.rng.random() < alarming_share else self.ordinary
+        return int(self.rng.choice(pool))
+
+    def add(self, key: str, text: str, image: int, unsafe: bool, domain: str | None, modality: str, group: str,
+            split: str | None = None) -> None:
+        words = self.pictures.blank_words if image < 0 else self.pictures.words[image]
+        ocr = "" if image < 0 else self.pictures.ocr[image]
+        self.rows[split or _split(key)].append(PairRow(text, words, ocr, image, unsafe, domain, modality, group))
+
+
+def build_rows(config: RecipeConfig, items: Sequence[TextItem], pictures: Pictures,
+               render: Callable[[list[tuple[str, str, str]]], list[int]],
+               concept_pictures: Callable[[str, int], list[int]], held_out_image: int = -1) -> RowSet:
+    """Assemble the recipe. ``items``: the corpora (domains assigned); ``render([(key, text, style)])`` adds
+    typographic renders to ``pictures`` and returns their indices; ``concept_pictures(concept, k)``: indices of ``k``
+    pool pictures showing a concept. Held-out corpora come back under ``held_out`` (text with ``held_out_image``)."""
+    from crossguard.train.benign_text import image_request, long_benign_texts, mixed_benign_texts
+    from crossguard.train.dataset_builder import HARD_CONCEPTS, HARD_TEXTS
+    from crossguard.train.object_intents import intent_requests
+    from crossguard.train.picture_questions import everyday_question, picture_request
+    from crossguard.train.safe_senses import generate
+    from crossguard.train.typography import INCITEMENTS
+
+    b = _Builder(config, pictures)
+    held = set(config.held_out)
+    unknown = held - {i.corpus for i in items}
+    if unknown:
+        raise ValueError(f"held_out names corpora that were not read: {sorted(unknown)}")
+    rowset = RowSet([], [], [], pictures)
+    share = config.alarming_share
+    # explicit and benign text from the corpora
+    for item in items:
+        if item.corpus in held:
+            rowset.held_out.setdefault(item.corpus, []).append(
+                PairRow(item.text, pictures.blank_words if held_out_image < 0 else pictures.words[held_out_image],
+                        "", held_out_image, item.unsafe, item.domain, "text" if item.unsafe else "none", item.corpus))
+            continue
+        b.add(item.id, item.text, b.picture(share), item.unsafe, item.domain, "text" if item.unsafe else "none",
+              item.corpus if item.unsafe else f"benign:{item.corpus}")
+    # generated benign text (short and long) and the safe-sense minimal pairs
+    for text in mixed_benign_texts(config.benign_templates, config.seed):
+        b.add(f"benign|{text}", text, b.picture(share), False, None, "none", "benign:templates")
+    for text in long_benign_texts(config.long_benign, config.seed):
+        b.add(f"long|{text[:40]}", text, b.picture(share), False, None, "none", "benign:long")
+    for text, domain in HARD_TEXTS:
+        b.add(f"hard|{text}", text, b.picture(share), False, domain, "none", "benign:hard_texts")
+    for s in generate(config.safe_senses, config.safe_senses_harmful, config.seed):
+        b.add(f"sense|{s.family}", s.text, b.picture(share), s.unsafe, s.domain if s.unsafe else None,
+              "text" if s.unsafe else "none", f"senses:{s.category}")
+    _typographic(b, config, items, held, render, INCITEMENTS, mixed_benign_texts)
+    _stance(b, config, render)
+    # benign questions about pictures: pointer phrasings, everyday questions on photos, alarming-looking pictures
+    for _ in range(config.picture_questions):
+        text, family = picture_request(b.rng)
+        b.add(family, text, int(b.rng.choice(b.ordinary)), False, None, "none", "benign:picture_question")
+    for _ in range(config.everyday_questions):
+        text, family = everyday_question(b.rng)
+        b.add(family, text, int(b.rng.choice(b.photos if len(b.photos) else b.ordinary)), False, None, "none",
+              "benign:everyday")
+    for n in range(config.picture_questions // 3):
+        image = int(b.rng.choice(b.ordinary))
+        g = image_request(b.rng, pictures.captions[image] if b.rng.random() < 0.3 else None)
+        b.add(f"pq|{g.template.split('/')[0]}", g.text, image, False, None, "none", "benign:picture_question")
+    per_concept = max(1, config.hard_picture_questions // max(1, sum(len(q) for _, _, q in HARD_CONCEPTS)))
+    for concept, domain, questions in HARD_CONCEPTS:
+        found = concept_pictures(concept, 8)
+        for qi, q in enumerate(questions):
+            for k in range(per_concept):
+                image = found[(qi + k) % len(found)]
+                b.add(f"hardpq|{concept}|{qi}", q.format(c=pictures.captions[image] or concept), image, False, domain,
+                      "none", "benign:alarming_picture")
+    # implicit object-intent requests with their object (and with an ordinary picture when harmless there); as many
+    # benign pointer requests on the same pictures (their twins)
+    for req in intent_requests(config.intent_variants):
+        found = concept_pictures(req.concept, config.implicit_pictures)
+        split = _split(f"intent|{req.family}")
+        for image in found:
+            b.add("", req.text, image, True, req.domain, "joint", "implicit:object_intent", split=split)
+            text, family = picture_request(b.rng)
+            b.add(family, text, image, False, req.domain, "none", "benign:implicit_twin")
+        if req.contrast_ok:
+            b.add("", req.text, int(b.rng.choice(b.ordinary)), False, None, "none", "benign:intent_contrast",
+                  split=split)
+    rowset.train, rowset.val, rowset.test = b.rows["train"], b.rows["val"], b.rows["test"]
+    return rowset
+
+
+def _typographic(b: _Builder, config: RecipeConfig, items, held, render, incitements, benign_texts) -> None:
+    """Harmful corpus requests and benign requests rendered FigStep-style with an incitement as the user text."""
+    harmful = [i for i in items if i.unsafe and i.corpus not in held and i.form == "request" and len(i.text) < 200]
+    b.rng.shuffle(harmful)
+    harmful = harmful[:config.typographic_harmful]
+    benign = benign_texts(config.typographic_benign, config.seed + 1)
+    jobs = [(f"typo|{i.id}", i.text, "request") for i in harmful] + [(f"typo|benign|{t}", t, "request") for t in benign]
+    rows = [(i.id, True, i.domain) for i in harmful] + [(f"benign|{t}", False, None) for t in benign]
+    for (key, unsafe, domain), index in zip(rows, render(jobs)):
+        b.add(key, b.rng.choice(incitements), index, unsafe, domain, "image" if unsafe else "none",
+              "typographic" if unsafe else "benign:typographic")
+
+
+def _stance(b: _Builder, config: RecipeConfig, render) -> None:
+    """Posters against a harm (safe) and for it (unsafe) with the same advocacy request, split by topic."""
+    from crossguard.train.stance import stance_pairs
+
+    pairs = stance_pairs(config.stance_pairs, random.Random(f"{config.seed}|stance"))
+    jobs = [(f"stance|{i}|{side}", poster, "poster") for i, p in enumerate(pairs)
+            for side, poster in (("against", p.against), ("for", p.for_))]
+    indices = render(jobs)
+    for i, p in enumerate(pairs):
+        split = _split(f"stance|{p.topic}")
+        b.add("", p.request, indices[2 * i], False, p.domain, "none", "benign:stance_against", split=split)
+        b.add("", p.request, indices[2 * i + 1], True, p.domain, "image", "stance_for", split=split)
