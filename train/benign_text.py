@@ -549,21 +549,19 @@ _PERSONA_RULES = ("Stay in character for the whole conversation.", "Keep your an
 
 
 def _passages() -> list[str]:
-    """Benign prose passages: paragraphs of the Python standard library's module docs (the same text on every
-    machine running this Python), 30-150 words each."""
-    import inspect
-    import importlib
-    import pkgutil
+    """Benign prose passages: paragraphs of the module docstrings of the Python standard library's top-level
+    source files (read with ``ast``, nothing imported; the same text wherever this Python runs), 30-150 words."""
+    import ast
+    import sysconfig
+    from pathlib import Path
 
     out = []
-    for info in sorted(pkgutil.iter_modules(), key=lambda m: m.name):
-        if info.name.startswith("_") or info.name in ("this", "antigravity", "idlelib", "turtledemo", "tkinter"):
-            continue
-        if not getattr(info.module_finder, "path", "").endswith(("lib/python3.11", "lib/python3.11/lib-dynload")):
+    for path in sorted(Path(sysconfig.get_paths()["stdlib"]).glob("*.py")):
+        if path.name.startswith("_"):
             continue
         try:
-            doc = inspect.getdoc(importlib.import_module(info.name)) or ""
-        except Exception:  # noqa: BLE001 - a module that cannot be imported here has no passage
+            doc = ast.get_docstring(ast.parse(path.read_text(encoding="utf-8"))) or ""
+        except (SyntaxError, UnicodeDecodeError, OSError):
             continue
         for para in doc.split("\n\n"):
             words = para.split()

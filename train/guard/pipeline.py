@@ -250,3 +250,17 @@ def write_report(report: dict[str, Any], path: str | Path) -> None:
     from crossguard.fileio import atomic_write_text
 
     atomic_write_text(path, json.dumps(report, indent=1, default=float) + "\n")
+
+
+def leave_one_out(config: GuardTrainConfig, resources: Resources, corpora: list[str], dev: DevScreen | None = None,
+                  progress: bool = True) -> dict[str, Any]:
+    """For each corpus: train without it (``recipe.held_out``), calibrate on the validation split, and measure
+    detection on it at that threshold (text with no picture). Returns {corpus: report summary}."""
+    out: dict[str, Any] = {}
+    for corpus in corpora:
+        fold = copy.deepcopy(config)
+        fold.recipe.held_out = [corpus]
+        _, report = train_guard(fold, resources, dev=dev, progress=progress)
+        out[corpus] = {"held_out": report["held_out"][corpus], "dev": report["dev"], "val": report["val"],
+                       "threshold": report["threshold"], "seconds": report["seconds"]}
+    return out
