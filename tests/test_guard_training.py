@@ -339,7 +339,7 @@ def test_train_cli_end_to_end(tmp_path, monkeypatch):
     cfg = tmp_path / "cfg.json"
     cfg.write_text(json.dumps({"batch_size": 32, "patience": 3, "threads": 1,
                                "fusion": {"d_model": 16, "num_heads": 2, "hidden": 16}}))
-    rc = main(["train", "--data", str(tmp_path / "d"), "--out", str(tmp_path / "run"), "--epochs", "3",
+    rc = main(["train-fusion", "--data", str(tmp_path / "d"), "--out", str(tmp_path / "run"), "--epochs", "3",
                "--config", str(cfg), "--cache-dir", str(tmp_path / "cache"), "--no-progress",
                "--guard-out", str(tmp_path / "default"), "--half"])
     assert rc == 0
@@ -361,11 +361,11 @@ def test_train_cli_end_to_end(tmp_path, monkeypatch):
 def test_train_cli_bad_input(tmp_path, capsys):
     from crossguard.cli import main
 
-    assert main(["train", "--data", str(tmp_path / "nope"), "--out", str(tmp_path / "o")]) == 2
+    assert main(["train-fusion", "--data", str(tmp_path / "nope"), "--out", str(tmp_path / "o")]) == 2
     assert "no such file" in capsys.readouterr().err.lower()
     (tmp_path / "c.json").write_text('{"epoch": 3}')
     write_dataset(tmp_path / "d", 5)
-    assert main(["train", "--data", str(tmp_path / "d"), "--out", str(tmp_path / "o"),
+    assert main(["train-fusion", "--data", str(tmp_path / "d"), "--out", str(tmp_path / "o"),
                  "--config", str(tmp_path / "c.json")]) == 2
 
 

@@ -96,7 +96,7 @@ def prepare(data_root: str | Path, cache_dir: str | Path | None = None, composit
     from crossguard.train.corpora import assign_domains, read_corpora
     from crossguard.train.dataset_builder import _alarming_items
     from crossguard.train.image_pool import ImagePool
-    from crossguard.train.seeds import default_embed
+    from crossguard.train.seeds import CachedEmbed, default_embed
 
     from crossguard.train.image_pool import _english_words
 
@@ -126,7 +126,7 @@ def prepare(data_root: str | Path, cache_dir: str | Path | None = None, composit
     encode = image_encoder_fn()
     alarming = _alarming_items(pool, 0.45)
     pictures = pool_pictures(pool, embeddings, (head, vocabulary), composition, encode, alarming)
-    items = assign_domains(read_corpora(data_root), default_embed())
+    items = assign_domains(read_corpora(data_root), CachedEmbed(default_embed(), cache_dir / "minilm_texts"))
     return Resources(items, pool, pictures, (head, vocabulary), report, encode, runtime_ocr(),
                      RenderCache(Path(cache_dir) / "renders", encode, runtime_ocr()), data_root)
 

@@ -1,0 +1,112 @@
+"""``crossguard train``: the composite guard from the real corpora, the image pool and the recipe.
+
+    crossguard train --out artifacts/guard/composite                 # one model: report.json + guard/
+    crossguard train --out DIR --seeds 0,1,2                         # the same recipe on three seeds
+    crossguard train --out DIR --leave-one-out                       # one model per held-out corpus
+    crossguard train --out DIR --guard-out train/default_guard       # also write the shipped head folder
+
+Every run writes ``report.json`` (held-out corpora, dev sets, own splits; ``pipeline.train_guard``); seeds and
+leave-one-out runs add ``seeds.json`` / ``leave_one_out.json`` with per-run summaries and means.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+from pathlib import Path
+
+import numpy as np
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", required=True, help="output folder (report.json, guard/, ...)")
+    parser.add_argument("--config", default=None, help="JSON file of GuardTrainConfig fields (recipe, model, fit, "
+                                                       "target_frr); default train/default_guard/train_config.json")
+    parser.add_argument("--data", default=None, help="data folder (text_safety/, seeds/, photos/, dev/); default "
+                                                     "$CROSSGUARD_DATA or ../shared/data")
+    parser.add_argument("--seeds", default=None, help="comma-separated seeds: one run each, with means")
+    parser.add_argument("--leave-one-out", action="store_true",
+                        help="train once without each corpus of corpora.HELD_OUT_CORPORA and test on it")
+    parser.add_argument("--corpora", default=None, help="with --leave-one-out: comma-separated corpora")
+    parser.add_argument("--guard-out", default=None, help="also save the (first) model's head folder here")
+    parser.add_argument("--no-dev", action="store_true", help="skip the dev-set report")
+    parser.add_argument("--no-progress", action="store_true")
+    parser.set_defaults(func=run)
+
+
+def load_config(path: str | None):
+    from crossguard.paths import default_guard_dir
+
+    from .pipeline import GuardTrainConfig
+
+    file = Path(path) if path else default_guard_dir() / "train_config.json"
+    try:
+        data = json.loads(file.read_text(encoding="utf-8")) if file.is_file() else {}
+    except (OSError, json.JSONDecodeError) as e:
+        raise ValueError(f"cannot read --config {file}: {e}") from None
+    if path and not file.is_file():
+        raise ValueError(f"--config {file} not found")
+    if not isinstance(data, dict):
+        raise ValueError(f"--config {file} must hold a JSON object")
+    if "recipe" not in data and "model" not in data:  # a fusion head's training config: not ours
+        data = {}
+    return GuardTrainConfig.from_dict(data)
+
+
+def mean_summary(reports: dict[str, dict]) -> dict:
+    """Mean (and min/max) of every numeric leaf across runs: {"dev": {"xstest": {"detection": {...}}}}."""
+    def walk(nodes: list):
+        if all(isinstance(n, (int, float)) and not isinstance(n, bool) for n in nodes):
+            vals = np.asarray(nodes, float)
+            return {"mean": round(float(vals.mean()), 4), "min": round(float(vals.min()), 4),
+                    "max": round(float(vals.max()), 4)}
+        if all(isinstance(n, dict) for n in nodes):
+            keys = set.intersection(*(set(n) for n in nodes))
+            return {k: walk([n[k] for n in nodes]) for k in sorted(keys)}
+        return None
+
+    return walk([{k: r[k] for k in ("held_out", "dev", "val", "test") if k in r} for r in reports.values()])
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from crossguard.fileio import write_json
+    from crossguard.paths import data_root
+    from crossguard.runtime.compose import Composition
+    from crossguard.train.corpora import HELD_OUT_CORPORA
+
+    from . import pipeline as P
+
+    config = load_config(args.config)
+    torch.set_num_threads(config.fit.threads)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    progress = not args.no_progress
+    resources = P.prepare(data_root(args.data), progress=progress)
+    dev = None if args.no_dev else P.DevScreen(resources, Composition.from_dict(config.model.composition))
+    if args.leave_one_out:
+        corpora = args.corpora.split(",") if args.corpora else list(HELD_OUT_CORPORA)
+        results = {}
+        for corpus in corpora:
+            results.update(P.leave_one_out(config, resources, [corpus], dev=dev, progress=progress))
+            write_json(out / "leave_one_out.json", results)
+            print(corpus, json.dumps(results[corpus]["held_out"]), flush=True)
+        return 0
+    seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else [config.fit.seed]
+    reports = {}
+    for i, seed in enumerate(seeds):
+        cfg = copy.deepcopy(config)
+        cfg.fit.seed = cfg.recipe.seed = seed
+        model, report = P.train_guard(cfg, resources, dev=dev, progress=progress)
+        folder = out if len(seeds) == 1 else out / f"seed{seed}"
+        folder.mkdir(parents=True, exist_ok=True)
+        P.write_report(report, folder / "report.json")
+        P.save_guard(model, report, folder / "guard", resources.concepts)
+        if i == 0 and args.guard_out:
+            P.save_guard(model, report, args.guard_out, resources.concepts)
+        reports[str(seed)] = report
+        print(f"seed {seed}: dev {json.dumps(report['dev'])}", flush=True)
+    if len(seeds) > 1:
+        write_json(out / "seeds.json", {"seeds": seeds, "mean": mean_summary(reports)})
+    return 0
