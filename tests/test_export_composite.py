@@ -93,6 +93,19 @@ def test_bundle_has_the_composition_section_and_vocabulary(exported):
     assert exported["result"].precisions[:2] == ("fp32", "fp16")
 
 
+def test_fp16_runs_the_fp32_concepts_graph(exported):
+    """precision="fp16" loads the fp32 concepts file (no fp16 variant); the benchmark's weight size counts it."""
+    from crossguard.benchmarks.latency import weights_mb
+    from crossguard.runtime.guard import Guard
+
+    guard = Guard.load(exported["bundle"], device="cpu", precision="fp16", ocr="off", warmup=False)
+    assert guard.screen(None, TEXTS[0]).picture_words
+    graphs = [guard.bundle.graph_or_fp32(name, "fp16").name for name in guard.graphs.sessions]
+    assert sorted(graphs) == ["concepts.fp32.onnx", "fusion.fp16.onnx", "image_encoder.fp16.onnx",
+                              "text_encoder.fp16.onnx"]
+    assert weights_mb(guard) > 0
+
+
 def test_runtime_scores_equal_the_torch_composite_guard(exported):
     """Guard.load on the bundle -> the same scores (1e-4) and picture words as the saved CompositeGuard in torch
     (LoRA unmerged, its own forward) with the concept head and the image encoder the export was given."""
@@ -281,3 +294,17 @@ def test_packaged_backbones_build_a_composite_heads_modules(tmp_path):
         probs = modules["concepts"](torch.zeros(1, 1280))
     assert torch.allclose(sentence, reference, atol=1e-5)
     assert probs.shape == (1, len(POOL_WORDS) + 1000)
+
+
+def test_screen_command_prints_the_picture_words(exported, capsys):
+    from crossguard.export.samples import generated_image
+    from crossguard.cli import main
+
+    image = exported["folder"] / "picture.png"
+    generated_image(1, seed=5).save(image)
+    code = main(["screen", "--bundle", str(exported["bundle"]), "--ocr", "off", "--image", str(image),
+                 "--text", TEXTS[0]])
+    out = capsys.readouterr().out
+    assert code in (0, 1) and ("UNSAFE" in out) == (code == 1)
+    words = out.split("picture words: ")[1].splitlines()[0].split(", ")
+    assert words and set(words) <= set(POOL_WORDS)
