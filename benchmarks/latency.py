@@ -234,7 +234,7 @@ def _verdict_field(v: Any, name: str, default: Any = None) -> Any:
     return v.get(name, default) if isinstance(v, dict) else getattr(v, name, default)
 
 
-MODEL_STAGES = ("model", "text_encoder", "ocr_text_encoder", "image_encoder", "fusion")  # graphs, not OCR/decode/policy
+MODEL_STAGES = ("model", "text_encoder", "ocr_text_encoder", "image_encoder", "concepts", "fusion")  # graphs, not OCR etc.
 
 
 def _stage_means(calls: Sequence[Sequence[Any]]) -> dict[str, float]:
@@ -306,7 +306,7 @@ def weights_mb(screener: Any) -> float | None:
     total = 0.0
     bundle, graphs = getattr(screener, "bundle", None), getattr(screener, "graphs", None)
     if bundle is not None and graphs is not None:
-        files += [Path(bundle.graph(name, graphs.precision)) for name in graphs.sessions]
+        files += [Path(bundle.graph_or_fp32(name, graphs.precision)) for name in graphs.sessions]
         if getattr(screener, "ocr", None) is not None and bundle.ocr_paths:
             files += list(bundle.ocr_paths)
     elif isinstance(screener, EagerReference):

@@ -16,10 +16,12 @@ from .settings import PRECISIONS
 def configure(parser: argparse.ArgumentParser) -> None:
     defaults = ExportConfig()
     parser.add_argument("--default", action="store_true",
-                        help="build the default bundle: packaged backbones + train/default_guard head, "
-                             "fp32+int8, written to the default bundle location")
+                        help="build the default bundle: packaged backbones + the train/default_guard head "
+                             "(fusion or composite), fp32+int8, written to the default bundle location")
     parser.add_argument("--head", type=Path, default=defaults.head,
-                        help="trained head folder (fusion.safetensors + guard.json) [%(default)s]")
+                        help="trained head folder: fusion.safetensors + guard.json, and for a composite head "
+                             "(guard.json architecture CompositeHead) concepts.safetensors + concepts.json "
+                             "[%(default)s]")
     parser.add_argument("--out", type=Path, default=None,
                         help=f"bundle directory [$CROSSGUARD_BUNDLE or {default_bundle_dir()}]")
     parser.add_argument("--precisions", default=",".join(defaults.precisions),

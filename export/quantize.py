@@ -262,9 +262,12 @@ def int8_failures(changes: dict, tolerance: Tolerance) -> list[str]:
 
 
 def describe_changes(changes: dict) -> str:
-    """One line: agreements and, with labels, detection / false refusals fp32 -> int8."""
+    """One line: agreements (and, for a composite chain, the picture words') and, with labels, detection /
+    false refusals fp32 -> int8."""
     text = (f"decision agreement {changes['decision_agreement']:.3f}, verdict agreement "
             f"{changes['verdict_agreement']:.3f}")
+    if "picture_word_agreement" in changes:
+        text += f", picture words {changes['picture_word_agreement']:.3f}"
     for key in ("detection", "false_refusal"):
         if key in changes:
             text += f", {key.replace('_', ' ')} {changes[key]['reference']:.3f} -> {changes[key]['candidate']:.3f}"

@@ -1,14 +1,17 @@
 """Declarative export settings, one per graph (docs/contracts.md "The guard's graphs").
 
 A ``GraphSetting`` says how to build the torch module, the inputs (name, dtype, example shape, dynamic
-axes), the outputs, the opset and the tolerances the exported file must meet. The exporter, validator,
-quantiser and TensorRT builder all read these, so input names and shapes are written down once.
+axes), the outputs, the opset, the precisions it ships in and the tolerances the exported file must meet.
+The exporter, validator, quantiser and TensorRT builder all read these, so input names and shapes are
+written down once. An ``Architecture`` is the set of graphs one kind of trained head ships as (the fusion
+guard's three, the composite guard's four), in chain order; ``architecture_of(head_dir)`` picks it.
 """
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass, field
-from typing import Any, Callable
+import os
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
@@ -76,6 +79,7 @@ class GraphSetting:
     opset: int = OPSET
     tolerance: Tolerance = field(default_factory=Tolerance)
     max_seq: int = TEXT_MAX_TOKENS
+    precisions: tuple[str, ...] = PRECISIONS  # what the bundle gets; the runtime runs fp32 for a missing one
 
     @property
     def input_names(self) -> tuple[str, ...]:
@@ -148,7 +152,71 @@ FUSION = GraphSetting(
     build="crossguard.export.settings:build_fusion",
     tolerance=Tolerance(fp32_abs=1e-4, fp16_abs=5e-2),
 )
-GRAPHS: dict[str, GraphSetting] = {s.name: s for s in (IMAGE_ENCODER, TEXT_ENCODER, FUSION)}
+GRAPHS: dict[str, GraphSetting] = {s.name: s for s in (IMAGE_ENCODER, TEXT_ENCODER, FUSION)}  # the fusion guard
+
+# The composite guard (crossguard.train.guard.composite): the same image encoder, MiniLM with the head's LoRA
+# merged (one composite sequence per pair, so L <= the composition's budget), the concept head (picture words)
+# and CompositeHead over the sentence and image embeddings.
+COMPOSITE_TEXT_ENCODER = replace(TEXT_ENCODER, build="crossguard.export.settings:build_composite_text_encoder")
+CONCEPTS = GraphSetting(
+    name="concepts",
+    inputs=(InputSpec("image_embedding", "float32", ("B", IMAGE_DIM)),),
+    outputs=("concept_probs",),
+    build="crossguard.export.settings:build_concepts",
+    precisions=("fp32",),  # a few small matmuls: nothing to gain, and its top words must not move
+)
+COMPOSITE_FUSION = GraphSetting(
+    name="fusion",
+    inputs=(InputSpec("text_embedding", "float32", ("B", TEXT_DIM)),
+            InputSpec("image_embedding", "float32", ("B", IMAGE_DIM))),
+    outputs=FUSION.outputs,
+    build="crossguard.export.settings:build_composite_head",
+    tolerance=FUSION.tolerance,
+)
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """The graphs one kind of head ships as, in chain order, and for each graph the graphs that must run again
+    when its outputs change (what an int8 trial re-runs after swapping it)."""
+
+    name: str
+    graphs: Mapping[str, GraphSetting]
+    downstream: Mapping[str, tuple[str, ...]]
+
+    @property
+    def composite(self) -> bool:
+        return "concepts" in self.graphs
+
+    @property
+    def head(self) -> GraphSetting:
+        return self.graphs["fusion"]
+
+
+FUSION_GUARD = Architecture("fusion", GRAPHS, {"image_encoder": ("fusion",), "text_encoder": ("fusion",),
+                                               "fusion": ()})
+# the picture words are part of the text encoder's input, so everything after the image encoder depends on it
+COMPOSITE_GUARD = Architecture(
+    "composite", {s.name: s for s in (IMAGE_ENCODER, CONCEPTS, COMPOSITE_TEXT_ENCODER, COMPOSITE_FUSION)},
+    {"image_encoder": ("concepts", "text_encoder", "fusion"), "concepts": ("text_encoder", "fusion"),
+     "text_encoder": ("fusion",), "fusion": ()})
+
+
+def architecture_of(head_dir: str | os.PathLike) -> Architecture:
+    """The graphs a trained head folder exports to: composite when its guard.json names ``CompositeHead``."""
+    from crossguard.train.guard.composite import is_composite
+
+    return COMPOSITE_GUARD if is_composite(head_dir) else FUSION_GUARD
+
+
+def build_modules(architecture: Architecture, head_dir: str | os.PathLike | None,
+                  given: Mapping[str, Any] | None = None, **context: Any) -> dict[str, Any]:
+    """Every graph's torch module (eval mode): ``given`` ones as they are, the others from their builders,
+    called with ``head_dir``, ``context`` and a ``loaded`` dict they share (the composite guard loads once)."""
+    given = dict(given or {})
+    loaded: dict[str, Any] = {}
+    return {name: given[name] if name in given else setting.build_module(head_dir=head_dir, loaded=loaded, **context)
+            for name, setting in architecture.graphs.items()}
 
 
 # Builders of the shipped modules (imported lazily: the runtime and --help never import torch).
@@ -164,10 +232,39 @@ def build_text_encoder(**_: Any):
     return text_encoder().eval()
 
 
-def build_fusion(head_dir: str | None = None, **_: Any):
+def _need_head(head_dir, graph: str) -> None:
     if head_dir is None:
-        raise ValueError("the fusion graph needs the trained head: pass head_dir (e.g. train/default_guard)")
+        raise ValueError(f"the {graph} graph needs the trained head: pass head_dir (e.g. train/default_guard)")
+
+
+def build_fusion(head_dir: str | None = None, **_: Any):
+    _need_head(head_dir, "fusion")
     from crossguard.train.guard.model import load_head
 
     head, _ = load_head(head_dir)
     return head.eval()
+
+
+def _composite_guard(head_dir, loaded: dict, text_source=None):
+    """The saved composite guard (on the packaged MiniLM, or ``text_source``), loaded once per ``loaded``."""
+    _need_head(head_dir, "composite")
+    if "composite" not in loaded:
+        from crossguard.train.guard import composite
+
+        loaded["composite"] = composite.load(head_dir, text_source)[0]
+    return loaded["composite"]
+
+
+def build_composite_text_encoder(head_dir: str | None = None, loaded: dict | None = None, text_source=None, **_: Any):
+    return _composite_guard(head_dir, {} if loaded is None else loaded, text_source).merged_text_encoder().eval()
+
+
+def build_composite_head(head_dir: str | None = None, loaded: dict | None = None, text_source=None, **_: Any):
+    return _composite_guard(head_dir, {} if loaded is None else loaded, text_source).head.eval()
+
+
+def build_concepts(head_dir: str | None = None, **_: Any):
+    _need_head(head_dir, "concepts")
+    from crossguard.train.guard.concepts import load_concepts
+
+    return load_concepts(head_dir)[0].eval()

@@ -2,19 +2,21 @@
 
 ``validate`` runs the torch module and ONNX Runtime (CPU) on the same inputs and bounds the maximum
 absolute difference of every output; ``run_chain`` drives image encoder -> text encoder -> fusion on real
-samples with either backend, and ``verdicts`` turns fusion outputs into the contract's verdicts
-(unsafe at the threshold, argmax domain, argmax modality) so two chains can be compared sample by sample.
+samples with either backend (``run_composite_chain`` the composite guard's image encoder -> concepts ->
+picture words -> text encoder -> head, with the runtime's own code), and ``verdicts`` turns the head's outputs
+into the contract's verdicts (unsafe at the threshold, argmax domain, argmax modality) so two chains can be
+compared sample by sample.
 A failing check raises ``ExportValidationError`` and removes the file it checked.
 """
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Callable, Mapping
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
-from .settings import FUSION, GRAPHS, IMAGE_ENCODER, TEXT_DIM, TEXT_ENCODER, GraphSetting
+from .settings import FUSION, GRAPHS, IMAGE_ENCODER, TEXT_DIM, TEXT_ENCODER, Architecture, GraphSetting
 
 Feeds = dict[str, np.ndarray]
 Runner = Callable[[str, Feeds], dict[str, np.ndarray]]  # (graph name, feeds) -> named outputs
@@ -37,12 +39,13 @@ def onnx_session(path: str | os.PathLike, threads: int = 2, providers: list | No
     return make_session(path, threads, providers)
 
 
-def torch_runner(modules: Mapping[str, object]) -> Runner:
-    """A ``Runner`` over torch modules whose forward takes the graph inputs in order and returns outputs."""
+def torch_runner(modules: Mapping[str, object], settings: Mapping[str, GraphSetting] = GRAPHS) -> Runner:
+    """A ``Runner`` over torch modules whose forward takes the graph inputs (``settings[name]``) in order and
+    returns outputs."""
     import torch
 
     def run(name: str, feeds: Feeds) -> dict[str, np.ndarray]:
-        setting = GRAPHS[name]
+        setting = settings[name]
         with torch.no_grad():
             out = modules[name](*(torch.from_numpy(feeds[n]) for n in setting.input_names))
         out = out if isinstance(out, (tuple, list)) else (out,)
@@ -51,11 +54,11 @@ def torch_runner(modules: Mapping[str, object]) -> Runner:
     return run
 
 
-def onnx_runner(sessions: Mapping[str, object]) -> Runner:
+def onnx_runner(sessions: Mapping[str, object], settings: Mapping[str, GraphSetting] = GRAPHS) -> Runner:
     """A ``Runner`` over ONNX Runtime sessions (anything with ``run(None, feeds)``)."""
 
     def run(name: str, feeds: Feeds) -> dict[str, np.ndarray]:
-        setting = GRAPHS[name]
+        setting = settings[name]
         out = sessions[name].run(list(setting.outputs), {n: feeds[n] for n in setting.input_names})
         return {k: np.asarray(v, dtype=np.float32) for k, v in zip(setting.outputs, out)}
 
@@ -95,7 +98,8 @@ def validate(setting: GraphSetting, module, onnx_path: str | os.PathLike, inputs
         session = onnx_session(onnx_path)
     except Exception as e:  # a corrupt or mis-typed file
         _fail(onnx_path, remove_on_failure, f"{setting.name}: ONNX Runtime cannot load {onnx_path}: {e}")
-    reference, exported = torch_runner({setting.name: module}), onnx_runner({setting.name: session})
+    one = {setting.name: setting}
+    reference, exported = torch_runner({setting.name: module}, one), onnx_runner({setting.name: session}, one)
     worst: dict[str, float] = {}
     peak: dict[str, float] = {}
     for feeds in cases:
@@ -118,11 +122,55 @@ def run_chain(run: Runner, pixel_values: np.ndarray, texts: list[str], ocr_texts
               tokenizer: Callable[[list[str]], tuple[np.ndarray, np.ndarray]],
               batch_size: int = 16) -> dict[str, np.ndarray]:
     """Image encoder -> text encoder (user text and, where present, OCR text) -> fusion, in batches."""
-    outs: list[dict[str, np.ndarray]] = []
-    for start in range(0, len(texts), batch_size):
-        sl = slice(start, start + batch_size)
-        outs.append(_chain_batch(run, pixel_values[sl], texts[sl], ocr_texts[sl], tokenizer))
+    return _in_batches(lambda p, t, o: _chain_batch(run, p, t, o, tokenizer), pixel_values, texts, ocr_texts,
+                       batch_size)
+
+
+def run_composite_chain(run: Runner, pixel_values: np.ndarray, texts: list[str], ocr_texts: list[str],
+                        tokenizer, vocabulary: Sequence[str], batch_size: int = 16) -> dict[str, np.ndarray]:
+    """The composite guard's chain, in batches, with the runtime's steps (``runtime.compose``): image encoder ->
+    concepts -> picture words; ``tokenizer`` (a ``CompositeTokenizer``) -> text encoder -> head."""
+    from crossguard.runtime.compose import read_pictures, score_pairs
+
+    def batch(pixels: np.ndarray, batch_texts: list[str], batch_ocr: list[str]) -> dict[str, np.ndarray]:
+        pixels = np.ascontiguousarray(pixels, dtype=np.float32)
+        embedding, words = read_pictures(run, pixels, vocabulary, tokenizer.composition)
+        return score_pairs(run, tokenizer, batch_texts, words, batch_ocr, embedding)
+
+    return _in_batches(batch, pixel_values, texts, ocr_texts, batch_size)
+
+
+def _in_batches(step: Callable, pixel_values: np.ndarray, texts: list[str], ocr_texts: list[str],
+                batch_size: int) -> dict[str, np.ndarray]:
+    outs = [step(pixel_values[i:i + batch_size], texts[i:i + batch_size], ocr_texts[i:i + batch_size])
+            for i in range(0, len(texts), batch_size)]
     return {k: np.concatenate([o[k] for o in outs]) for k in FUSION.outputs}
+
+
+class GuardChain:
+    """One architecture's screening chain over a ``Runner``: ``chain(run, pixel_values, texts, ocr_texts)`` ->
+    the head's outputs. Its ``torch`` / ``onnx`` runners know the architecture's graph signatures."""
+
+    def __init__(self, architecture: Architecture, tokenizer, vocabulary: Sequence[str] = ()):
+        if architecture.composite and not vocabulary:
+            raise ValueError("the composite chain needs the concept vocabulary")
+        self.architecture, self.tokenizer, self.vocabulary = architecture, tokenizer, list(vocabulary)
+
+    def __call__(self, run: Runner, pixel_values: np.ndarray, texts: list[str], ocr_texts: list[str],
+                 batch_size: int = 16) -> dict[str, np.ndarray]:
+        if self.architecture.composite:
+            return run_composite_chain(run, pixel_values, texts, ocr_texts, self.tokenizer, self.vocabulary,
+                                       batch_size)
+        return run_chain(run, pixel_values, texts, ocr_texts, self.tokenizer, batch_size)
+
+    def torch_runner(self, modules: Mapping[str, object]) -> Runner:
+        return torch_runner(modules, self.architecture.graphs)
+
+    def onnx_runner(self, sessions: Mapping[str, object]) -> Runner:
+        return onnx_runner(sessions, self.architecture.graphs)
+
+    def replay_runner(self, calls: list[Call], live: Mapping[str, object]) -> Runner:
+        return replay_runner(calls, live, self.architecture.graphs)
 
 
 def _chain_batch(run: Runner, pixels: np.ndarray, texts: list[str], ocr_texts: list[str], tokenizer):
@@ -189,12 +237,13 @@ def recording_runner(run: Runner, calls: list[Call]) -> Runner:
     return wrapped
 
 
-def replay_runner(calls: list[Call], live: Mapping[str, object]) -> Runner:
+def replay_runner(calls: list[Call], live: Mapping[str, object],
+                  settings: Mapping[str, GraphSetting] = GRAPHS) -> Runner:
     """Replay a recorded chain: graphs in ``live`` (name -> session) run on the feeds the chain gives them,
     every other graph returns its recorded outputs (same call order). Swapping one graph for its int8
     variant then re-runs only that graph and the graphs downstream of it (pass those in ``live`` too)."""
     step = iter(calls)
-    run_live = onnx_runner(live)
+    run_live = onnx_runner(live, settings)
 
     def run(name: str, feeds: Feeds) -> dict[str, np.ndarray]:
         recorded_name, _, outputs = next(step)
@@ -235,6 +284,20 @@ def output_drift(reference: list[Call], candidate: list[Call], name: str) -> dic
         values = np.concatenate(parts)
         drift[key].update(cos_mean=float(np.mean(values)), cos_min=float(np.min(values)))
     return drift
+
+
+def picture_word_agreement(reference: list[Call], candidate: list[Call], vocabulary: Sequence[str],
+                           composition) -> float:
+    """Share of samples whose picture words (``compose.picture_words`` of the recorded ``concepts`` outputs) are
+    the same in two recordings of the composite chain."""
+    from crossguard.runtime.compose import picture_words
+
+    def words(calls: list[Call]) -> list[str]:
+        probs = [out["concept_probs"] for name, _, out in calls if name == "concepts"]
+        return picture_words(np.concatenate(probs), vocabulary, composition) if probs else []
+
+    a, b = words(reference), words(candidate)
+    return float(np.mean([x == y for x, y in zip(a, b, strict=True)])) if a else 1.0
 
 
 def verdict_changes(reference: Mapping[str, np.ndarray], candidate: Mapping[str, np.ndarray],

@@ -83,6 +83,8 @@ def run_screen(args: argparse.Namespace) -> int:
         print(json.dumps(verdict.to_dict(), ensure_ascii=False))
     else:
         print(verdict.summary())
+        if verdict.picture_words:
+            print(f"picture words: {verdict.picture_words}")
         if verdict.ocr_text:
             print(f"ocr: {verdict.ocr_text}")
     return EXIT_UNSAFE if verdict.unsafe else EXIT_SAFE

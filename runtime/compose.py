@@ -7,14 +7,19 @@ my body unnoticed" + pills), so the encoder sees both in one sequence and its at
 has its own token budget (``Composition``): the user text keeps its head and its tail when it is longer (a
 jailbreak often puts its request at the end), the picture words and the OCR text keep their head. Training and
 screening build the sequence with this same class, so both see the same tokens.
+
+``read_pictures`` and ``score_pairs`` are the composite chain's two halves over any graph runner (the runtime's
+ONNX sessions, or the exporter's torch reference and ONNX chains, which check the graphs with this same code).
 """
 from __future__ import annotations
 
 import os
 from dataclasses import asdict, dataclass
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
+
+Runner = Callable[[str, dict[str, np.ndarray]], dict[str, np.ndarray]]  # (graph name, feeds) -> named outputs
 
 
 @dataclass(frozen=True)
@@ -124,3 +129,20 @@ class CompositeTokenizer:
             ids[i, :len(s)] = s
             mask[i, :len(s)] = 1
         return ids, mask
+
+
+def read_pictures(run: Runner, pixel_values: np.ndarray, vocabulary: Sequence[str],
+                  composition: Composition) -> tuple[np.ndarray, list[str]]:
+    """``image_encoder`` -> image embedding [N,1280] -> ``concepts`` -> the picture words of every image."""
+    embedding = np.asarray(run("image_encoder", {"pixel_values": pixel_values})["image_embedding"], np.float32)
+    probs = run("concepts", {"image_embedding": embedding})["concept_probs"]
+    return embedding, picture_words(probs, vocabulary, composition)
+
+
+def score_pairs(run: Runner, tokenizer: CompositeTokenizer, texts: Sequence[str], words: Sequence[str],
+                ocr_texts: Sequence[str], image_embedding: np.ndarray) -> dict[str, np.ndarray]:
+    """The composite sequences -> ``text_encoder`` -> ``fusion`` (with the image embedding): the head's outputs."""
+    ids, mask = tokenizer(texts, words, ocr_texts)
+    text = run("text_encoder", {"input_ids": ids, "attention_mask": mask})
+    return run("fusion", {"text_embedding": np.asarray(text["sentence_embedding"], np.float32),
+                          "image_embedding": image_embedding})

@@ -36,7 +36,7 @@ from crossguard.schemas import MODALITIES, Verdict
 
 from . import preprocess
 from .backends import GraphSet, cuda_providers, open_graphs
-from .compose import CompositeTokenizer, picture_words
+from .compose import CompositeTokenizer, read_pictures, score_pairs
 from .bundle import Bundle, BundleError
 from .policy import apply_policy, calibrated_score, softmax, validate_policy
 from .preprocess import InputError, ImageInput
@@ -46,6 +46,7 @@ log = logging.getLogger("crossguard.runtime.guard")
 OCR_MODES = ("auto", "on", "off")
 OCR_DEVICES = ("auto", "cpu", "cuda")
 EMBED_DIM = 384
+IMAGE_EMBED_DIM = 1280
 MAX_BATCH_WORKERS = 8
 
 
@@ -102,6 +103,8 @@ class Guard:
         self.vocabulary = bundle.concept_vocabulary if self.composition is not None else []
         if self.modalities != list(MODALITIES):
             raise BundleError(f"bundle modalities {self.modalities} differ from this runtime's {list(MODALITIES)}")
+        if self.composition is not None:
+            self._check_concepts_width()
         # the image and user-text encoders run here while the caller's thread runs the OCR (one batch at a
         # time: concurrent screens queue rather than oversubscribe the cores)
         self._image_worker = (ThreadPoolExecutor(1, thread_name_prefix="crossguard-image")
@@ -114,6 +117,14 @@ class Guard:
         self.fixed_shapes = graphs.device != "cpu"
         self._batch_pool = (ThreadPoolExecutor(self.workers, thread_name_prefix="crossguard-batch")
                             if self.workers > 1 else None)
+
+    def _check_concepts_width(self) -> None:
+        """The concepts graph must score exactly the vocabulary's words (else picture words would be wrong)."""
+        probe = {"image_embedding": np.zeros((1, IMAGE_EMBED_DIM), np.float32)}
+        width = np.asarray(self.graphs["concepts"].run(probe)["concept_probs"]).shape[-1]
+        if width != len(self.vocabulary):
+            raise BundleError(f"bundle {self.bundle.root}: the concepts graph scores {width} words but the concept "
+                              f"vocabulary ({self.manifest['composition']['vocabulary']}) has {len(self.vocabulary)}")
 
     @property
     def backend(self) -> str:
@@ -273,19 +284,27 @@ class Guard:
         future = self._image_worker.submit(job)
         return future.result
 
+    def _timed_runner(self, rows: int, timings: dict[str, float]):
+        """A ``compose.Runner`` over ``_run`` that adds each graph's milliseconds to ``timings[graph]``."""
+
+        def run(graph: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+            t = time.perf_counter()
+            out = self._run(graph, feeds, rows)
+            timings[graph] = timings.get(graph, 0.0) + (time.perf_counter() - t) * 1e3
+            return out
+
+        return run
+
     def _encode_composite(self, items, pixel_jobs, pool, timings):
         """Image encoder + concepts (worker thread) beside the OCR, then one text-encoder pass over the composite
-        sequences, then the head."""
+        sequences, then the head (``compose.read_pictures`` / ``score_pairs``, the chain the exporter checks)."""
         n = len(items)
 
         def image_side() -> tuple[np.ndarray, list[str], dict[str, float]]:
-            t0 = time.perf_counter()
-            image_out = self._run("image_encoder", {"pixel_values": self._pixels(items, pixel_jobs)}, n)
-            embedding = image_out["image_embedding"].astype(np.float32)
-            t1 = time.perf_counter()
-            probs = self._run("concepts", {"image_embedding": embedding}, n)["concept_probs"]
-            words = picture_words(probs, self.vocabulary, self.composition)
-            return embedding, words, {"image_encoder": (t1 - t0) * 1e3, "concepts": (time.perf_counter() - t1) * 1e3}
+            stages: dict[str, float] = {}
+            pixels = self._pixels(items, pixel_jobs)
+            embedding, words = read_pictures(self._timed_runner(n, stages), pixels, self.vocabulary, self.composition)
+            return embedding, words, stages
 
         image_result = self._in_worker(image_side)
         t = time.perf_counter()
@@ -293,14 +312,8 @@ class Guard:
         timings["ocr"] = (time.perf_counter() - t) * 1e3
         embedding, words, stages = image_result()
         timings.update(stages)
-        t = time.perf_counter()
-        ids, mask = self.tokenizer([p.text for p in items], words, ocr_texts)
-        text_out = self._run("text_encoder", {"input_ids": ids, "attention_mask": mask}, n)
-        t1 = time.perf_counter()
-        timings["text_encoder"] = (t1 - t) * 1e3
-        outputs = self._run("fusion", {"text_embedding": text_out["sentence_embedding"].astype(np.float32),
-                                       "image_embedding": embedding}, n)
-        timings["fusion"] = (time.perf_counter() - t1) * 1e3
+        outputs = score_pairs(self._timed_runner(n, timings), self.tokenizer, [p.text for p in items], words,
+                              ocr_texts, embedding)
         return outputs, ocr_texts, words
 
     def _encode_fusion(self, items, pixel_jobs, pool, timings):

@@ -1,24 +1,63 @@
-"""A tiny BERT text encoder folder (WordPiece tokenizer + 2-layer BertModel) for composite-guard tests."""
+"""A tiny composite guard saved like a trained one (``composite.save`` + ``save_concepts``): a 2-block BERT with
+hidden size 384 (the graphs' contract) over a WordPiece vocabulary, LoRA on its top block, a ``CompositeHead`` and a
+pool-only ``ConceptHead`` (the ImageNet block would be the packaged classifier)."""
 from __future__ import annotations
 
 from pathlib import Path
 
-WORDS = ("how do i use this on him make a bomb cake knife bake recipe picture what is the in photo of with "
-         "steps to kill process python weeds write poem sunny day flowers list hello world rope tie boat").split()
+import torch
+from _export_tiny import WORDS, HEAD_CONFIG
+from _wordpiece import save_wordpiece_tokenizer
+
+POOL_WORDS = ("pill", "knife", "cake", "dog", "sign", "car")
+SPECIAL = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
+# the words of the composite model tests' toy rules
+RULE_WORDS = tuple("how do i use this on him make a bomb cake knife bake recipe picture what is the in photo of with "
+                   "steps to kill process python weeds write poem sunny day flowers list hello world rope tie boat".split())
 
 
-def tiny_bert_dir(folder: Path, hidden: int = 32, layers: int = 2, seed: int = 0) -> Path:
-    import torch
-    import transformers
+def tiny_bert_dir(folder: Path, hidden: int = 384) -> Path:
+    """A local BERT encoder folder (config.json, safetensors weights, tokenizer.json) ``backbones.text_encoder``
+    reads: ``hidden`` wide (384: the graphs' contract), 2 blocks, 2 heads, positions for the composite sequence's
+    124 tokens."""
+    from transformers import BertConfig, BertModel
 
-    from _wordpiece import save_wordpiece_tokenizer
-
-    folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    vocab = save_wordpiece_tokenizer(["[PAD]", "[UNK]", "[CLS]", "[SEP]", *WORDS, ",", ".", "?"],
-                                     folder / "tokenizer.json")
-    torch.manual_seed(seed)
-    config = transformers.BertConfig(vocab_size=len(vocab), hidden_size=hidden, num_hidden_layers=layers,
-                                     num_attention_heads=2, intermediate_size=2 * hidden, max_position_embeddings=160)
-    transformers.BertModel(config).save_pretrained(folder)
+    pieces = [f"##{c}" for c in "abcdefghijklmnopqrstuvwxyz"]  # also: >= 100 ids, as GraphSetting.random_inputs needs
+    vocab = save_wordpiece_tokenizer(list(dict.fromkeys([*SPECIAL, *WORDS, *RULE_WORDS, *POOL_WORDS, ",", ".", "?",
+                                                         "!", "'", *pieces])), folder / "tokenizer.json")
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=len(vocab), hidden_size=hidden, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=160, type_vocab_size=2)
+    BertModel(config).eval().save_pretrained(folder)
     return folder
+
+
+def save_tiny_composite(head_dir: Path, bert_dir: Path, image_encoder: torch.nn.Module) -> Path:
+    """A composite head folder over ``bert_dir``: random LoRA deltas (so merging them matters), a head whose
+    unsafe logit spreads over both verdicts, and a peaked concept head over ``POOL_WORDS`` standardised on
+    ``image_encoder``'s embeddings of generated images (so different pictures get different words)."""
+    from crossguard.export.samples import generated_image
+    from crossguard.runtime.preprocess import images_to_batch
+
+    from crossguard.train.guard import composite
+    from crossguard.train.guard.concepts import ConceptHead, save_concepts
+
+    torch.manual_seed(1)
+    model = composite.new_model(composite.CompositeConfig(lora_rank=4, lora_alpha=8, tune_layers=1, hidden=32,
+                                                          image_proj=16, dropout=0.0), text_source=bert_dir)
+    with torch.no_grad():
+        for name, p in model.text_encoder.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.05)
+        model.head.unsafe.weight.mul_(20.0)
+    composite.save(model.eval(), head_dir, calibration=dict(HEAD_CONFIG["calibration"]),
+                   policy=dict(HEAD_CONFIG["policy"]))
+    concepts = ConceptHead(len(POOL_WORDS), rank=8)
+    with torch.no_grad():
+        _, embeddings = image_encoder(torch.from_numpy(images_to_batch([generated_image(i, 3) for i in range(16)])))
+        concepts.mean.copy_(embeddings.mean(0))
+        concepts.std.copy_(embeddings.std(0).clamp(min=1e-4))
+        concepts.up.weight.mul_(4.0)  # peaked: the top words pass the composition's 0.15 bar
+    save_concepts(concepts.eval(), list(POOL_WORDS), head_dir)
+    return head_dir

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from _composite_tiny import WORDS
+from _composite_tiny import RULE_WORDS
 from _wordpiece import save_wordpiece_tokenizer
 from crossguard.runtime.compose import CompositeTokenizer, Composition, head_and_tail, picture_words
 
@@ -12,7 +12,7 @@ from crossguard.runtime.compose import CompositeTokenizer, Composition, head_and
 @pytest.fixture(scope="module")
 def tokenizer_file(tmp_path_factory):
     path = tmp_path_factory.mktemp("tok") / "tokenizer.json"
-    save_wordpiece_tokenizer(["[PAD]", "[UNK]", "[CLS]", "[SEP]", *WORDS, ",", ".", "?"], path)
+    save_wordpiece_tokenizer(["[PAD]", "[UNK]", "[CLS]", "[SEP]", *RULE_WORDS, ",", ".", "?"], path)
     return path
 
 

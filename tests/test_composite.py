@@ -19,7 +19,7 @@ IMAGE_DIM = 1280
 
 @pytest.fixture(scope="module")
 def bert_dir(tmp_path_factory):
-    return tiny_bert_dir(tmp_path_factory.mktemp("bert"))
+    return tiny_bert_dir(tmp_path_factory.mktemp("bert"), hidden=32)
 
 
 def _config(**kw):
