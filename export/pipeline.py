@@ -326,7 +326,7 @@ class _Int8Chain:
         calls: list[Call] = []
         out = self.chain(recording_runner(self.chain.replay_runner(self.reference_calls, live), calls), *self.inputs)
         changes = verdict_changes(self.reference, out, self.temperature, self.threshold, self.labels)
-        if "concepts" in live:  # reported, not bounded: the verdicts are
+        if "concepts" in live:  # bounded by Tolerance.int8_word_agreement
             changes["picture_word_agreement"] = picture_word_agreement(
                 self.reference_calls, calls, self.chain.vocabulary, self.chain.tokenizer.composition)
         if drift_of:

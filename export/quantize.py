@@ -254,6 +254,8 @@ def int8_failures(changes: dict, tolerance: Tolerance) -> list[str]:
     for key in ("domain_agreement_flagged", "modality_agreement"):
         if key in changes and changes[key] < tolerance.int8_label_agreement:
             why.append(f"{key.replace('_', ' ')} {changes[key]:.3f} < {tolerance.int8_label_agreement}")
+    if changes.get("picture_word_agreement", 1.0) < tolerance.int8_word_agreement:
+        why.append(f"picture-word agreement {changes['picture_word_agreement']:.3f} < {tolerance.int8_word_agreement}")
     for key in ("detection", "false_refusal"):
         if key in changes and abs(changes[key]["delta"]) > tolerance.int8_rate_delta:
             why.append(f"{key.replace('_', ' ')} changes by {changes[key]['delta']:+.3f} "

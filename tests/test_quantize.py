@@ -421,3 +421,13 @@ def test_percentile_calibration_clips_activation_ranges(exported):
     shared = set(minmax) & set(clipped)
     assert shared and sum(clipped[k] for k in shared) < sum(minmax[k] for k in shared)
     assert "qdq_fp32_ends_percentile" in candidate_methods(IMAGE_ENCODER)
+
+
+def test_picture_word_drift_refuses_an_int8_graph():
+    from crossguard.export.quantize import int8_failures
+    from crossguard.export.settings import Tolerance
+
+    same = {"decision_agreement": 1.0, "verdict_agreement": 1.0}
+    assert int8_failures({**same, "picture_word_agreement": 0.97}, Tolerance()) == []
+    (why,) = int8_failures({**same, "picture_word_agreement": 0.25}, Tolerance())
+    assert "picture-word agreement 0.250" in why
