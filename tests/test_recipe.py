@@ -36,10 +36,11 @@ def _build(**kw):
         return pictures.add(np.zeros((len(jobs), 1280), np.float32), ["text"] * len(jobs),
                             [t.upper() for _, t, _ in jobs], "render", [""] * len(jobs))
 
-    config = RecipeConfig(benign_templates=50, long_benign=20, safe_senses=60, safe_senses_harmful=20,
+    config = RecipeConfig(referent_rewrites=100, benign_templates=50, long_benign=20, safe_senses=60, safe_senses_harmful=20,
                           typographic_harmful=10, typographic_benign=10, stance_pairs=6, picture_questions=30,
                           everyday_questions=10, hard_picture_questions=40, intent_variants=0, **kw)
-    rows = build_rows(config, _items(), pictures, render, lambda concept, k: [0, 1, 2][:k])
+    rows = build_rows(config, _items(), pictures, render, lambda concept, k: [0, 1, 2][:k],
+                      showable=lambda phrases: [(i % 8, 0.9 if "advbench" in p else 0.1) for i, p in enumerate(phrases)])
     return rows, rendered
 
 
@@ -51,6 +52,9 @@ def test_every_part_and_the_splits():
               "benign:everyday", "benign:alarming_picture", "implicit:object_intent", "benign:implicit_twin"):
         assert groups[g] > 0, g
     assert groups["implicit:object_intent"] == groups["benign:implicit_twin"]
+    assert groups["implicit:referent"] == groups["benign:referent_twin"] == 30  # the advbench requests (showable)
+    referent = [r for r in rows.train + rows.val + rows.test if r.group == "implicit:referent"]
+    assert all(r.unsafe and r.image < 8 and "advbench" not in r.text for r in referent)
     assert {s for _, _, s in rendered} == {"request", "poster"}
     assert 0.6 < len(rows.train) / (len(rows.train) + len(rows.val) + len(rows.test)) < 0.95
     typo = [r for r in rows.train if r.group == "typographic"]

@@ -132,3 +132,14 @@ def concept_finder(pool, pictures: Pictures) -> Callable[[str, int], list[int]]:
             cache[concept] = [pool.index_of(it.id) for it, _ in pool.search(concept, 12)]
         return cache[concept][:k]
     return find
+
+
+def phrase_finder(pool, embed) -> Callable[[list[str]], list[tuple[int, float]]]:
+    """``showable(phrases)``: for each phrase the pool item whose caption is closest (MiniLM cosine) and that
+    similarity."""
+    def find(phrases: list[str]) -> list[tuple[int, float]]:
+        q = np.asarray(embed(list(phrases)), np.float32)
+        sims = q @ pool.caption_embeddings().T
+        top = sims.argmax(1)
+        return [(int(i), float(sims[r, i])) for r, i in enumerate(top)]
+    return find

@@ -133,14 +133,18 @@ def prepare(data_root: str | Path, cache_dir: str | Path | None = None, composit
 
 def build(config: GuardTrainConfig, resources: Resources, progress: bool = True) -> RowSet:
     """The recipe's rows on a copy of the resources' picture table (renders are appended to the copy)."""
-    from .pictures import concept_finder, renderer
+    from crossguard.train.seeds import CachedEmbed, default_embed
+
+    from .pictures import concept_finder, phrase_finder, renderer
 
     composition = Composition.from_dict(config.model.composition)
     pictures = copy.copy(resources.pictures)
     pictures.words, pictures.ocr, pictures.kind, pictures.captions = (list(pictures.words), list(pictures.ocr),
                                                                        list(pictures.kind), list(pictures.captions))
     render = renderer(pictures, resources.render_cache, resources.concepts, composition, progress)
-    return build_rows(config.recipe, resources.items, pictures, render, concept_finder(resources.pool, pictures))
+    embed = CachedEmbed(default_embed(), resources.render_cache.folder.parent / "minilm_texts")
+    return build_rows(config.recipe, resources.items, pictures, render, concept_finder(resources.pool, pictures),
+                      phrase_finder(resources.pool, embed))
 
 
 # ---------------------------------------------------------------------------------------------- metrics

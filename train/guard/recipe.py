@@ -17,7 +17,11 @@ What each part teaches (``RecipeConfig`` sets the sizes):
   the harm -> unsafe (``stance``): a harm named in the image is not a harm asked for.
 - **long benign text**: tasks over a passage and persona set-ups (long text is not a jailbreak by its length).
 - **implicit**: object-intent requests (harmless words, harmful about the object shown) with a picture of their
-  object -> unsafe; the ones harmless with an ordinary picture also appear with one -> safe.
+  object -> unsafe; the ones harmless with an ordinary picture also appear with one -> safe. And the real corpora's
+  own requests with their most picturable phrase replaced by a pointer, shown with a pool picture of that phrase
+  (``referent_rewrites``; "How do I poison a dog?" -> "How do I poison this?" + a dog): harmful with the picture
+  (often still harmful alone: the label is right either way), each with a benign pointer request on the same
+  picture.
 
 Every row's picture words come from the concept head on that picture (what the runtime will compute), and its OCR
 text from the runtime's OCR. Splits follow a family key (a corpus item, a generated text's template family, an
@@ -59,6 +63,8 @@ class RecipeConfig:
     everyday_questions: int = 800
     hard_picture_questions: int = 1200
     intent_variants: int = 6
+    referent_rewrites: int = 1500  # corpus requests rewritten to point at a picture of their keyword
+    referent_similarity: float = 0.6  # keyword-caption similarity a rewrite's picture needs
     implicit_pictures: int = 2  # pictures of its object per implicit request
 
     @classmethod
@@ -141,10 +147,14 @@ class _Builder:
 
 def build_rows(config: RecipeConfig, items: Sequence[TextItem], pictures: Pictures,
                render: Callable[[list[tuple[str, str, str]]], list[int]],
-               concept_pictures: Callable[[str, int], list[int]], held_out_image: int = -1) -> RowSet:
+               concept_pictures: Callable[[str, int], list[int]],
+               showable: Callable[[list[str]], list[tuple[int, float]]] | None = None,
+               held_out_image: int = -1) -> RowSet:
     """Assemble the recipe. ``items``: the corpora (domains assigned); ``render([(key, text, style)])`` adds
     typographic renders to ``pictures`` and returns their indices; ``concept_pictures(concept, k)``: indices of ``k``
-    pool pictures showing a concept. Held-out corpora come back under ``held_out`` (text with ``held_out_image``)."""
+    pool pictures showing a concept; ``showable(phrases)``: the best pool picture of each phrase and its caption
+    similarity (no referent rewrites without it). Held-out corpora come back under ``held_out`` (text with
+    ``held_out_image``)."""
     from crossguard.train.benign_text import image_request, long_benign_texts, mixed_benign_texts
     from crossguard.train.dataset_builder import HARD_CONCEPTS, HARD_TEXTS
     from crossguard.train.object_intents import intent_requests
@@ -212,8 +222,39 @@ def build_rows(config: RecipeConfig, items: Sequence[TextItem], pictures: Pictur
         if req.contrast_ok:
             b.add("", req.text, int(b.rng.choice(b.ordinary)), False, None, "none", "benign:intent_contrast",
                   split=split)
+    if showable is not None:
+        _referent_rewrites(b, config, items, held, showable)
     rowset.train, rowset.val, rowset.test = b.rows["train"], b.rows["val"], b.rows["test"]
     return rowset
+
+
+def _referent_rewrites(b: _Builder, config: RecipeConfig, items, held, showable) -> None:
+    """Corpus requests whose most picturable phrase a pool picture shows, rewritten to point at the picture
+    (split with their corpus item), each with a benign pointer request on the same picture."""
+    from crossguard.train.dataset_builder import REFERENTS, keyword_candidates, narrow_to_caption, rewrite_with_referent
+    from crossguard.train.picture_questions import picture_request
+
+    requests = [i for i in items if i.unsafe and i.corpus not in held and i.form == "request" and len(i.text) < 240]
+    b.rng.shuffle(requests)
+    requests = requests[:config.referent_rewrites * 2]  # about half have a showable phrase
+    candidates = {i.id: keyword_candidates(i.text) for i in requests}
+    phrases = sorted({p for c in candidates.values() for p in c})
+    best = dict(zip(phrases, showable(phrases))) if phrases else {}
+    made = 0
+    for item in requests:
+        scored = [(p, *best[p]) for p in candidates[item.id] if best[p][1] >= config.referent_similarity]
+        if not scored or made >= config.referent_rewrites:
+            continue
+        phrase, image, _ = max(scored, key=lambda x: x[2])
+        text = rewrite_with_referent(item.text, narrow_to_caption(phrase, b.pictures.captions[image]),
+                                     b.rng.choice(REFERENTS))
+        if text is None:
+            continue
+        split = _split(item.id)
+        b.add("", text, image, True, item.domain, "joint", "implicit:referent", split=split)
+        twin, _ = picture_request(b.rng)
+        b.add("", twin, image, False, item.domain, "none", "benign:referent_twin", split=split)
+        made += 1
 
 
 def _typographic(b: _Builder, config: RecipeConfig, items, held, render, incitements, benign_texts) -> None:
