@@ -1,0 +1,30 @@
+"""The model card's generated tables: leave-one-out, dev sets with targets, own test groups; only the marked
+block of the card is replaced."""
+from __future__ import annotations
+
+import json
+
+from crossguard.train.guard import model_card
+
+
+def test_card_block_is_generated_from_the_runs(tmp_path):
+    report = {"dev": {"xstest": {"n": 450, "detection": 0.93, "false_refusal": 0.12}},
+              "test_by_group": {"advbench": {"n": 51, "detection": 1.0}}, "val": {"n": 10}, "test": {"n": 12},
+              "threshold": 0.69, "config": {"target_frr": 0.03}}
+    (tmp_path / "seed0").mkdir()
+    (tmp_path / "seed0" / "report.json").write_text(json.dumps(report))
+    seeds = {"seeds": [0, 1], "mean": {"dev": {"xstest": {"detection": {"mean": 0.92, "min": 0.91, "max": 0.93}}}}}
+    (tmp_path / "seeds.json").write_text(json.dumps(seeds))
+    loso = tmp_path / "loso.json"
+    loso.write_text(json.dumps({"advbench": {"held_out": {"n": 520, "detection": 0.975}, "threshold": 0.7}}))
+    dev = tmp_path / "dev.json"
+    dev.write_text(json.dumps({"xstest": {"n": 450, "detection": 0.94, "false_refusal": 0.09, "auroc": 0.96}}))
+    card = tmp_path / "README.md"
+    card.write_text("# Card\n\nhand-written\n\n<!-- model-card:start -->\nold\n<!-- model-card:end -->\n\ntail\n")
+    assert model_card.main(["--train", str(tmp_path), "--leave-one-out", str(loso), "--dev", str(dev),
+                            "--card", str(card)]) == 0
+    text = card.read_text()
+    assert text.startswith("# Card\n\nhand-written") and text.rstrip().endswith("tail") and "old" not in text
+    assert "| advbench | 520 | 0.975 | 0.700 |" in text
+    assert "| xstest (n=450) | detection | >= 0.90 | 0.940 | 0.920 (0.910-0.930) |" in text
+    assert "| advbench | 51 | 1.000 | n/a |" in text
