@@ -20,11 +20,11 @@ def test_card_block_is_generated_from_the_runs(tmp_path):
     dev = tmp_path / "dev.json"
     dev.write_text(json.dumps({"xstest": {"n": 450, "detection": 0.94, "false_refusal": 0.09, "auroc": 0.96}}))
     card = tmp_path / "README.md"
-    card.write_text("# Card\n\nhand-written\n\n<!-- model-card:start -->\nold\n<!-- model-card:end -->\n\ntail\n")
+    card.write_text("# Card\n\nhand-written\n\n<!-- model-card:start -->\nSTALE\n<!-- model-card:end -->\n\ntail\n")
     assert model_card.main(["--train", str(tmp_path), "--leave-one-out", str(loso), "--dev", str(dev),
                             "--card", str(card)]) == 0
     text = card.read_text()
-    assert text.startswith("# Card\n\nhand-written") and text.rstrip().endswith("tail") and "old" not in text
+    assert text.startswith("# Card\n\nhand-written") and text.rstrip().endswith("tail") and "STALE" not in text
     assert "| advbench | 520 | 0.975 | 0.700 |" in text
     assert "| xstest (n=450) | detection | >= 0.90 | 0.940 | 0.920 (0.910-0.930) |" in text
     assert "| advbench | 51 | 1.000 | n/a |" in text
