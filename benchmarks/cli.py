@@ -135,7 +135,8 @@ def _detection_args(p: argparse.ArgumentParser) -> None:
                    help="PyTorch reference head folder (default train/default_guard when present)")
     p.add_argument("--no-reference", action="store_true")
     p.add_argument("--baselines", default=None,
-                   help="baselines/ folder written by `crossguard train` (text_only, image_only, ocr_only)")
+                   help="baselines/ folder written by `crossguard train-fusion` (text_only, image_only, ocr_only; "
+                        "fusion heads only)")
     p.add_argument("--scorer", action="append", default=[], metavar="NAME=module:function",
                    help="an external scorer (e.g. an MLLM teacher): function(samples) -> probabilities")
     p.add_argument("--cache-dir", default=None, help="feature cache for reference/baseline heads")
@@ -223,7 +224,7 @@ def _build_scorers(args) -> tuple[dict[str, Any], list[str]]:
                                  f"{type(e).__name__}: {e}")
         else:
             notes.append(f"guard: no bundle at {bundle} (crossguard export --default, or --bundle)")
-    heads = D.HeadScorers(args.cache_dir, progress, threads=max(1, args.threads))
+    heads = D.HeadScorers(args.cache_dir, progress, threads=max(1, args.threads), batch_size=args.batch_size)
     if not args.no_reference:
         ref = Path(args.reference_head) if args.reference_head else D.DEFAULT_HEAD
         if (ref / "guard.json").is_file():
@@ -233,13 +234,9 @@ def _build_scorers(args) -> tuple[dict[str, Any], list[str]]:
         else:
             notes.append(f"reference: no trained head at {ref}")
     if args.baselines:
-        base = Path(args.baselines)
-        missing = [n for n in D.BASELINE_NAMES if not (base / n / "guard.json").is_file()]
-        if missing:
-            raise ValueError(f"--baselines {base}: missing {', '.join(missing)} (each a folder with guard.json)")
-        for n in D.BASELINE_NAMES:
-            scorers[n] = heads.scorer(base / n, f"baseline {n}")
-        scorers["late_fusion"] = heads.late_fusion(base)
+        baselines, skipped = D.fusion_baselines(heads, args.baselines)
+        scorers.update(baselines)
+        notes += skipped
     for spec in args.scorer:
         name, scorer = D.external_scorer(spec)
         scorers[name] = scorer
