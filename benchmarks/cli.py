@@ -72,6 +72,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--max-iters", type=int, default=None)
     p.add_argument("--quick", action="store_true", help="CI-sized: batch 1,4, 1 s per configuration")
     p.add_argument("--threads", type=int, default=2, help="CPU threads for every backend alike (default 2)")
+    p.add_argument("--head", default=None,
+                   help="head folder of the torch-eager backends, fusion or composite: the one the bundle was "
+                        "exported from (default train/default_guard)")
     p.set_defaults(func=run_latency_cmd)
 
     p = sub.add_parser("detection", help="detection / false refusals of the guard and baselines on data sets")
@@ -171,8 +174,15 @@ def run_latency_cmd(args: argparse.Namespace) -> int:
     except ValueError as e:
         _say(f"crossguard bench latency: {e}")
         return 2
+    head = getattr(args, "head", None)
+    if head and not (Path(head) / "guard.json").is_file():
+        _say(f"crossguard bench latency: --head {head}: no guard.json there (a trained head folder)")
+        return 2
     result = L.run_latency(backends, plan, _resolve_bundle(args.bundle), input_kinds=kinds,
-                           progress=not args.no_progress, threads=max(1, args.threads))
+                           progress=not args.no_progress, threads=max(1, args.threads),
+                           head=Path(head) if head else L.DEFAULT_HEAD)
+    if result.get("warning"):
+        _say(f"crossguard bench latency: warning: {result['warning']}")
     return _write_latency(result, args)
 
 
@@ -343,7 +353,8 @@ def run_all_cmd(args: argparse.Namespace) -> int:
         _say(f"crossguard bench all: flops skipped: no bundle at {bundle}")
     codes["latency"] = run_latency_cmd(SimpleNamespace(**base, name=None, backends=None, batch_sizes=args.batch_sizes,
                                                        inputs=None, budget_s=args.budget_s, max_iters=None,
-                                                       quick=args.quick, threads=args.threads))
+                                                       quick=args.quick, threads=args.threads,
+                                                       head=args.reference_head))
     det = argparse.Namespace(**vars(args))
     det.name = None
     codes["detection"] = run_detection_cmd(det, default_dev=True)

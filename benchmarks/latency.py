@@ -293,7 +293,28 @@ def load_backends(backends: Sequence[BackendSpec], factories: dict[str, Factory]
         entry["head"] = getattr(screeners[spec.name], "head_source", None)
         entry["weights_mb"] = weights_mb(screeners[spec.name])
         entry["workers_used"] = getattr(screeners[spec.name], "workers", None)
+        entry["architecture"] = screener_architecture(screeners[spec.name])
     return entries, screeners
+
+
+def screener_architecture(screener: Any) -> str | None:
+    """"fusion" or "composite": the eager reference's head, a runtime ``Guard``'s bundle; None for others."""
+    if isinstance(getattr(screener, "architecture", None), str):
+        return screener.architecture
+    if hasattr(screener, "graphs") and hasattr(screener, "composition"):
+        return "fusion" if screener.composition is None else "composite"
+    return None
+
+
+def architecture_warning(entries: Sequence[dict[str, Any]]) -> str | None:
+    """A warning when the loaded backends run different architectures (an eager head that is not the bundle's:
+    its ratios would compare two different models)."""
+    kinds = {e["name"]: e["architecture"] for e in entries if e.get("architecture")}
+    if len(set(kinds.values())) < 2:
+        return None
+    return ("the backends run different guard architectures (" + ", ".join(f"{n}: {a}" for n, a in kinds.items())
+            + "): the eager reference's head is not the bundle's, so the speedups compare different models; "
+            "pass the head folder the bundle was exported from (--head)")
 
 
 def _p50_by_case(backend: dict[str, Any] | None) -> dict[tuple[str, int], float]:
@@ -340,15 +361,17 @@ def add_ocr_costs(backends: list[dict[str, Any]], suffix: str = "-ocr-off") -> N
 def run_latency(backends: Sequence[BackendSpec] = BACKENDS, plan: TimingPlan = TimingPlan(),
                 bundle: str | os.PathLike | None = None, factories: dict[str, Factory] | None = None,
                 input_kinds: Sequence[str] = INPUT_KINDS, progress: bool = True,
-                check: Callable[[BackendSpec, Any], str | None] = availability, threads: int = 2) -> dict[str, Any]:
+                check: Callable[[BackendSpec, Any], str | None] = availability, threads: int = 2,
+                head: str | os.PathLike | None = DEFAULT_HEAD) -> dict[str, Any]:
     """Measure every available backend (``check`` says why one is not); the result is latency.json.
 
     All backends are loaded first, then each (input kind, batch size) is timed on all of them interleaved
     (``time_interleaved``). ``threads``: CPU threads of every backend alike (torch intra-op, ONNX Runtime
-    intra-op, OCR), so the ratios compare the same resources."""
+    intra-op, OCR), so the ratios compare the same resources. ``head``: the eager reference's head folder
+    (the one the bundle was exported from; ``warning`` in the result when their architectures differ)."""
     from functools import partial
 
-    factories = factories or {"eager": partial(load_eager, threads=threads),
+    factories = factories or {"eager": partial(load_eager, threads=threads, head_dir=head),
                               "runtime": partial(load_runtime_guard, threads=threads)}
     entries, screeners = load_backends(backends, factories, bundle, check)
     by_name = {e["name"]: e for e in entries}
@@ -390,7 +413,8 @@ def run_latency(backends: Sequence[BackendSpec] = BACKENDS, plan: TimingPlan = T
     return {"kind": "latency", "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "plan": asdict(plan), "threads": threads, "machine": machine_info(),
             "bundle": str(bundle) if bundle else None, "bundle_sha256": bundle_hash(bundle),
-            "reference": "torch-eager", "interleaved": True, "backends": entries}
+            "reference": "torch-eager", "interleaved": True, "warning": architecture_warning(entries),
+            "backends": entries}
 
 
 # ------------------------------------------------------------------------------------------ output

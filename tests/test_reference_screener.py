@@ -232,6 +232,34 @@ def test_latency_torch_eager_backend_on_a_composite_head(heads):
     assert stages["model"] == pytest.approx(sum(stages[k] for k in ("image_encoder", "concepts", "text_encoder",
                                                                       "fusion")))
     assert entry["reported_backend"] == "torch-eager-cpu" and entry["weights_mb"] > 0
+    assert entry["architecture"] == "composite" and result["warning"] is None
+
+
+def test_latency_warns_when_the_eager_head_is_not_the_bundles_architecture():
+    from crossguard.benchmarks import latency as L
+
+    fusion_bundle = types.SimpleNamespace(graphs={}, composition=None)
+    assert L.screener_architecture(fusion_bundle) == "fusion" and L.screener_architecture(object()) is None
+    entries = [{"name": "torch-eager", "architecture": "composite"},
+               {"name": "ort-cpu-fp32", "architecture": L.screener_architecture(fusion_bundle)}, {"name": "fake"}]
+    assert "torch-eager: composite, ort-cpu-fp32: fusion" in L.architecture_warning(entries)
+    assert L.architecture_warning(entries[:1] + entries[2:]) is None
+    from crossguard.benchmarks.report import latency_markdown
+
+    assert "**Warning:** the backends run different" in latency_markdown({"backends": [],
+                                                                           "warning": L.architecture_warning(entries)})
+
+
+def test_bench_latency_command_takes_the_eager_head(heads, tmp_path, tiny_screeners, capsys):
+    from crossguard.cli import main
+
+    args = ["bench", "latency", "--backends", "torch-eager", "--quick", "--batch-sizes", "1", "--max-iters", "2",
+            "--budget-s", "0", "--inputs", "no-ocr", "--results-dir", str(tmp_path), "--threads", "1", "--no-progress"]
+    assert main(args + ["--head", str(heads.composite)]) == 0
+    (entry,) = json.loads((tmp_path / "latency.json").read_text())["backends"]
+    assert entry["head"] == str(heads.composite) and entry["architecture"] == "composite" and entry["runs"]
+    assert main(args + ["--head", str(tmp_path)]) == 2
+    assert "no guard.json there" in capsys.readouterr().err
 
 
 def test_detection_reference_and_baselines_with_composite_heads(heads, tmp_path, tiny_screeners):
