@@ -12,9 +12,10 @@ It does the runtime's work in torch: decode and resize (``runtime.preprocess``),
 - a fusion head (``FusionHead``): ``GuardModel`` (MiniLM on the user text and on the OCR text, EfficientNet, the
   head), as the tools ran it before composite heads existed;
 - a composite head (``CompositeHead``): the composite chain of ``runtime.compose`` (``read_pictures`` /
-  ``score_pairs``) over the graphs as torch modules (``export.validate.GuardChain``'s runner): EfficientNet ->
-  concept head -> picture words; the composite tokenizer (user text | picture words | OCR text); MiniLM with
-  the head's LoRA unmerged (the trained model itself, not the merged copy a bundle ships) -> ``CompositeHead``.
+  ``score_pairs``, the code the runtime and the exporter's checks run) over the bundle's graphs as torch modules:
+  EfficientNet -> concept head -> picture words; the model's composite tokenizer (user text | picture words |
+  OCR text); MiniLM with the head's LoRA unmerged (the trained model itself, not the merged copy a bundle
+  ships) -> ``CompositeHead``.
 """
 from __future__ import annotations
 
@@ -29,6 +30,8 @@ import torch
 from torch import nn
 
 from crossguard.runtime.preprocess import InputError
+
+from .composite import HEAD_INPUTS, HEAD_OUTPUTS
 
 FUSION, COMPOSITE = "fusion", "composite"
 OCR_OFF = "off"
@@ -56,7 +59,7 @@ class BadPair(InputError):
 
 class _Placed(nn.Module):
     """A graph's torch module on ``device`` in ``dtype``: floating inputs are cast and moved there, outputs come
-    back as float32 on the CPU (what ``export.validate.torch_runner`` turns into numpy)."""
+    back as float32 on the CPU."""
 
     def __init__(self, module: nn.Module):
         super().__init__()
@@ -241,31 +244,43 @@ def _fusion_screener(head_dir, image_encoder, text_source, ocr, image_size: int)
     return screener
 
 
+# the composite chain's graphs (docs/contracts.md): input names in call order, output names
+COMPOSITE_GRAPHS = {"image_encoder": (("pixel_values",), ("image_tokens", "image_embedding")),
+                    "concepts": (("image_embedding",), ("concept_probs",)),
+                    "text_encoder": (("input_ids", "attention_mask"), ("token_embeddings", "sentence_embedding")),
+                    "fusion": (HEAD_INPUTS, HEAD_OUTPUTS)}
+
+
 def _composite_screener(head_dir, image_encoder, text_source, ocr, image_size: int) -> ReferenceScreener:
     """The composite chain over torch modules: the image encoder, the saved concept head, the saved LoRA model's
-    text encoder (unmerged) and ``CompositeHead``."""
-    from crossguard.export.pipeline import guard_chain, read_concept_vocabulary
-    from crossguard.export.settings import COMPOSITE_GUARD, build_concepts, build_image_encoder
+    text encoder (unmerged) and ``CompositeHead``; the model's own ``CompositeTokenizer``."""
     from crossguard.runtime.compose import read_pictures, score_pairs
+    from crossguard.train import backbones
 
     from . import composite
+    from .concepts import CONCEPTS_VOCABULARY, CONCEPTS_WEIGHTS, load_concepts
 
+    for name in (CONCEPTS_VOCABULARY, CONCEPTS_WEIGHTS):
+        if not (Path(head_dir) / name).is_file():
+            raise FileNotFoundError(f"{Path(head_dir) / name} not found: a composite head folder needs its concept "
+                                    f"head ({CONCEPTS_WEIGHTS} + {CONCEPTS_VOCABULARY})")
     model, meta = composite.load(head_dir, text_source)
-    chain = guard_chain(COMPOSITE_GUARD, model.text_encoder.tokenizer_file, meta, read_concept_vocabulary(head_dir))
-    graphs = {"image_encoder": image_encoder or build_image_encoder(), "concepts": build_concepts(head_dir=head_dir),
+    concepts, vocabulary = load_concepts(head_dir)
+    graphs = {"image_encoder": image_encoder or backbones.image_encoder(), "concepts": concepts,
               "text_encoder": model.text_encoder, "fusion": model.head}
     modules = {name: _Placed(module.eval()) for name, module in graphs.items()}
-    run_graph = chain.torch_runner(modules)
+    tokenizer = model.tokenizer
 
     def encode(pixels: np.ndarray, texts: list[str], ocr_texts: list[str], timings: dict[str, float]):
-        def timed(name: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        def run(name: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+            inputs, outputs = COMPOSITE_GRAPHS[name]
             t = time.perf_counter()
-            out = run_graph(name, feeds)
+            out = modules[name](*(torch.from_numpy(np.ascontiguousarray(feeds[k])) for k in inputs))
             timings[name] = timings.get(name, 0.0) + (time.perf_counter() - t) * 1e3
-            return out
+            return {k: v.numpy() for k, v in zip(outputs, out)}
 
-        embedding, words = read_pictures(timed, pixels, chain.vocabulary, chain.tokenizer.composition)
-        return score_pairs(timed, chain.tokenizer, texts, words, ocr_texts, embedding), words
+        embedding, words = read_pictures(run, pixels, vocabulary, tokenizer.composition)
+        return score_pairs(run, tokenizer, texts, words, ocr_texts, embedding), words
 
     return ReferenceScreener(COMPOSITE, meta, str(head_dir), ocr, image_size, modules, encode)
 
