@@ -72,6 +72,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--max-iters", type=int, default=None)
     p.add_argument("--quick", action="store_true", help="CI-sized: batch 1,4, 1 s per configuration")
     p.add_argument("--threads", type=int, default=2, help="CPU threads for every backend alike (default 2)")
+    p.add_argument("--head", default=None,
+                   help="head folder of the torch-eager backends, fusion or composite: the one the bundle was "
+                        "exported from (default train/default_guard)")
     p.set_defaults(func=run_latency_cmd)
 
     p = sub.add_parser("detection", help="detection / false refusals of the guard and baselines on data sets")
@@ -135,7 +138,8 @@ def _detection_args(p: argparse.ArgumentParser) -> None:
                    help="PyTorch reference head folder (default train/default_guard when present)")
     p.add_argument("--no-reference", action="store_true")
     p.add_argument("--baselines", default=None,
-                   help="baselines/ folder written by `crossguard train` (text_only, image_only, ocr_only)")
+                   help="baselines/ folder written by `crossguard train-fusion` (text_only, image_only, ocr_only; "
+                        "fusion heads only)")
     p.add_argument("--scorer", action="append", default=[], metavar="NAME=module:function",
                    help="an external scorer (e.g. an MLLM teacher): function(samples) -> probabilities")
     p.add_argument("--cache-dir", default=None, help="feature cache for reference/baseline heads")
@@ -170,8 +174,15 @@ def run_latency_cmd(args: argparse.Namespace) -> int:
     except ValueError as e:
         _say(f"crossguard bench latency: {e}")
         return 2
+    head = getattr(args, "head", None)
+    if head and not (Path(head) / "guard.json").is_file():
+        _say(f"crossguard bench latency: --head {head}: no guard.json there (a trained head folder)")
+        return 2
     result = L.run_latency(backends, plan, _resolve_bundle(args.bundle), input_kinds=kinds,
-                           progress=not args.no_progress, threads=max(1, args.threads))
+                           progress=not args.no_progress, threads=max(1, args.threads),
+                           head=Path(head) if head else L.DEFAULT_HEAD)
+    if result.get("warning"):
+        _say(f"crossguard bench latency: warning: {result['warning']}")
     return _write_latency(result, args)
 
 
@@ -223,7 +234,7 @@ def _build_scorers(args) -> tuple[dict[str, Any], list[str]]:
                                  f"{type(e).__name__}: {e}")
         else:
             notes.append(f"guard: no bundle at {bundle} (crossguard export --default, or --bundle)")
-    heads = D.HeadScorers(args.cache_dir, progress, threads=max(1, args.threads))
+    heads = D.HeadScorers(args.cache_dir, progress, threads=max(1, args.threads), batch_size=args.batch_size)
     if not args.no_reference:
         ref = Path(args.reference_head) if args.reference_head else D.DEFAULT_HEAD
         if (ref / "guard.json").is_file():
@@ -233,13 +244,9 @@ def _build_scorers(args) -> tuple[dict[str, Any], list[str]]:
         else:
             notes.append(f"reference: no trained head at {ref}")
     if args.baselines:
-        base = Path(args.baselines)
-        missing = [n for n in D.BASELINE_NAMES if not (base / n / "guard.json").is_file()]
-        if missing:
-            raise ValueError(f"--baselines {base}: missing {', '.join(missing)} (each a folder with guard.json)")
-        for n in D.BASELINE_NAMES:
-            scorers[n] = heads.scorer(base / n, f"baseline {n}")
-        scorers["late_fusion"] = heads.late_fusion(base)
+        baselines, skipped = D.fusion_baselines(heads, args.baselines)
+        scorers.update(baselines)
+        notes += skipped
     for spec in args.scorer:
         name, scorer = D.external_scorer(spec)
         scorers[name] = scorer
@@ -346,7 +353,8 @@ def run_all_cmd(args: argparse.Namespace) -> int:
         _say(f"crossguard bench all: flops skipped: no bundle at {bundle}")
     codes["latency"] = run_latency_cmd(SimpleNamespace(**base, name=None, backends=None, batch_sizes=args.batch_sizes,
                                                        inputs=None, budget_s=args.budget_s, max_iters=None,
-                                                       quick=args.quick, threads=args.threads))
+                                                       quick=args.quick, threads=args.threads,
+                                                       head=args.reference_head))
     det = argparse.Namespace(**vars(args))
     det.name = None
     codes["detection"] = run_detection_cmd(det, default_dev=True)

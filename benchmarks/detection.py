@@ -7,10 +7,12 @@ Data: project manifests (``--manifest``), the seed-held-out split of an ImpForge
 
 * ``guard``: the runtime ``Guard`` from a bundle (what ships), its own decisions (per-domain thresholds);
 * ``reference``: the PyTorch reference head (``train/default_guard``) through the train package's own
-  evaluation path (``features.cached_features`` -> ``train.predict`` -> ``evaluate.decide``);
-* baselines saved by ``crossguard train`` (``<out>/baselines/{text_only,image_only,ocr_only}``): the same
-  path with each head's input mode, and ``late_fusion`` = max of their calibrated scores at the threshold
-  ``crossguard train`` chose on validation (``<out>/report.json``);
+  evaluation path (a fusion head: ``features.cached_features`` -> ``train.predict``; a composite head:
+  ``reference.reference_screener``; then ``evaluate.decide``);
+* baselines saved by ``crossguard train-fusion`` (``<out>/baselines/{text_only,image_only,ocr_only}``): the
+  same path with each fusion head's input mode, and ``late_fusion`` = max of their calibrated scores at the
+  threshold training chose on validation (``<out>/report.json``); fusion heads only (``fusion_baselines``: a
+  composite head has no input modes, so a folder of composite heads is skipped with a note);
 * any external scorer (an MLLM teacher): ``--scorer NAME=module:function``, ``function(samples) ->
   probabilities`` (optional ``function.threshold``, default 0.5).
 
@@ -145,12 +147,16 @@ def guard_scorer(guard: Any, batch_size: int = 16, progress: bool = True) -> Sco
 
 
 class HeadScorers:
-    """Saved heads (reference guard and baselines) through ``crossguard.train.guard``'s evaluation path;
-    encoder features are computed once per sample list (and cached on disk by the train package)."""
+    """Saved heads (reference guard and baselines) through ``crossguard.train.guard``'s evaluation path: a fusion
+    head on the frozen encoders' features, computed once per sample list (and cached on disk by the train
+    package); a composite head through the reference screener (``train.guard.reference``: picture words, OCR,
+    the LoRA-tuned MiniLM), its outputs kept per sample list."""
 
-    def __init__(self, cache_dir: str | None = None, progress: bool = True, threads: int | None = None):
-        self.cache_dir, self.progress, self.threads = cache_dir, progress, threads
+    def __init__(self, cache_dir: str | None = None, progress: bool = True, threads: int | None = None,
+                 batch_size: int = 16):
+        self.cache_dir, self.progress, self.threads, self.batch_size = cache_dir, progress, threads, batch_size
         self._feats: dict[int, Any] = {}
+        self._screened: dict[tuple[str, int], tuple[dict[str, np.ndarray], dict[str, Any]]] = {}
 
     def features(self, samples: list[Sample]):
         key = id(samples)
@@ -166,12 +172,27 @@ class HeadScorers:
         return self._feats[key]
 
     def outputs(self, head_dir: str | Path, samples: list[Sample]) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """(head outputs, guard.json) of the head folder on ``samples``."""
+        from crossguard.train.guard.composite import is_composite
         from crossguard.train.guard.model import load_head
         from crossguard.train.guard.train import FULL, predict
 
+        if is_composite(head_dir):
+            return self.composite_outputs(head_dir, samples)
         head, meta = load_head(head_dir)
         mode = tuple(meta.get("training", {}).get("mode") or FULL)
         return predict(head, self.features(samples), mode), meta
+
+    def composite_outputs(self, head_dir: str | Path, samples: list[Sample]
+                          ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        key = (str(head_dir), id(samples))
+        if key not in self._screened:
+            from crossguard.train.guard.reference import reference_screener
+
+            screener = reference_screener(head_dir, threads=self.threads)
+            screened = screener.run_samples(samples, self.batch_size, self.progress)
+            self._screened = {key: (screened.outputs, screener.meta)}
+        return self._screened[key]
 
     def scorer(self, head_dir: str | Path, label: str) -> Scorer:
         def score(samples: list[Sample]) -> ModelScores:
@@ -204,6 +225,26 @@ class HeadScorers:
             return ModelScores(s, threshold, None, {"source": "late fusion (max of unimodal scores)",
                                                     "threshold_source": source})
         return score
+
+
+def fusion_baselines(heads: HeadScorers, baselines_dir: str | Path) -> tuple[dict[str, Scorer], list[str]]:
+    """The baselines of ``baselines_dir`` (``text_only``, ``image_only``, ``ocr_only`` and their ``late_fusion``)
+    and notes. They are input-mode ablations of a fusion head on cached features; a composite head reads one
+    sequence per pair and has no input modes, so a folder holding composite heads gives no scorers and a note."""
+    from crossguard.train.guard.composite import is_composite
+
+    base = Path(baselines_dir)
+    missing = [n for n in BASELINE_NAMES if not (base / n / "guard.json").is_file()]
+    if missing:
+        raise DetectionError(f"--baselines {base}: missing {', '.join(missing)} (each a folder with guard.json)")
+    composite = [n for n in BASELINE_NAMES if is_composite(base / n)]
+    if composite:
+        return {}, [f"baselines: {', '.join(composite)} in {base} are composite heads; the text-only / image-only / "
+                    "OCR-only baselines and their late fusion are input-mode ablations of a fusion head "
+                    "(crossguard train-fusion) and do not apply to a composite head: skipped"]
+    scorers = {n: heads.scorer(base / n, f"baseline {n}") for n in BASELINE_NAMES}
+    scorers["late_fusion"] = heads.late_fusion(base)
+    return scorers, []
 
 
 def external_scorer(spec: str) -> tuple[str, Scorer]:

@@ -136,7 +136,8 @@ def markdown(results: dict[str, dict[str, Any]]) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m crossguard.benchmarks.form_probes", description=__doc__.split("\n")[0])
     parser.add_argument("--bundle", action="append", default=[], help="a bundle to screen with (runtime Guard)")
-    parser.add_argument("--head", action="append", default=[], help="a PyTorch head folder (eager reference)")
+    parser.add_argument("--head", action="append", default=[],
+                        help="a PyTorch head folder, fusion or composite (the eager reference screener)")
     parser.add_argument("--precision", default="fp32")
     parser.add_argument("--explicit-manifest", default=None,
                         help="also screen this manifest's explicit-text requests behind the pointer wordings")
@@ -151,12 +152,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         guard = Guard.load(bundle, precision=args.precision)
         screeners.append((f"bundle {guard.bundle.name} ({guard.bundle.digest()[:12]})", guard, None))
     for head in args.head:
-        from crossguard.train.guard.model import load_head
+        from crossguard.train.guard.reference import reference_screener
 
-        from .latency import EagerReference
-
-        threshold = float(load_head(head)[1]["policy"]["threshold"])
-        screeners.append((f"head {head}", EagerReference(head_dir=head), threshold))
+        reference = reference_screener(head)  # a fusion or a composite head folder
+        screeners.append((f"head {head} ({reference.architecture})", reference, reference.threshold))
     results: dict[str, dict[str, Any]] = {name: run_probes(s, t) for name, s, t in screeners}
     table = markdown(results)
     if args.explicit_manifest:

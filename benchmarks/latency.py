@@ -1,7 +1,8 @@
 """``crossguard bench latency``: how fast each backend screens, measured the same way on the same inputs.
 
-Backends (each measured when the machine has it): the PyTorch eager reference (``GuardModel`` over the
-packaged backbones, the same preprocessing and OCR as the runtime), and the runtime ``Guard`` on ONNX
+Backends (each measured when the machine has it): the PyTorch eager reference (``train.guard.reference``: the
+head's torch chain over the packaged backbones, fusion or composite, with the same preprocessing and OCR as the
+runtime), and the runtime ``Guard`` on ONNX
 Runtime CPU fp32/int8, CUDA EP fp32/fp16, TensorRT fp16/int8. Inputs: a photo-like image without text
 (OCR finds nothing) and a FigStep-like typographic image (OCR runs and its text is encoded), both with a
 user question. Per batch size: warm-up calls, then timed calls until a time budget or an iteration cap,
@@ -116,63 +117,6 @@ def make_inputs(kind: str, n: int, size: int) -> tuple[list[Image.Image], list[s
 
 
 # ------------------------------------------------------------------------------------------ screeners
-class EagerReference:
-    """The PyTorch eager reference path, doing the runtime's work: decode + resize (runtime/preprocess.py),
-    OCR (the runtime's ``FastOCR``), tokenisation, then ``GuardModel`` (encoders + fusion) in torch."""
-
-    def __init__(self, device: str = "cpu", head_dir: str | os.PathLike | None = DEFAULT_HEAD, threads: int = 2):
-        import torch
-
-        from crossguard.runtime.ocr import FastOCR
-        from crossguard.runtime.preprocess import TextTokenizer
-        from crossguard.train import backbones
-        from crossguard.train.guard.model import FusionHead, GuardModel, load_head
-
-        torch.set_num_threads(max(1, threads))
-        self.torch = torch
-        self.device = torch.device(device)
-        if head_dir is not None and (Path(head_dir) / "guard.json").is_file():
-            head, meta = load_head(head_dir)
-            self.head_source, self.temperature = str(head_dir), float(meta["calibration"].get("temperature", 1.0))
-        else:  # latency does not depend on the weights
-            torch.manual_seed(0)
-            head, self.head_source, self.temperature = FusionHead().eval(), "random-init", 1.0
-        text_encoder = backbones.text_encoder()
-        self.model = GuardModel(text_encoder, backbones.image_encoder(), head).eval().to(self.device)
-        self.tokenizer = TextTokenizer(text_encoder.tokenizer_file)
-        self.ocr_files = backbones.ocr_models()
-        self.ocr = FastOCR(self.ocr_files.det, self.ocr_files.rec, threads=threads)
-        self.backend = f"torch-eager-{self.device.type}"
-
-    def screen_batch(self, images: Sequence, texts: Sequence[str]) -> list[dict[str, Any]]:
-        from crossguard.runtime.preprocess import check_text, images_to_batch, load_image
-
-        torch = self.torch
-        t0 = time.perf_counter()
-        pil = [load_image(im) for im in images]
-        texts = [check_text(t) for t in texts]
-        t1 = time.perf_counter()
-        ocr_texts = [" ".join(self.ocr(im).text.split()) for im in pil]  # as the runtime Guard does
-        t2 = time.perf_counter()
-        pixels = torch.from_numpy(images_to_batch(pil)).to(self.device)
-        ids, mask = (torch.from_numpy(a).to(self.device) for a in self.tokenizer(list(texts)))
-        oids, omask = (torch.from_numpy(a).to(self.device) for a in self.tokenizer(ocr_texts))
-        present = torch.tensor([1.0 if t else 0.0 for t in ocr_texts], device=self.device)
-        t3 = time.perf_counter()
-        with torch.inference_mode():
-            logit, _, _ = self.model(pixels, ids, mask, oids, omask, present)
-            scores = torch.sigmoid(logit / self.temperature).cpu().numpy()
-        if self.device.type == "cuda":
-            torch.cuda.synchronize()
-        timings = {"decode": (t1 - t0) * 1e3, "ocr": (t2 - t1) * 1e3, "tokenize": (t3 - t2) * 1e3,
-                   "model": (time.perf_counter() - t3) * 1e3}
-        return [{"score": float(s), "ocr_text": t, "backend": self.backend, "timings_ms": timings}
-                for s, t in zip(scores, ocr_texts)]
-
-    def screen(self, image, text: str) -> dict[str, Any]:
-        return self.screen_batch([image], [text])[0]
-
-
 def load_runtime_guard(spec: BackendSpec, bundle: str | os.PathLike | None, threads: int = 2):
     """``crossguard.runtime.guard.Guard.load`` for one backend spec. The runtime falls back to the next
     backend when one fails (TensorRT -> CUDA -> CPU); here a fallback is an error, so a row never shows
@@ -190,8 +134,15 @@ def load_runtime_guard(spec: BackendSpec, bundle: str | os.PathLike | None, thre
     return guard
 
 
-def load_eager(spec: BackendSpec, bundle: str | os.PathLike | None, threads: int = 2, head_dir=DEFAULT_HEAD):
-    return EagerReference(device=spec.device, head_dir=head_dir, threads=threads)
+def load_eager(spec: BackendSpec, bundle: str | os.PathLike | None, threads: int = 2, head_dir=DEFAULT_HEAD,
+               **options: Any):
+    """The PyTorch reference screener of ``head_dir`` (``train.guard.reference``: a fusion or a composite head;
+    a random-init fusion head when the folder holds no guard.json: latency does not depend on the weights) on
+    ``spec.device``; ``options`` go to ``reference_screener`` (tests: tiny encoders, OCR off)."""
+    from crossguard.train.guard.reference import reference_screener
+
+    trained = head_dir is not None and (Path(head_dir) / "guard.json").is_file()
+    return reference_screener(head_dir if trained else None, device=spec.device, threads=threads, **options)
 
 
 Factory = Callable[[BackendSpec, Any], Any]
@@ -309,9 +260,9 @@ def weights_mb(screener: Any) -> float | None:
         files += [Path(bundle.graph_or_fp32(name, graphs.precision)) for name in graphs.sessions]
         if getattr(screener, "ocr", None) is not None and bundle.ocr_paths:
             files += list(bundle.ocr_paths)
-    elif isinstance(screener, EagerReference):
-        total = float(sum(p.numel() * p.element_size() for p in screener.model.parameters()))
-        files += [Path(screener.ocr_files.det), Path(screener.ocr_files.rec)]
+    elif hasattr(screener, "parameters") and hasattr(screener, "ocr_files"):  # the eager reference
+        total = float(sum(p.numel() * p.element_size() for p in screener.parameters()))
+        files += list(screener.ocr_files)
     else:
         return None
     return (total + sum(f.stat().st_size for f in files)) / 2**20
@@ -342,7 +293,28 @@ def load_backends(backends: Sequence[BackendSpec], factories: dict[str, Factory]
         entry["head"] = getattr(screeners[spec.name], "head_source", None)
         entry["weights_mb"] = weights_mb(screeners[spec.name])
         entry["workers_used"] = getattr(screeners[spec.name], "workers", None)
+        entry["architecture"] = screener_architecture(screeners[spec.name])
     return entries, screeners
+
+
+def screener_architecture(screener: Any) -> str | None:
+    """"fusion" or "composite": the eager reference's head, a runtime ``Guard``'s bundle; None for others."""
+    if isinstance(getattr(screener, "architecture", None), str):
+        return screener.architecture
+    if hasattr(screener, "graphs") and hasattr(screener, "composition"):
+        return "fusion" if screener.composition is None else "composite"
+    return None
+
+
+def architecture_warning(entries: Sequence[dict[str, Any]]) -> str | None:
+    """A warning when the loaded backends run different architectures (an eager head that is not the bundle's:
+    its ratios would compare two different models)."""
+    kinds = {e["name"]: e["architecture"] for e in entries if e.get("architecture")}
+    if len(set(kinds.values())) < 2:
+        return None
+    return ("the backends run different guard architectures (" + ", ".join(f"{n}: {a}" for n, a in kinds.items())
+            + "): the eager reference's head is not the bundle's, so the speedups compare different models; "
+            "pass the head folder the bundle was exported from (--head)")
 
 
 def _p50_by_case(backend: dict[str, Any] | None) -> dict[tuple[str, int], float]:
@@ -389,15 +361,17 @@ def add_ocr_costs(backends: list[dict[str, Any]], suffix: str = "-ocr-off") -> N
 def run_latency(backends: Sequence[BackendSpec] = BACKENDS, plan: TimingPlan = TimingPlan(),
                 bundle: str | os.PathLike | None = None, factories: dict[str, Factory] | None = None,
                 input_kinds: Sequence[str] = INPUT_KINDS, progress: bool = True,
-                check: Callable[[BackendSpec, Any], str | None] = availability, threads: int = 2) -> dict[str, Any]:
+                check: Callable[[BackendSpec, Any], str | None] = availability, threads: int = 2,
+                head: str | os.PathLike | None = DEFAULT_HEAD) -> dict[str, Any]:
     """Measure every available backend (``check`` says why one is not); the result is latency.json.
 
     All backends are loaded first, then each (input kind, batch size) is timed on all of them interleaved
     (``time_interleaved``). ``threads``: CPU threads of every backend alike (torch intra-op, ONNX Runtime
-    intra-op, OCR), so the ratios compare the same resources."""
+    intra-op, OCR), so the ratios compare the same resources. ``head``: the eager reference's head folder
+    (the one the bundle was exported from; ``warning`` in the result when their architectures differ)."""
     from functools import partial
 
-    factories = factories or {"eager": partial(load_eager, threads=threads),
+    factories = factories or {"eager": partial(load_eager, threads=threads, head_dir=head),
                               "runtime": partial(load_runtime_guard, threads=threads)}
     entries, screeners = load_backends(backends, factories, bundle, check)
     by_name = {e["name"]: e for e in entries}
@@ -439,7 +413,8 @@ def run_latency(backends: Sequence[BackendSpec] = BACKENDS, plan: TimingPlan = T
     return {"kind": "latency", "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "plan": asdict(plan), "threads": threads, "machine": machine_info(),
             "bundle": str(bundle) if bundle else None, "bundle_sha256": bundle_hash(bundle),
-            "reference": "torch-eager", "interleaved": True, "backends": entries}
+            "reference": "torch-eager", "interleaved": True, "warning": architecture_warning(entries),
+            "backends": entries}
 
 
 # ------------------------------------------------------------------------------------------ output

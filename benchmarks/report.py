@@ -58,6 +58,8 @@ def latency_markdown(result: dict[str, Any]) -> str:
                if not b.get("runs") or b.get("error")]
     if missing:
         out.append("\nNot measured here: " + "; ".join(missing) + ".\n")
+    if result.get("warning"):
+        out.append(f"\n**Warning:** {result['warning']}.\n")
     return "\n".join(out)
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from _export_tiny import WORDS, HEAD_CONFIG
+from _export_tiny import WORDS, HEAD_CONFIG, TinyImageEncoder
 from _wordpiece import save_wordpiece_tokenizer
 
 POOL_WORDS = ("pill", "knife", "cake", "dog", "sign", "car")
@@ -61,3 +61,12 @@ def save_tiny_composite(head_dir: Path, bert_dir: Path, image_encoder: torch.nn.
         concepts.up.weight.mul_(4.0)  # peaked: the top words pass the composition's 0.15 bar
     save_concepts(concepts.eval(), list(POOL_WORDS), head_dir)
     return head_dir
+
+
+def tiny_composite_folder(folder: Path) -> tuple[Path, torch.nn.Module, Path]:
+    """(BERT folder, image encoder, head folder): a tiny composite guard saved under ``folder`` (``bert``,
+    ``head``) over a seeded ``TinyImageEncoder``."""
+    bert = tiny_bert_dir(folder / "bert")
+    torch.manual_seed(0)
+    encoder = TinyImageEncoder().eval()
+    return bert, encoder, save_tiny_composite(folder / "head", bert, encoder)

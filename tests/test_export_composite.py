@@ -13,8 +13,8 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("peft")
 pytest.importorskip("transformers")
 
-from _composite_tiny import POOL_WORDS, save_tiny_composite, tiny_bert_dir  # noqa: E402
-from _export_tiny import HEAD_CONFIG, TinyImageEncoder, fake_ocr_models  # noqa: E402
+from _composite_tiny import POOL_WORDS, tiny_composite_folder  # noqa: E402
+from _export_tiny import HEAD_CONFIG, fake_ocr_models  # noqa: E402
 from _packages import needs_package  # noqa: E402
 
 from crossguard.export.bundle_writer import VOCABULARY_FILE, BundleWriteError, write_bundle  # noqa: E402
@@ -37,10 +37,7 @@ def exported(tmp_path_factory):
 
     torch.set_num_threads(2)
     folder = tmp_path_factory.mktemp("composite")
-    bert = tiny_bert_dir(folder / "bert")
-    torch.manual_seed(0)
-    image_encoder = TinyImageEncoder().eval()
-    head = save_tiny_composite(folder / "head", bert, image_encoder)
+    bert, image_encoder, head = tiny_composite_folder(folder)
     modules = build_modules(architecture_of(head), head, given={"image_encoder": image_encoder}, text_source=bert)
     logs: list[str] = []
     config = ExportConfig(out=folder / "bundle", precisions=("fp32", "fp16", "int8"), int8_repeats=3,

@@ -1,8 +1,9 @@
 """Guard metrics, baselines and ``crossguard eval`` (a manifest or a dev set, PyTorch reference path).
 
 Metrics: detection rate on unsafe, false-refusal rate on safe, AUROC, F1, ECE (15 bins), per kind and per
-domain. The reference path is the frozen packaged encoders (cached features) + the saved ``FusionHead`` +
-the shared calibration/policy (``crossguard.runtime.policy``).
+domain. The reference path of a fusion head is the frozen packaged encoders (cached features) + the saved
+``FusionHead``; of a composite head the reference screener (``reference``: picture words, the runtime's OCR, the
+LoRA-tuned MiniLM, ``CompositeHead``); both then the shared calibration/policy (``crossguard.runtime.policy``).
 """
 from __future__ import annotations
 
@@ -105,48 +106,78 @@ def format_summary(name: str, table: dict[str, Any]) -> str:
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--guard", default=str(DEFAULT_GUARD),
-                        help="folder with fusion.safetensors + guard.json (default: train/default_guard)")
+                        help="head folder with fusion.safetensors + guard.json, a fusion or a composite head "
+                             "(default: train/default_guard)")
     src = parser.add_mutually_exclusive_group(required=True)
     src.add_argument("--manifest", help="a JSONL manifest of Samples")
     src.add_argument("--dev", choices=["figstep", "mossbench"], help="a development set from --shared-data")
     parser.add_argument("--shared-data", default=None, help="data folder (default $CROSSGUARD_DATA, else ../shared/data)")
-    parser.add_argument("--cache-dir", default=None, help="feature cache (default artifacts/features)")
+    parser.add_argument("--cache-dir", default=None, help="feature cache of a fusion head (default artifacts/features)")
     parser.add_argument("--out", default=None, help="write the metrics and per-sample verdicts as JSON here")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--ocr-workers", type=int, default=1, help="OCR processes for feature extraction")
+    parser.add_argument("--ocr-workers", type=int, default=1, help="OCR processes for a fusion head's features")
+    parser.add_argument("--batch-size", type=int, default=16, help="pairs per batch of a composite head")
     parser.add_argument("--no-progress", action="store_true")
     parser.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> int:
-    import torch
-
-    from crossguard.manifest import ManifestError, read_manifest
+def _read_samples(args: argparse.Namespace) -> tuple[list[Sample], str]:
+    from crossguard.manifest import read_manifest
 
     from . import dev_sets
+
+    if args.manifest:
+        return read_manifest(args.manifest), Path(args.manifest).name
+    reader = dev_sets.DEV_SETS[args.dev]
+    return (reader(args.shared_data) if args.shared_data else reader()), args.dev
+
+
+def _fusion_outputs(args: argparse.Namespace, samples: list[Sample]) -> tuple[dict[str, np.ndarray], list[str], None]:
+    """The fusion head on the frozen encoders' cached features: (head outputs, OCR texts, no picture words)."""
     from .features import DEFAULT_CACHE, cached_features
-    from .model import HeadFormatError, load_head
+    from .model import load_head
     from .train import predict
+
+    head, _ = load_head(args.guard)
+    feats = cached_features(samples, args.cache_dir or DEFAULT_CACHE, progress=not args.no_progress,
+                            ocr_workers=args.ocr_workers)
+    return predict(head, feats), list(feats.ocr_text), None
+
+
+def _composite_outputs(args: argparse.Namespace, samples: list[Sample]) -> tuple[dict[str, np.ndarray], list[str],
+                                                                               list[str]]:
+    """The composite head through the reference screener (decode, OCR, picture words, LoRA model, head):
+    (head outputs, OCR texts, picture words)."""
+    from .reference import reference_screener
+
+    if args.cache_dir:
+        print("crossguard eval: --cache-dir is not used for a composite head (its text encoder is tuned: there are "
+              "no frozen features to cache)", file=sys.stderr)
+    screened = reference_screener(args.guard, threads=args.threads).run_samples(
+        samples, args.batch_size, progress=not args.no_progress)
+    return screened.outputs, screened.ocr_texts, screened.picture_words
+
+
+def run(args: argparse.Namespace) -> int:
+    """Score the samples with the head folder's reference path (a fusion head on cached features, a composite
+    head through ``reference.reference_screener``) and print / write the metrics and per-sample verdicts."""
+    import torch
+
+    from crossguard.manifest import ManifestError
+
+    from .composite import CompositeFormatError, is_composite
+    from .model import HeadFormatError, read_guard_json
+    from .reference import BadPair
 
     torch.set_num_threads(max(1, args.threads))
     try:
-        head, meta = load_head(args.guard)
-    except (HeadFormatError, FileNotFoundError) as e:
+        meta = read_guard_json(args.guard)
+        samples, name = _read_samples(args)
+        composite = is_composite(args.guard)
+        outputs, ocr_texts, words = (_composite_outputs if composite else _fusion_outputs)(args, samples)
+    except (HeadFormatError, CompositeFormatError, ManifestError, FileNotFoundError, BadPair) as e:
         print(f"crossguard eval: {e}", file=sys.stderr)
         return 2
-    try:
-        if args.manifest:
-            samples, name = read_manifest(args.manifest), Path(args.manifest).name
-        else:
-            reader = dev_sets.DEV_SETS[args.dev]
-            samples = reader(args.shared_data) if args.shared_data else reader()
-            name = args.dev
-    except (ManifestError, FileNotFoundError) as e:
-        print(f"crossguard eval: {e}", file=sys.stderr)
-        return 2
-    feats = cached_features(samples, args.cache_dir or DEFAULT_CACHE, progress=not args.no_progress,
-                            ocr_workers=args.ocr_workers)
-    outputs = predict(head, feats)
     table, decisions = evaluate_outputs(samples, outputs, meta["calibration"], meta["policy"])
     print(format_summary(name, table))
     if args.out:
@@ -154,9 +185,10 @@ def run(args: argparse.Namespace) -> int:
 
         verdicts = [{"id": s.id, "label": s.label, "kind": s.kind, "score": float(decisions["score"][i]),
                      "unsafe": bool(decisions["unsafe"][i]), "domain": decisions["domain"][i],
-                     "modality": decisions["modality"][i], "ocr_text": feats.ocr_text[i]}
+                     "modality": decisions["modality"][i], "ocr_text": ocr_texts[i],
+                     **({"picture_words": words[i]} if words is not None else {})}
                     for i, s in enumerate(samples)]
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        write_json(args.out, {"set": name, "guard": str(args.guard), "threshold": meta["policy"]["threshold"],
-                              "metrics": table, "verdicts": verdicts})
+        write_json(args.out, {"set": name, "guard": str(args.guard), "architecture": meta["architecture"].get("name"),
+                              "threshold": meta["policy"]["threshold"], "metrics": table, "verdicts": verdicts})
     return 0
