@@ -190,7 +190,7 @@ def report_rounds(summary: dict[str, dict], ratio_name: str, ratio: float, out: 
         print(f"{name:8s} {s['throughput_rps']:8.2f} req/s  p50 {s['p50_ms']:7.2f} ms  p99 {s['p99_ms']:7.2f} ms  "
               f"ok {s['ok']}  errors {s['errors']}  lost {s['lost']}  rounds {s['per_round_rps']}")
     print(f"{ratio_name} throughput: {ratio}")
-    _write_json(out, result)
+    write_json(out, result)
     print(f"wrote {out}")
 
 
