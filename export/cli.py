@@ -67,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
             samples=args.samples, threads=args.threads, ocr_graphs=args.ocr_graphs,
             calibration_manifest=args.calibration_manifest, calibration_limit=args.calibration_limit,
             validation_manifest=args.validation_manifest, validation_limit=args.validation_limit,
-            head_splits=args.default)
+            head_splits=args.default, labelled_int8_samples=300 if args.default else 0)
     except ValueError as e:
         print(f"crossguard export: {e}", file=sys.stderr)
         return 2

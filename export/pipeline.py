@@ -60,6 +60,9 @@ class ExportConfig:
     validation_manifest: Path | None = None  # labelled JSONL samples INT8 is judged on (never a dev/test set)
     validation_limit: int = 600
     head_splits: bool = False  # a manifest not given: the head's own train/val split (guard.json training.data)
+    # neither a manifest nor the head's splits: this many labelled samples from the project's own generators
+    # (samples.labelled_samples) calibrate and judge INT8 instead of the fixed generated samples (0: off)
+    labelled_int8_samples: int = 0
     int8_repeats: int = 10  # timed runs per INT8 candidate
 
     def __post_init__(self):
@@ -446,10 +449,16 @@ def int8_sample_sets(config: ExportConfig, ocr, data_dir: Path | None = None,
                 log(f"the head's {split} split ({default or 'no training.data in guard.json'}) not found: int8 "
                     f"{key} uses the generated samples (build the head's data with the build-data command in "
                     "train/default_guard/README.md)")
-    if all(path is None for path in paths.values()):
-        return None, None
     engine = FastOCR(ocr.det, ocr.rec, threads=max(1, config.threads))
-    ocr_text = lambda image: engine(image).text  # noqa: E731
+    ocr_text = lambda image: " ".join(engine(image).text.split())  # noqa: E731
+    if all(path is None for path in paths.values()):
+        if not config.labelled_int8_samples:
+            return None, None
+        from .samples import labelled_samples
+
+        n = config.labelled_int8_samples
+        log(f"int8 calibrated on {n // 2} and judged on {n} labelled samples of the project's own generators")
+        return labelled_samples(n // 2, seed=1, ocr=ocr_text), labelled_samples(n, seed=2, ocr=ocr_text)
     limits = {"calibration": config.calibration_limit, "validation": config.validation_limit}
     sets = {key: manifest_samples(path, limits[key], ocr=ocr_text) if path is not None else None
             for key, path in paths.items()}

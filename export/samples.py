@@ -113,3 +113,29 @@ def manifest_samples(manifest: str | os.PathLike, limit: int, seed: int = 0,
 
 def pixel_batch(samples: list[FixedSample]) -> np.ndarray:
     return images_to_batch([s.image for s in samples])
+
+
+def labelled_samples(n: int, seed: int = 0, ocr: Callable[[object], str] | None = None) -> list[FixedSample]:
+    """``n`` labelled samples made offline from the project's own generators (no data folder needed), for judging
+    INT8 variants on decisions with labels: harm words in safe senses and their harmful minimal pairs
+    (``train.safe_senses``) and ordinary benign requests (``train.benign_text``), as text over a generated picture
+    (a third) or typed into a FigStep-like image with an incitement as the user text (a third, OCR'd with ``ocr``
+    like the runtime), plus benign requests about the picture. Deterministic for ``seed``."""
+    import random
+
+    from crossguard.train.benign_text import mixed_benign_texts
+    from crossguard.train.safe_senses import generate
+    from crossguard.train.typography import INCITEMENTS, render_request_image
+
+    rng = random.Random(f"labelled|{seed}")
+    texts = [(s.text, "unsafe" if s.unsafe else "safe") for s in generate(n // 3, n // 3, seed=seed)]
+    texts += [(t, "safe") for t in mixed_benign_texts(n - len(texts), seed)]
+    rng.shuffle(texts)
+    out = []
+    for i, (text, label) in enumerate(texts[:n]):
+        if i % 3 == 1:
+            image = render_request_image(text, f"labelled|{seed}|{i}")[0]
+            out.append(FixedSample(image, rng.choice(INCITEMENTS), ocr(image) if ocr else text, label))
+        else:
+            out.append(FixedSample(generated_image(i, seed + 7), text, "", label))
+    return out

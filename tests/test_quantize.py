@@ -431,3 +431,15 @@ def test_picture_word_drift_refuses_an_int8_graph():
     assert int8_failures({**same, "picture_word_agreement": 0.97}, Tolerance()) == []
     (why,) = int8_failures({**same, "picture_word_agreement": 0.25}, Tolerance())
     assert "picture-word agreement 0.250" in why
+
+
+def test_labelled_int8_samples_are_made_offline_with_both_labels():
+    from crossguard.export.samples import labelled_samples
+    from crossguard.train.typography import INCITEMENTS
+
+    a = labelled_samples(30, seed=2)
+    b = labelled_samples(30, seed=2)
+    assert [(s.text, s.label, s.ocr_text) for s in a] == [(s.text, s.label, s.ocr_text) for s in b]
+    assert {s.label for s in a} == {"safe", "unsafe"} and len(a) == 30
+    typed = [s for s in a if s.text in INCITEMENTS]
+    assert len(typed) == 10 and all(s.ocr_text for s in typed)  # without an OCR callable: the typed text itself
