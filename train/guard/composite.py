@@ -58,7 +58,7 @@ class CompositeConfig:
     lora_dropout: float = 0.05
     # LoRA adapts the top ``tune_layers`` of MiniLM's 6 blocks; the blocks below stay frozen, so training runs
     # them once per text (``fit`` caches their output) and backpropagates through the top ones only
-    tune_layers: int = 2
+    tune_layers: int = 3
     text_dim: int = 384
     image_dim: int = 1280
     image_proj: int = 64

@@ -52,8 +52,8 @@ class RecipeConfig:
     held_out: list[str] = field(default_factory=list)  # corpora left out (leave-one-source-out)
     blank_share: float = 0.3  # text rows with no picture
     benign_templates: int = 3000
-    safe_senses: int = 3500
-    safe_senses_harmful: int = 1000
+    safe_senses: int = 4500
+    safe_senses_harmful: int = 1200
     alarming_share: float = 0.2  # benign text rows shown with an alarming-looking picture
     long_benign: int = 1500
     typographic_harmful: int = 1000
@@ -63,7 +63,8 @@ class RecipeConfig:
     everyday_questions: int = 800
     hard_picture_questions: int = 1200
     intent_variants: int = 6
-    referent_rewrites: int = 1500  # corpus requests rewritten to point at a picture of their keyword
+    referent_rewrites: int = 0  # corpus requests rewritten to point at a picture of their keyword; off: 1,500
+    # of them raised false refusals on benign picture questions (train/default_guard/README.md)
     referent_similarity: float = 0.6  # keyword-caption similarity a rewrite's picture needs
     implicit_pictures: int = 2  # pictures of its object per implicit request
 
