@@ -33,12 +33,11 @@ from crossguard.runtime.compose import Composition, CompositeTokenizer
 from crossguard.schemas import MODALITIES
 from crossguard.taxonomy import DOMAIN_NAMES, NUM_DOMAINS
 
+from .model import CONFIG_FILE, FORMAT_VERSION, OUTPUT_NAMES, WEIGHTS_FILE  # one head-folder layout for both
+
 ARCHITECTURE = "CompositeHead"
-WEIGHTS_FILE = "fusion.safetensors"
-CONFIG_FILE = "guard.json"
-FORMAT_VERSION = 1
 HEAD_INPUTS = ("text_embedding", "image_embedding")
-HEAD_OUTPUTS = ("unsafe_logit", "domain_logits", "modality_logits")
+HEAD_OUTPUTS = OUTPUT_NAMES
 # every linear layer of the tuned transformer blocks (the pooler is unused)
 LORA_LINEARS = r"(attention\.self\.(query|key|value)|attention\.output\.dense|intermediate\.dense|output\.dense)"
 
