@@ -83,6 +83,10 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     progress = not args.no_progress
+    if not progress:  # the model loaders' bars too
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
     resources = P.prepare(data_root(args.data), progress=progress)
     dev = None if args.no_dev else P.DevScreen(resources, Composition.from_dict(config.model.composition))
     if args.leave_one_out:
