@@ -273,8 +273,8 @@ def test_fit_penalties_and_the_hand_label_reader(tmp_path):
     rows = F.read_labelled(sorted(F.DATA.glob(F.HAND_LABEL_GLOB)))
     assert len(rows) >= 100 and {"garbled", "implicit", "explicit", "harmless"} <= {r["detail"] for r in rows}
     bad = tmp_path / "bad.jsonl"
-    bad.write_text('{"text": "x"}\n')
-    with pytest.raises(ValueError, match="bad.jsonl:1"):
+    bad.write_text('{"text": "x", "label": "garbled"}\n')
+    with pytest.raises(ValueError, match="bad.jsonl: row 1"):
         F.read_labelled([bad])
 
 

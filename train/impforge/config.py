@@ -5,8 +5,9 @@ an error that names the key (a typo must not silently fall back to a default). C
 after the file is read (``apply_overrides``).
 The dataclass defaults are the bare settings (the seed-trained text judge, one picture per keyword: what
 the tests' tiny runs build on). ``default.json``, which ``crossguard forge`` reads without ``--config``,
-lists every setting and is the packaged recipe: the shipped guard head as judge, five pictures per
-keyword, up to five distinct accepted rewrites per triple, 30 PPO steps (README, ImpForge).
+lists every setting and is the packaged recipe: an independent composite judge trained per run and the
+fluency check, photographs in the pool, five pictures per keyword, up to five distinct accepted rewrites per
+triple, 30 PPO steps (README, ImpForge).
 """
 from __future__ import annotations
 

@@ -132,21 +132,16 @@ class FluencyCheck:
 # ------------------------------------------------------------------------------------ hand-label measurement
 
 def read_labelled(paths: Sequence[str | Path]) -> list[dict]:
-    """Rows of hand-label files that say whether a rewrite is garbled (``detail``) and carry its query."""
+    """Rows of hand-label files (``guard_judge.read_hand_labels``) that say whether a rewrite is garbled
+    (``detail``) and carry its query; a row without them is an error naming its file."""
+    from .guard_judge import read_hand_labels
+
     rows = []
     for path in paths:
-        for n, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path}:{n}: not JSON ({e.msg})") from None
-            if not all(isinstance(row.get(k), str) for k in ("text", "query", "image_caption", "detail")):
-                raise ValueError(f"{path}:{n}: needs text, query, image_caption and detail")
+        for n, row in enumerate(read_hand_labels(path), 1):
+            if not all(isinstance(row.get(k), str) for k in ("query", "image_caption", "detail")):
+                raise ValueError(f"{path}: row {n} needs query, image_caption and detail")
             rows.append({**row, "file": Path(path).name})
-    if not rows:
-        raise ValueError("no hand-labelled rows")
     return rows
 
 
