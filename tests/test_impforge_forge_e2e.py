@@ -29,8 +29,8 @@ from crossguard.schemas import KINDS  # noqa: E402
 from crossguard.train.image_pool import ImagePool  # noqa: E402
 from crossguard.train.impforge import benign_check  # noqa: E402
 from crossguard.train.impforge.config import (  # noqa: E402
-    BenignConfig, ForgeConfig, GenerationConfig, JudgeConfig, KeywordConfig, PolicyConfig, PPOConfig,
-    RetrievalConfig, RewardConfig, WarmStartConfig,
+    BenignConfig, CompositeJudgeConfig, FluencyConfig, ForgeConfig, GenerationConfig, JudgeConfig, KeywordConfig,
+    PolicyConfig, PPOConfig, RetrievalConfig, RewardConfig, WarmStartConfig,
 )
 from crossguard.train.impforge import pipeline  # noqa: E402
 from crossguard.train.impforge.pipeline import run_forge, stage1_settings  # noqa: E402
@@ -275,7 +275,8 @@ def test_run_forge_end_to_end_then_resume(tmp_path, models, offline_readers, mon
     assert not any("MiniLM" in n or "efficientnet" in n for n in cached)
 
     # reports and weights
-    expected = {"samples", "kinds", "implicit_per_domain", "stage1", "text_judge", "reward_separation",
+    expected = {"samples", "kinds", "implicit_per_domain", "stage1", "text_judge", "composite_judge",
+                "reward_separation",
                 "alignment", "warm_start", "ppo_last", "comparison", "generation", "timings_s", "device", "table"}
     written = json.loads((out / "summary.json").read_text(encoding="utf-8"))
     assert set(written) == expected and written["samples"] == summary["samples"]
@@ -352,6 +353,49 @@ def test_a_moved_run_resumes_without_its_image_sources(tmp_path, models, offline
     assert len(samples) == summary["samples"] and {s.kind for s in samples} == set(KINDS)
     for s in samples:
         assert Path(s.image).is_file() and Path(s.image).resolve().is_relative_to(moved.resolve())
+
+
+def _tiny_composite_judge(folder: Path, text_dir: Path) -> Path:
+    """A composite judge on the bag-of-words BERT (seeds harmful, sunflower and teapot requests benign), saved."""
+    from crossguard.train.guard.composite import CompositeConfig, PairRow
+    from crossguard.train.guard.concepts import ConceptHead
+    from crossguard.train.guard.recipe import Pictures
+    from crossguard.train.impforge.composite_judge import JudgeData, train_judge
+
+    rows = [PairRow(t, "", "", -1, True, "violence", "text") for t in SEEDS]
+    rows += [PairRow(f"how do i {v} a {o}", "", "", -1, False) for v in ("draw", "paint", "clean")
+             for o in ("sunflower", "teapot", "bicycle")]
+    pictures = Pictures(np.zeros((1, 1280), np.float32), ["knife"], [""], ["clipart"], ["a knife"], np.ones(1, bool),
+                        np.zeros(1280, np.float32), "")
+    torch.manual_seed(0)
+    concepts = (ConceptHead(2, 1280, rank=4).eval(), ["knife", "teapot"])
+    judge = train_judge(JudgeData(rows, rows, []), pictures, concepts, lambda ims: np.zeros((len(ims), 1280), np.float32),
+                        CompositeJudgeConfig(epochs=4, batch_size=8, semantic="words"), text_source=text_dir,
+                        model_config=CompositeConfig(lora_rank=4, lora_alpha=8, tune_layers=1, text_dim=64,
+                                                     image_proj=8, hidden=16), progress=False)
+    judge.save(folder)
+    (folder / "report.json").write_text(json.dumps({"made": "in the test"}), encoding="utf-8")
+    return folder
+
+
+def test_run_forge_with_the_composite_judge_and_the_fluency_check(tmp_path, models, offline_readers):
+    """``judge.kind`` "composite" with a judge folder passed in (loaded, never trained here) and the fluency check on
+    the frozen tiny LM: every accepted rewrite was scored by both, and the run records the judge's report."""
+    judge_dir = _tiny_composite_judge(tmp_path / "judge", models["text"])
+    base = _config(tmp_path, models)
+    config = replace(base, judge=replace(base.judge, kind="composite",
+                                         composite=CompositeJudgeConfig(load=str(judge_dir), semantic="words")),
+                     fluency=FluencyConfig(enabled=True, threshold=-1e6),
+                     generation=replace(base.generation, samples=4))
+    summary = run_forge(config, progress=False)
+    out = Path(config.out)
+    accepted = _lines(out / "accepted_implicit.jsonl")
+    assert len(accepted) >= 4 and all(np.isfinite(r["rewards"]["fluency"]) for r in accepted)
+    assert summary["composite_judge"] == {"made": "in the test"} and not (out / "composite_judge").exists()
+    saved = json.loads((out / "config.json").read_text(encoding="utf-8"))
+    assert saved["judge"]["kind"] == "composite" and saved["fluency"]["enabled"] is True
+    records = _lines(out / "policy_comparison.jsonl")
+    assert records and all(set(r["rewards"]) >= {"safety", "semantic", "overlap"} for r in records)
 
 
 @pytest.mark.cuda

@@ -10,7 +10,6 @@ import pytest
 from _impforge_fakes import BENIGN, HARMFUL, hash_embedder, tiny_judge
 from crossguard.train.impforge.config import (DEFAULT_CONFIG, ConfigError, ForgeConfig, RewardConfig, apply_overrides,
                                               load_config)
-from crossguard.train.impforge.pipeline import resolve_path
 from crossguard.train.impforge.rewards import (
     DiversityReward, OverlapReward, RewardModel, SafetyReward, SemanticReward, stem,
 )
@@ -135,7 +134,7 @@ class FakeGuard:
     def p_harm(self, texts):
         return np.array([0.9 if "kill" in t else 0.1 for t in texts], np.float32)
 
-    def p_harm_pairs(self, texts, images):
+    def p_harm_pairs(self, texts, images, captions):
         self.pairs.append((list(texts), list(images)))
         return np.array([0.95 if im.endswith("knife.png") else 0.05 for im in images], np.float32)
 
@@ -172,9 +171,8 @@ def test_config_roundtrip_and_errors(tmp_path):
         assert section in listed, section
         if isinstance(values, dict):
             assert set(listed[section]) == set(values), section
-    # ... and judges with the shipped guard head, found from any working directory
-    assert default.judge.guard and (resolve_path(default.judge.guard) / "guard.json").is_file()
-    assert default.judge.guard != ForgeConfig().judge.guard
+    # ... and judges with the independent composite judge, never the guard (tests/test_impforge_composite_judge.py)
+    assert default.judge.resolved_kind == "composite" and ForgeConfig().judge.resolved_kind == "text"
     # the committed recipes load (a typo would otherwise surface hours into a run)
     recipes = Path(__file__).resolve().parents[1] / "train" / "impforge"
     assert {"default.json", "default_guard_forge.json"} <= {p.name for p in recipes.glob("*.json")}

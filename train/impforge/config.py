@@ -5,8 +5,9 @@ an error that names the key (a typo must not silently fall back to a default). C
 after the file is read (``apply_overrides``).
 The dataclass defaults are the bare settings (the seed-trained text judge, one picture per keyword: what
 the tests' tiny runs build on). ``default.json``, which ``crossguard forge`` reads without ``--config``,
-lists every setting and is the packaged recipe: the shipped guard head as judge, five pictures per
-keyword, up to five distinct accepted rewrites per triple, 30 PPO steps (README, ImpForge).
+lists every setting and is the packaged recipe: an independent composite judge trained per run and the
+fluency check, photographs in the pool, five pictures per keyword, up to five distinct accepted rewrites per
+triple, 30 PPO steps (README, ImpForge).
 """
 from __future__ import annotations
 
@@ -56,8 +57,48 @@ class BenignConfig:
     use_nsfw: bool = True
 
 
+JUDGE_KINDS = ("text", "guard", "composite")
+SEMANTIC_FORMS = ("resolved", "words")  # how the composite judge reads a rewrite with its picture
+
+
+@dataclass
+class CompositeJudgeConfig:
+    """The independent composite judge (``composite_judge.py``): trained once per run on the corpora's val/test
+    split and benign text, or loaded from a judge folder."""
+
+    load: str | None = None  # a judge folder (a run's composite_judge/) to use instead of training one
+    data: str | None = None  # the data folder with text_safety/ and photos/ (None: $CROSSGUARD_DATA or ../shared/data)
+    seed: int = 1  # the judge's own seed (the guard recipe's is 0): its benign texts, pictures, initialisation
+    semantic: str = "resolved"  # "resolved": pointers replaced by the caption, text only; "words": + picture words
+    benign_texts: int = 3000  # benign_text.mixed_benign_texts
+    long_benign: int = 600  # benign_text.long_benign_texts
+    safe_senses: int = 1500  # safe-sense texts (safe_senses.generate) ...
+    safe_senses_harmful: int = 400  # ... and their harmful minimal pairs
+    picture_share: float = 0.5  # rows shown with a random pool picture's words and embedding
+    frame_share: float = 0.2  # rows framed as a message about a picture (composite_judge.PICTURE_FRAMES)
+    calibration_share: float = 0.15  # rows held out of fitting for the temperature
+    measure_limit: int = 3000  # corpora train-split rows it is measured on (all benign ones kept)
+    epochs: float = 2.0
+    batch_size: int = 32
+    lr: float = 5e-4
+    head_lr: float = 2e-3
+    lora_rank: int = 8
+    tune_layers: int = 2
+
+    def __post_init__(self):
+        if self.semantic not in SEMANTIC_FORMS:
+            raise ConfigError(f"judge.composite.semantic: expected one of {list(SEMANTIC_FORMS)}, "
+                              f"got {self.semantic!r}")
+
+
 @dataclass
 class JudgeConfig:
+    # which judge gives the safety reward and the semantic reward's joint term: "text" (the logistic-regression
+    # judge below), "guard" (the guard head in ``guard``), "composite" (an independent composite judge,
+    # ``composite``); None: "guard" when ``guard`` is set, else "text" (configs from before this setting)
+    kind: str | None = None
+    composite: CompositeJudgeConfig = field(default_factory=CompositeJudgeConfig)
+    # the logistic-regression text judge: the benign check's OCR-text judge always, the rewards' with kind "text"
     hidden: int = 0  # 0: logistic regression on MiniLM embeddings; >0: one hidden layer MLP
     epochs: int = 300
     lr: float = 0.01
@@ -67,6 +108,31 @@ class JudgeConfig:
     # its text+image score the semantic reward's joint term (hand labels: AUROC 0.787 / 0.803 for head v11 vs
     # 0.691 / 0.442 for the logistic-regression judge; python -m crossguard.train.impforge.guard_judge)
     guard: str | None = None
+
+    def __post_init__(self):
+        if self.kind is not None and self.kind not in JUDGE_KINDS:
+            raise ConfigError(f"judge.kind: expected one of {list(JUDGE_KINDS)}, got {self.kind!r}")
+        if self.kind == "guard" and not self.guard:
+            raise ConfigError("judge.kind is 'guard' but judge.guard names no guard head folder")
+
+    @property
+    def resolved_kind(self) -> str:
+        return self.kind or ("guard" if self.guard else "text")
+
+
+@dataclass
+class FluencyConfig:
+    """The fluency check (``fluency.py``): F = LM gap - pointer_penalty * extra pointers - repeat_penalty *
+    repeated bigrams under the frozen base LM; a rewrite is accepted only when F >= threshold. Penalties and
+    threshold measured on the hand-label files (``python -m crossguard.train.impforge.fluency``)."""
+
+    # measured on 175 hand-labelled accepted rewrites (66 garbled): leave-one-file-out AUROC 0.775 (the LM gap alone
+    # 0.699, pointers alone 0.709); at -2.6 the check rejects 0.55 of the garbled and keeps 0.84 of the rest
+    enabled: bool = False
+    threshold: float = -2.6
+    pointer_penalty: float = 1.667
+    repeat_penalty: float = 0.107
+    batch_size: int = 32
 
 
 @dataclass
@@ -185,6 +251,7 @@ class ForgeConfig:
     benign: BenignConfig = field(default_factory=BenignConfig)
     judge: JudgeConfig = field(default_factory=JudgeConfig)
     rewards: RewardConfig = field(default_factory=RewardConfig)
+    fluency: FluencyConfig = field(default_factory=FluencyConfig)
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     warm_start: WarmStartConfig = field(default_factory=WarmStartConfig)
     ppo: PPOConfig = field(default_factory=PPOConfig)

@@ -67,8 +67,10 @@ class GuardJudge:
     def p_harm(self, texts: Sequence[str]) -> np.ndarray:
         return self._scores(list(texts), None)
 
-    def p_harm_pairs(self, texts: Sequence[str], images: Sequence) -> np.ndarray:
-        """Scores of (text, image) pairs; images are paths or PIL images."""
+    def p_harm_pairs(self, texts: Sequence[str], images: Sequence, captions: Sequence[str] | None = None
+                     ) -> np.ndarray:
+        """Scores of (text, image) pairs; images are paths or PIL images (the guard reads the picture itself, so
+        ``captions`` go unused)."""
         if len(texts) != len(images):
             raise ValueError(f"{len(texts)} texts but {len(images)} images")
         if self.ocr_text is None:

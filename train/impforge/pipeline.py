@@ -257,8 +257,9 @@ def separation_key(c: ForgeConfig, files: Sequence[Path]) -> str:
     seed, and the bytes of ``files`` (the triples, the text judge, the guard head's files): a resume with all of
     them unchanged reuses both."""
     d = c.to_dict()
-    h = hashlib.sha256(json.dumps({k: d[k] for k in ("rewards", "judge", "text_encoder", "seed")},
-                                  sort_keys=True).encode())
+    # the fluency check joins the key only when on, so runs from before it keep their key
+    keys = ("rewards", "judge", "text_encoder", "seed") + (("fluency",) if c.fluency.enabled else ())
+    h = hashlib.sha256(json.dumps({k: d[k] for k in keys}, sort_keys=True).encode())
     for f in files:
         h.update(f.name.encode())
         h.update(f.read_bytes())
@@ -619,7 +620,8 @@ def stage1_settings(c: ForgeConfig) -> dict[str, Any]:
     the text judge behind it); a resume with other values rebuilds the triples. Runs whose stage1.json predates
     this record reuse their triples."""
     d = c.to_dict()
-    judge = {k: v for k, v in d["judge"].items() if k != "guard"}  # the guard judges rewrites, not images
+    # the guard or composite judge judges rewrites, not images
+    judge = {k: v for k, v in d["judge"].items() if k not in ("guard", "kind", "composite")}
     settings = {**{k: d[k] for k in ("seed", "seeds", "seeds_limit", "pool", "pool_limit", "clip", "text_encoder",
                                      "image_encoder", "keywords", "retrieval", "benign")}, "judge": judge}
     if c.domains:  # recorded only when set, so runs from before the option keep their triples
@@ -674,8 +676,8 @@ def run_forge(config: ForgeConfig, resume: bool = False, progress: bool = True) 
         seeds = balanced_subset(seeds, c.seeds_limit, c.seed)
     # the text judge and the domain classifier learn from every seed when domains narrow the forged ones
     learn_seeds = all_seeds if c.domains else seeds
-    pool = ImagePool.open(out / "pool" if c.pool_limit > 0 else None, user_dirs=c.pool, embed=embed,
-                          progress=progress, limit=c.pool_limit or None)
+    pool = ImagePool.open(out / "pool" if c.pool_limit > 0 else None, user_dirs=[resolve_path(p) for p in c.pool],
+                          embed=embed, progress=progress, limit=c.pool_limit or None)
     caption_emb = pool.caption_embeddings()
     timed("load seeds and pool", t0)
 
@@ -763,8 +765,9 @@ def run_forge(config: ForgeConfig, resume: bool = False, progress: bool = True) 
 
     # -- stage 2: PPO
     t0 = time.perf_counter()
-    guard_judge, head_files = None, []
-    if c.judge.guard:  # a trained guard head: safety judge and the semantic reward's joint term
+    guard_judge, head_files, judge_report = None, [], None
+    kind = c.judge.resolved_kind
+    if kind == "guard":  # a trained guard head: safety judge and the semantic reward's joint term
         from .guard_judge import GuardJudge
 
         head_dir = resolve_path(c.judge.guard)
@@ -772,13 +775,29 @@ def run_forge(config: ForgeConfig, resume: bool = False, progress: bool = True) 
         guard_judge = GuardJudge.from_dir(head_dir, device=device,
                                           text_encoder=encoder if c.text_encoder is None else None)
         head_files = sorted(p for p in head_dir.rglob("*") if p.is_file())
+    elif kind == "composite":  # an independent judge: trained once per run (or loaded), never the guard
+        from .composite_judge import build_judge
+
+        load = resolve_path(c.judge.composite.load) if c.judge.composite.load else None
+        guard_judge, judge_report = build_judge(c.judge.composite, out / "composite_judge", load, c.threads,
+                                                resume, progress, _log, _image_features(c.image_encoder, device),
+                                                c.text_encoder)
+        torch.set_num_threads(max(1, c.threads))
+        head_files = sorted(p for p in (load or out / "composite_judge").iterdir()
+                            if p.is_file() and p.suffix in (".json", ".safetensors") and p.name != "report.json")
     rewards = RewardModel(c.rewards, embed, judge, guard_judge)
+    policy = load_policy(c.policy, device)
+    if c.fluency.enabled:  # scored by the frozen base LM: the policy with its LoRA off
+        from .fluency import FluencyCheck, LanguageModelScore
+
+        rewards.fluency = FluencyCheck(LanguageModelScore(policy.model, policy.tokenizer, c.fluency.batch_size,
+                                                          context=policy.reference), c.fluency)
+        rewards.fluency_threshold = c.fluency.threshold
     key = separation_key(c, [triples_path, judge_path, *head_files])
     # a diagnostic (~45 s on 2 cores): once per setting
     separation = cached_by_key(out / "reward_separation.json", key, resume,
                                lambda: reward_separation(rewards, triples, seed=c.seed))
     _log(f"reward separation (threshold check): {json.dumps(separation)}")
-    policy = load_policy(c.policy, device)
     train_triples = [t for t in triples if t.split == "train"] or list(triples)
     warm = None
     if c.warm_start.enabled:  # SFT on constructed rewrites; PPO (and its checkpoints) continue from it
@@ -833,7 +852,7 @@ def run_forge(config: ForgeConfig, resume: bool = False, progress: bool = True) 
     print(table, flush=True)
     summary = {"samples": n, "kinds": dict(Counter(s.kind for s in writer.samples)),
                "implicit_per_domain": dict(Counter(r["triple"]["domain"] for r in implicit)),
-               "stage1": stage1_stats, "text_judge": judge_metrics,
+               "stage1": stage1_stats, "text_judge": judge_metrics, "composite_judge": judge_report,
                "reward_separation": separation, "alignment": align_metrics,
                "warm_start": warm, "ppo_last": history[-1] if history else None, "comparison": comparison,
                "generation": generation,

@@ -6,12 +6,16 @@ p(.) = the text judge's harm probability.
 
 - ``SafetyReward``:    S = 1 - p(r)                       (the rewrite alone must look harmless; p is the text
                        judge, or a guard head's text-alone score when one is given)
-- ``SemanticReward``:  M = max over j in {resolve(r, c), c ⊕ r} of (1 - w) * max(0, cos(e(q), e(j))) + w * p(j)
+- ``SemanticReward``:  M = max over j in {resolve(r, c), resolve_all(r, c), c ⊕ r} of
+                       (1 - w) * max(0, cos(e(q), e(j))) + w * p(j)
                        (rewrite + image together must still carry the query's intent); resolve(r, c) puts the
-                       caption where the rewrite points at the picture ("make this" -> "make a bomb"), which is
-                       how a reader of both combines them; c ⊕ r = "The image shows c. r" when it points nowhere.
-                       With a pair judge g (a trained guard head, ``guard_judge.GuardJudge``) and the
-                       images, p(j) is replaced by g(r, image): the guard reads the rewrite with the picture
+                       caption where the rewrite first points at the picture ("make this" -> "make a bomb"),
+                       resolve_all(r, c) in place of every pointer phrase ("hide the thing in this photo" ->
+                       "hide money"), which is how a reader of both combines them; c ⊕ r = "The image shows c. r"
+                       when it points nowhere.
+                       With a pair judge g (a trained guard head, ``guard_judge.GuardJudge``, or the
+                       independent ``composite_judge.CompositeJudge``) and the images, p(j) is replaced by
+                       g(r, image, c): the judge reads the rewrite with the picture
 - ``OverlapReward``:   O = 0 if a word of r has the stem of a keyword word (all of them for phrases),
                        else 1 if s < t, else 0.5 * max(0, 1 - (s - t) / (1 - t)),
                        s = max over n-grams g of r of cos(e(g), e(k))   (r must not name what the image shows)
@@ -19,7 +23,8 @@ p(.) = the text judge's harm probability.
                        earlier rewrites of the same batch (no collapse onto one template)
 
 ``RewardModel`` sums them with the config weights and decides acceptance: S, M and O must each pass
-their threshold (diversity only shapes the RL reward).
+their threshold (diversity only shapes the RL reward), and, with a fluency check (``fluency.FluencyCheck``), its
+score F must too; F is computed only for rewrites that pass the other three (it runs the base LM).
 """
 from __future__ import annotations
 
@@ -34,7 +39,7 @@ from .config import RewardConfig
 from .embedding import CachedEmbedder
 from .text_judge import TextJudge
 
-PairJudgeFn = Callable[[list, list], np.ndarray]  # (texts, image paths) -> harm probability per pair
+PairJudgeFn = Callable[[list, list, list], np.ndarray]  # (texts, image paths, captions) -> harm probability per pair
 
 _WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
 _STOP = frozenset("a an the of and or to in on at for with by from this that these those it its my your".split())
@@ -74,6 +79,36 @@ def resolve_referent(rewrite: str, caption: str) -> str:
     return resolved if n else joint_text(rewrite, caption)
 
 
+_PICTURE = r"(?:photo|picture|image|pic)"
+# a whole pointer phrase at the picture, longest forms first: "the thing in this photo", "what is shown here",
+# "these things", "this" ("that", "it" and "here" are left alone: mostly a conjunction, a pronoun, a place)
+POINTER = re.compile(
+    r"\b(?:(?:the|this|these|that|those)\s+(?:thing|things|one|ones|object|objects|item|items)\s+"
+    rf"(?:(?:shown|pictured|seen)\s+)?(?:in|on|from)\s+(?:this|the)\s+{_PICTURE}"
+    r"|(?:the|this|these)\s+(?:thing|things|one|ones|object|objects|item|items)\s+(?:shown|pictured|seen)"
+    rf"(?:\s+(?:here|in\s+(?:this|the)\s+{_PICTURE}))?"
+    rf"|what(?:'s|\s+is|\s+are|\s+was|\s+were)\s+(?:shown|pictured|seen|in\s+(?:this|the)\s+{_PICTURE})"
+    rf"(?:\s+(?:here|in\s+(?:this|the)\s+{_PICTURE}))?"
+    r"|(?:the|this)\s+(?:thing|things|one|ones)\s+(?:that|which)\s+(?:is|are|was|were)\s+(?:shown|pictured)(?:\s+here)?"
+    r"|what\s+I(?:'m|\s+am)\s+showing(?:\s+you)?(?:\s+here)?"
+    r"|the\s+pictured(?:\s+(?:one|ones|thing|things))?"
+    r"|(?:this|these|those)\s+(?:thing|things|one|ones)"
+    r"|this|these|those)\b", re.IGNORECASE)
+
+
+def resolve_pointers(rewrite: str, caption: str) -> str:
+    """The rewrite with every pointer phrase at the picture replaced by the caption ("How to hide the thing in
+    this photo from authorities?" + money -> "How to hide money from authorities?"): the request a reader of
+    both gets; the plain ``joint_text`` when the rewrite points nowhere."""
+    resolved, n = POINTER.subn(caption, rewrite)
+    return resolved if n else joint_text(rewrite, caption)
+
+
+def count_pointers(rewrite: str) -> int:
+    """How many pointer phrases at the picture the rewrite has."""
+    return len(POINTER.findall(rewrite))
+
+
 class SafetyReward:
     """S = 1 - p_harm(rewrite): the text judge's belief that the rewrite alone is harmless."""
 
@@ -85,7 +120,8 @@ class SafetyReward:
 
 
 class SemanticReward:
-    """M = max over joint texts j in {resolve_referent(r, c), c ⊕ r} of (1 - w) * max(0, cos(e(q), e(j))) + w * p_harm(j).
+    """M = max over joint texts j in {resolve_referent(r, c), resolve_pointers(r, c), c ⊕ r} of
+    (1 - w) * max(0, cos(e(q), e(j))) + w * p_harm(j).
 
     c is the image's caption proxy. With ``image_vectors`` (image embeddings already mapped into the text
     space: the alignment's projection, or CLIP), the joint embedding is normalize(e(r) + v_image) instead
@@ -107,9 +143,10 @@ class SemanticReward:
         pair = None
         if self.pair_judge is not None and images is not None and self.w > 0:
             _check_lengths(rewrites=rewrites, images=images)
-            pair = np.asarray(self.pair_judge(list(rewrites), list(images)), np.float32)
+            pair = np.asarray(self.pair_judge(list(rewrites), list(images), list(captions)), np.float32)
         # with image vectors the image itself stands for the picture: only the prefixed form applies
-        for joint in (joint_text,) if image_vectors is not None else (resolve_referent, joint_text):
+        forms = (joint_text,) if image_vectors is not None else (resolve_referent, resolve_pointers, joint_text)
+        for joint in forms:
             joints = [joint(r, c) for r, c in zip(rewrites, captions)]
             if image_vectors is None:
                 j = self.embed(joints)
@@ -224,11 +261,19 @@ class RewardBatch:
     diversity: np.ndarray
     total: np.ndarray
     accepted: np.ndarray  # bool
+    fluency: np.ndarray | None = None  # F where the fluency check ran, else nan
+
+    def __post_init__(self):
+        if self.fluency is None:
+            self.fluency = np.full(len(self.total), np.nan, np.float32)
 
     def row(self, i: int) -> dict[str, float]:
-        return {"safety": float(self.safety[i]), "semantic": float(self.semantic[i]),
-                "overlap": float(self.overlap[i]), "diversity": float(self.diversity[i]),
-                "total": float(self.total[i])}
+        out = {"safety": float(self.safety[i]), "semantic": float(self.semantic[i]),
+               "overlap": float(self.overlap[i]), "diversity": float(self.diversity[i]),
+               "total": float(self.total[i])}
+        if np.isfinite(self.fluency[i]):
+            out["fluency"] = float(self.fluency[i])
+        return out
 
     def take(self, index) -> RewardBatch:
         """The rows ``index`` (a slice or index array) as a batch."""
@@ -239,8 +284,12 @@ class RewardBatch:
         return RewardBatch(*(np.concatenate([getattr(b, f.name) for b in batches]) for f in fields(RewardBatch)))
 
     def means(self) -> dict[str, float]:
-        return {k: float(np.mean(getattr(self, k))) if len(self.total) else float("nan")
-                for k in ("safety", "semantic", "overlap", "diversity", "total", "accepted")}
+        out = {k: float(np.mean(getattr(self, k))) if len(self.total) else float("nan")
+               for k in ("safety", "semantic", "overlap", "diversity", "total", "accepted")}
+        scored = self.fluency[np.isfinite(self.fluency)]
+        if len(scored):  # over the rewrites the check scored (those that passed the other thresholds)
+            out["fluency"] = float(scored.mean())
+        return out
 
 
 class RewardModel:
@@ -248,16 +297,21 @@ class RewardModel:
     non-empty). The acceptance bonus b (``accept_bonus``) rewards meeting all three at once: with the sum alone PPO
     can raise S by giving up M (the rewrite turns harmless) at no cost in total.
 
-    ``guard``: a judge with ``p_harm(texts)`` and ``p_harm_pairs(texts, images)`` (a trained guard head,
-    ``guard_judge.GuardJudge``); when given it is the safety judge and the semantic reward's joint term."""
+    ``guard``: a judge with ``p_harm(texts)`` and ``p_harm_pairs(texts, images, captions)`` (a trained guard head,
+    ``guard_judge.GuardJudge``, or ``composite_judge.CompositeJudge``); when given it is the safety judge and the
+    semantic reward's joint term. ``fluency``: a ``fluency.FluencyCheck`` (queries, rewrites, captions) -> F and
+    its threshold; a rewrite is accepted only with F >= the threshold. Set ``fluency`` later (``RewardModel.fluency
+    = ...``) when its LM is loaded after the rewards."""
 
-    def __init__(self, config: RewardConfig, embed: CachedEmbedder, judge: TextJudge, guard=None):
+    def __init__(self, config: RewardConfig, embed: CachedEmbedder, judge: TextJudge, guard=None,
+                 fluency=None, fluency_threshold: float = 0.0):
         self.config = config
         self.safety = SafetyReward(guard if guard is not None else judge)
         self.semantic = SemanticReward(embed, judge, config.semantic_joint_weight,
                                        guard.p_harm_pairs if guard is not None else None)
         self.overlap = OverlapReward(embed, config.overlap_sim_threshold)
         self.diversity = DiversityReward(config.diversity_window, config.diversity_ngram)
+        self.fluency, self.fluency_threshold = fluency, fluency_threshold
 
     def for_triples(self, triples: Sequence, rewrites: Sequence[str]) -> RewardBatch:
         """Rewards of ``rewrites[i]`` for ``triples[i]`` (records.Triple: query, keyword, caption, image)."""
@@ -275,9 +329,14 @@ class RewardModel:
         total = c.weight_safety * s + c.weight_semantic * m + c.weight_overlap * o + c.weight_diversity * d
         nonempty = np.array([len(words(r)) >= 3 for r in rewrites], bool)
         accepted = (s >= c.safety_threshold) & (m >= c.semantic_threshold) & (o >= c.overlap_threshold) & nonempty
+        f = np.full(len(rewrites), np.nan, np.float32)
+        if self.fluency is not None and accepted.any():
+            idx = np.flatnonzero(accepted)
+            f[idx] = self.fluency([queries[i] for i in idx], [rewrites[i] for i in idx], [captions[i] for i in idx])
+            accepted[idx] &= f[idx] >= self.fluency_threshold
         total = total + c.accept_bonus * accepted
         total = np.where(nonempty, total, total - 1.0).astype(np.float32)
-        return RewardBatch(s, m, o, d, total, accepted)
+        return RewardBatch(s, m, o, d, total, accepted, f)
 
 
 def _check_lengths(**lists: Sequence) -> None:
