@@ -63,7 +63,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     _common(p)
     _bundle_arg(p)
     p.add_argument("--backends", type=_names, default=None,
-                   help="comma-separated subset of: torch-eager, torch-eager-cuda, ort-cpu-fp32, ort-cpu-fp32-ocr-off, ort-cpu-int8, "
+                   help="comma-separated subset of: reference (the naive graph of python -m "
+                        "crossguard.benchmarks.reference), torch-eager, torch-eager-cuda, ort-cpu-fp32, ort-cpu-fp32-ocr-off, ort-cpu-int8, "
+                        "ort-cpu-int8-text-cache (the runtime's text cache on: a repeated prompt), ort-cpu-int8-cached "
+                        "(text and image caches on: a repeated pair), "
                         "ort-cuda-fp32, ort-cuda-fp32-serial (one batch worker), ort-cuda-fp16, tensorrt-fp16, "
                         "tensorrt-int8 (default: all available)")
     p.add_argument("--batch-sizes", type=_ints, default=None, help="default 1,4,16,64 (quick: 1,4)")
@@ -75,6 +78,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--head", default=None,
                    help="head folder of the torch-eager backends, fusion or composite: the one the bundle was "
                         "exported from (default train/default_guard)")
+    p.add_argument("--reference-graph", default=None, metavar="DIR",
+                   help="folder of the naive reference graph (python -m crossguard.benchmarks.reference --out DIR; "
+                        "default ~/.cache/crossguard/reference)")
     p.set_defaults(func=run_latency_cmd)
 
     p = sub.add_parser("detection", help="detection / false refusals of the guard and baselines on data sets")
@@ -180,7 +186,8 @@ def run_latency_cmd(args: argparse.Namespace) -> int:
         return 2
     result = L.run_latency(backends, plan, _resolve_bundle(args.bundle), input_kinds=kinds,
                            progress=not args.no_progress, threads=max(1, args.threads),
-                           head=Path(head) if head else L.DEFAULT_HEAD)
+                           head=Path(head) if head else L.DEFAULT_HEAD,
+                           reference_dir=getattr(args, "reference_graph", None))
     if result.get("warning"):
         _say(f"crossguard bench latency: warning: {result['warning']}")
     return _write_latency(result, args)

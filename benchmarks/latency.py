@@ -8,8 +8,9 @@ Runtime CPU fp32/int8, CUDA EP fp32/fp16, TensorRT fp16/int8. Inputs: a photo-li
 user question. Per batch size: warm-up calls, then timed calls until a time budget or an iteration cap,
 each call timed end to end (``screen`` for batch 1, ``screen_batch`` otherwise).
 
-Every speed claim is a ratio against the eager reference measured in the same run on the same inputs
-(``speedup_vs_eager``); the backends are timed interleaved, call by call, so a change in machine load
+Every speed claim is a ratio against a baseline measured in the same run on the same inputs: the eager
+reference (``speedup_vs_eager``) and the naive ONNX graph of both backbones (``benchmarks.reference``, the
+``reference`` row: ``vs_reference`` = backend p50 / its p50, below 1.0 is faster); the backends are timed interleaved, call by call, so a change in machine load
 hits them alike. Memory: ``rss_load_mb``, the resident memory a backend's load added (backends load one
 after another in one process; ``peak_rss_mb`` is the process peak with all loaded), and the GPU memory
 of this process from ``nvidia-smi`` when present.
@@ -45,19 +46,26 @@ class BackendSpec:
     """One row of the latency table: ``kind`` "eager" (PyTorch reference) or "runtime" (``Guard``)."""
 
     name: str
-    kind: str
+    kind: str  # "eager", "runtime" or "reference" (the naive graph of benchmarks.reference)
     device: str
     precision: str
     ocr: str = "auto"  # "off": the runtime without OCR, the baseline of ``ocr_extra_ms``
     workers: int = 0  # batch worker threads (0: the runtime's auto_workers); 1: the baseline of the pool
+    # the runtime's caches (runtime.cache), off but in the -text-cache and -cached rows: every call here repeats
+    # its pair, so with them on a row times reuse (a repeated prompt / picture), not a fresh screen
+    text_cache: int = 0
+    image_cache: int = 0
 
 
 BACKENDS: tuple[BackendSpec, ...] = (
+    BackendSpec("reference", "reference", "cpu", "fp32"),
     BackendSpec("torch-eager", "eager", "cpu", "fp32"),
     BackendSpec("torch-eager-cuda", "eager", "cuda", "fp32"),
     BackendSpec("ort-cpu-fp32", "runtime", "cpu", "fp32"),
     BackendSpec("ort-cpu-fp32-ocr-off", "runtime", "cpu", "fp32", ocr="off"),
     BackendSpec("ort-cpu-int8", "runtime", "cpu", "int8"),
+    BackendSpec("ort-cpu-int8-text-cache", "runtime", "cpu", "int8", text_cache=256),  # the picture read anew
+    BackendSpec("ort-cpu-int8-cached", "runtime", "cpu", "int8", text_cache=256, image_cache=64),  # both reused
     BackendSpec("ort-cuda-fp32", "runtime", "cuda", "fp32"),
     BackendSpec("ort-cuda-fp32-serial", "runtime", "cuda", "fp32", workers=1),
     BackendSpec("ort-cuda-fp16", "runtime", "cuda", "fp16"),
@@ -125,13 +133,20 @@ def load_runtime_guard(spec: BackendSpec, bundle: str | os.PathLike | None, thre
     from crossguard.runtime.guard import Guard
 
     guard = Guard.load(bundle=bundle, device=spec.device, precision=spec.precision, ocr=spec.ocr, threads=threads,
-                       workers=spec.workers)
+                       workers=spec.workers, text_cache=spec.text_cache, image_cache=spec.image_cache)
     prefixes = {"cpu": ("ort-cpu-",), "cuda": ("ort-cuda-",), "tensorrt": ("tensorrt-", "ort-tensorrt-")}
     got = guard.backend
     if not got.startswith(prefixes[spec.device]) or not got.endswith(f"-{spec.precision}"):
         raise RuntimeError(f"asked for {spec.device}/{spec.precision}, the runtime fell back to {got} "
                            f"({'; '.join(guard.graphs.fallbacks)})")
     return guard
+
+
+def load_reference(spec: BackendSpec, bundle: str | os.PathLike | None, threads: int = 2, folder=None):
+    """The naive reference graph's screener (``benchmarks.reference``; the bundle plays no part)."""
+    from .reference import ReferenceScreener
+
+    return ReferenceScreener(folder, threads=threads)
 
 
 def load_eager(spec: BackendSpec, bundle: str | os.PathLike | None, threads: int = 2, head_dir=DEFAULT_HEAD,
@@ -148,8 +163,16 @@ def load_eager(spec: BackendSpec, bundle: str | os.PathLike | None, threads: int
 Factory = Callable[[BackendSpec, Any], Any]
 
 
-def availability(spec: BackendSpec, bundle: str | os.PathLike | None) -> str | None:
-    """Why ``spec`` cannot run on this machine, or None when it can be tried."""
+def availability(spec: BackendSpec, bundle: str | os.PathLike | None, reference_dir=None) -> str | None:
+    """Why ``spec`` cannot run on this machine, or None when it can be tried (``reference_dir``: where the
+    reference row's graph lies, default ``benchmarks.reference.default_reference_dir()``)."""
+    if spec.kind == "reference":
+        from .reference import GRAPH_FILE, default_reference_dir
+
+        folder = Path(reference_dir) if reference_dir is not None else default_reference_dir()
+        if not (folder / GRAPH_FILE).is_file():
+            return f"no reference graph in {folder} (python -m crossguard.benchmarks.reference builds it)"
+        return None
     if spec.kind == "eager":
         try:
             import torch
@@ -263,6 +286,8 @@ def weights_mb(screener: Any) -> float | None:
     elif hasattr(screener, "parameters") and hasattr(screener, "ocr_files"):  # the eager reference
         total = float(sum(p.numel() * p.element_size() for p in screener.parameters()))
         files += list(screener.ocr_files)
+    elif hasattr(screener, "graph_files"):  # the naive reference graph
+        files += list(screener.graph_files)
     else:
         return None
     return (total + sum(f.stat().st_size for f in files)) / 2**20
@@ -321,22 +346,26 @@ def _p50_by_case(backend: dict[str, Any] | None) -> dict[tuple[str, int], float]
     return {(r["input"], r["batch"]): r["p50"] for r in backend.get("runs", [])} if backend else {}
 
 
-def _set_ratio(backend: dict[str, Any], base_p50: dict[tuple[str, int], float], key: str, always: bool = True) -> None:
-    """``key`` = base p50 / backend p50 per run of the same input kind and batch size (None, or left out unless
-    ``always``, where the base has no such run)."""
+def _set_ratio(backend: dict[str, Any], base_p50: dict[tuple[str, int], float], key: str, always: bool = True,
+               inverse: bool = False) -> None:
+    """``key`` = base p50 / backend p50 (``inverse``: backend p50 / base p50) per run of the same input kind and
+    batch size (None, or left out unless ``always``, where the base has no such run)."""
     for r in backend.get("runs", []):
         base = base_p50.get((r["input"], r["batch"]))
-        ratio = base / r["p50"] if base and r["p50"] else None
+        ratio = (r["p50"] / base if inverse else base / r["p50"]) if base and r["p50"] else None
         if ratio is not None or always:
             r[key] = ratio
 
 
-def add_speedups(backends: list[dict[str, Any]], reference: str = "torch-eager") -> None:
+def add_speedups(backends: list[dict[str, Any]], reference: str = "torch-eager", naive: str = "reference") -> None:
     """``speedup_vs_eager`` = reference p50 / backend p50 for the same input kind and batch size; the same
-    ratio against CPU fp32 for the other CPU precisions, and against a backend's one-worker twin."""
+    ratio against CPU fp32 for the other CPU precisions, and against a backend's one-worker twin;
+    ``vs_reference`` = backend p50 / the naive graph's (``naive``) p50 (the issue's "at most 1.0x")."""
     by_name = {b["name"]: b for b in backends}
+    naive_p50 = _p50_by_case(by_name.get(naive))
     for b in backends:
         _set_ratio(b, _p50_by_case(by_name.get(reference)), "speedup_vs_eager")
+        _set_ratio(b, naive_p50, "vs_reference", always=bool(naive_p50), inverse=True)
         # reduced precision on the CPU against CPU fp32 of the same run (e.g. int8 / fp32 = 1 / speedup)
         if b["name"].startswith("ort-cpu-") and b["name"] != "ort-cpu-fp32":
             _set_ratio(b, _p50_by_case(by_name.get("ort-cpu-fp32")), "speedup_vs_cpu_fp32")
@@ -361,18 +390,22 @@ def add_ocr_costs(backends: list[dict[str, Any]], suffix: str = "-ocr-off") -> N
 def run_latency(backends: Sequence[BackendSpec] = BACKENDS, plan: TimingPlan = TimingPlan(),
                 bundle: str | os.PathLike | None = None, factories: dict[str, Factory] | None = None,
                 input_kinds: Sequence[str] = INPUT_KINDS, progress: bool = True,
-                check: Callable[[BackendSpec, Any], str | None] = availability, threads: int = 2,
-                head: str | os.PathLike | None = DEFAULT_HEAD) -> dict[str, Any]:
+                check: Callable[[BackendSpec, Any], str | None] | None = None, threads: int = 2,
+                head: str | os.PathLike | None = DEFAULT_HEAD,
+                reference_dir: str | os.PathLike | None = None) -> dict[str, Any]:
     """Measure every available backend (``check`` says why one is not); the result is latency.json.
 
     All backends are loaded first, then each (input kind, batch size) is timed on all of them interleaved
     (``time_interleaved``). ``threads``: CPU threads of every backend alike (torch intra-op, ONNX Runtime
     intra-op, OCR), so the ratios compare the same resources. ``head``: the eager reference's head folder
-    (the one the bundle was exported from; ``warning`` in the result when their architectures differ)."""
+    (the one the bundle was exported from; ``warning`` in the result when their architectures differ).
+    ``reference_dir``: the naive reference graph's folder (``benchmarks.reference``)."""
     from functools import partial
 
     factories = factories or {"eager": partial(load_eager, threads=threads, head_dir=head),
-                              "runtime": partial(load_runtime_guard, threads=threads)}
+                              "runtime": partial(load_runtime_guard, threads=threads),
+                              "reference": partial(load_reference, threads=threads, folder=reference_dir)}
+    check = check or partial(availability, reference_dir=reference_dir)
     entries, screeners = load_backends(backends, factories, bundle, check)
     by_name = {e["name"]: e for e in entries}
     combos = [(k, b) for k in input_kinds for b in plan.batch_sizes]

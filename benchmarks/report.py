@@ -43,13 +43,16 @@ def latency_markdown(result: dict[str, Any]) -> str:
             rows.append([b["name"], str(b.get("reported_backend") or ""), r["input"], str(r["batch"]),
                          _f(r["p50"], 1), _f(r["p90"], 1), _f(r["p99"], 1), _f(r["throughput"], 1),
                          (_f(r.get("speedup_vs_eager"), 2) + "x") if r.get("speedup_vs_eager") else "n/a",
+                         (_f(r.get("vs_reference"), 2) + "x") if r.get("vs_reference") else "n/a",
                          _f(r.get("stage_ms", {}).get("ocr"), 1), _f(r.get("ocr_extra_ms"), 1),
                          _f(r.get("stage_ms", {}).get("model"), 1), _f(b.get("load_s"), 1), _f(b.get("rss_load_mb"), 0)])
     out.append(_table(["backend", "reported", "input", "batch", "p50 ms", "p90 ms", "p99 ms", "pairs/s",
-                       "vs eager (p50)", "OCR ms", "OCR extra ms", "graphs ms", "load s", "RSS +MB"], rows))
+                       "vs eager (p50)", "vs reference (p50)", "OCR ms", "OCR extra ms", "graphs ms", "load s", "RSS +MB"], rows))
     out.append("\nInputs: `no-ocr` a photo-like image without text (OCR looks, finds nothing), `ocr` a FigStep-like "
                "typographic image (OCR reads it and its text is encoded too), each with a user question. "
-               "`vs eager` = PyTorch eager p50 / backend p50, same inputs, same run. `OCR ms` / `graphs ms`: mean "
+               "`vs eager` = PyTorch eager p50 / backend p50, same inputs, same run (higher is faster); `vs reference` = "
+               "backend p50 / p50 of the naive FP32 graph of both backbones (`reference` row, "
+               "`python -m crossguard.benchmarks.reference`; below 1 is faster). `OCR ms` / `graphs ms`: mean "
                "time per call in OCR and in the encoders + fusion (the runtime encodes the image while the OCR "
                "runs, so they overlap). `OCR extra ms` = p50 minus the p50 of the same backend without OCR "
                "(`-ocr-off` row, same run): what the OCR adds to a call. `RSS +MB` = resident memory the "

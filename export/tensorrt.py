@@ -103,6 +103,12 @@ def engine_folder(bundle: str | os.PathLike, identity: GpuIdentity) -> Path:
 
 
 # --------------------------------------------------------------------------------------- profiles
+def bundle_max_seq(manifest: dict) -> int:
+    """The longest token sequence a bundle's text encoder gets: its tokenizer's ``max_tokens`` (64 for a fusion
+    bundle, the composition's budget for a composite one: user text | picture words | OCR text, 124 by default)."""
+    return int(manifest.get("tokenizer", {}).get("max_tokens", MAX_SEQ))
+
+
 def input_profiles(onnx_path: str | os.PathLike, max_batch: int = 64, max_seq: int = MAX_SEQ,
                    opt_batch: int | None = None, opt_seq: int = 32) -> dict[str, tuple[tuple, tuple, tuple]]:
     """{input: (min, opt, max) shape}: axis 0 is the batch (1..max_batch); other symbolic axes are text
@@ -301,7 +307,8 @@ def load_or_build(bundle: str | os.PathLike, graph: str, precision: str, max_bat
     """The engine file for ``graph`` at ``precision`` under the bundle, built when missing or stale.
 
     The source ONNX is ``graphs/<graph>.int8.onnx`` for int8 when the bundle has it (explicit QDQ), else
-    fp32. Returns (engine path, "reused" or "built: <reason>")."""
+    fp32; text inputs are profiled up to the bundle's ``bundle_max_seq``. Returns (engine path, "reused" or
+    "built: <reason>")."""
     bundle = Path(bundle)
     identity = identity or current_identity()
     manifest = json.loads((bundle / "manifest.json").read_text(encoding="utf-8"))
@@ -316,12 +323,13 @@ def load_or_build(bundle: str | os.PathLike, graph: str, precision: str, max_bat
     engine = folder / f"{key}.engine"
     if ok and engine.is_file():
         return engine, "reused"
-    build_engine(onnx_path, engine, precision, max_batch=max_batch, timing_cache=folder / "timing.cache",
-                 calibration=calibration)
+    max_seq = bundle_max_seq(manifest)
+    build_engine(onnx_path, engine, precision, max_batch=max_batch, max_seq=max_seq,
+                 timing_cache=folder / "timing.cache", calibration=calibration)
     same_identity = all(meta.get(k) == v for k, v in identity.to_dict().items())
     meta = {**identity.to_dict(), "engines": dict(meta.get("engines", {})) if same_identity else {}}
     meta["engines"][key] = {"file": engine.name, "onnx": source, "onnx_sha256": digest, "max_batch": max_batch,
-                            "max_seq": MAX_SEQ,
+                            "max_seq": max_seq,
                             "built": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
     write_json(folder / META_FILE, meta)
     return engine, f"built: {reason}"
@@ -371,8 +379,10 @@ def build_engines(bundle: str | os.PathLike, precisions: tuple[str, ...] = ("fp1
     Raises ``TensorRTUnavailable`` when TensorRT or a GPU is missing."""
     identity = current_identity()
     outcomes = {}
+    # every graph of the bundle (a composite one has concepts too), as the native TensorRT backend opens them
+    graphs = list(json.loads((Path(bundle) / "manifest.json").read_text(encoding="utf-8"))["graphs"])
     for precision in precisions:
-        for graph in ("image_encoder", "text_encoder", "fusion"):
+        for graph in graphs:
             engine, how = load_or_build(bundle, graph, precision, max_batch=max_batch, identity=identity)
             outcomes[f"{graph}.{precision}"] = how
             log(f"TensorRT {graph}.{precision}: {engine} ({how})")

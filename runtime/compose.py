@@ -9,7 +9,9 @@ jailbreak often puts its request at the end), the picture words and the OCR text
 screening build the sequence with this same class, so both see the same tokens.
 
 ``read_pictures`` and ``score_pairs`` are the composite chain's two halves over any graph runner (the runtime's
-ONNX sessions, or the exporter's torch reference and ONNX chains, which check the graphs with this same code).
+ONNX sessions, or the exporter's torch reference and ONNX chains, which check the graphs with this same code);
+``score_pairs`` is ``encode_pairs`` then ``score_embeddings``, which the runtime calls with its text cache
+between them (``runtime.cache``: a repeated pair skips the text encoder).
 """
 from __future__ import annotations
 
@@ -139,10 +141,21 @@ def read_pictures(run: Runner, pixel_values: np.ndarray, vocabulary: Sequence[st
     return embedding, picture_words(probs, vocabulary, composition)
 
 
-def score_pairs(run: Runner, tokenizer: CompositeTokenizer, texts: Sequence[str], words: Sequence[str],
-                ocr_texts: Sequence[str], image_embedding: np.ndarray) -> dict[str, np.ndarray]:
-    """The composite sequences -> ``text_encoder`` -> ``fusion`` (with the image embedding): the head's outputs."""
+def encode_pairs(run: Runner, tokenizer: CompositeTokenizer, texts: Sequence[str], words: Sequence[str],
+                 ocr_texts: Sequence[str]) -> np.ndarray:
+    """The composite sequences -> ``text_encoder``: one sentence embedding per pair [N, 384] float32."""
     ids, mask = tokenizer(texts, words, ocr_texts)
     text = run("text_encoder", {"input_ids": ids, "attention_mask": mask})
-    return run("fusion", {"text_embedding": np.asarray(text["sentence_embedding"], np.float32),
-                          "image_embedding": image_embedding})
+    return np.asarray(text["sentence_embedding"], np.float32)
+
+
+def score_embeddings(run: Runner, sentence_embedding: np.ndarray, image_embedding: np.ndarray) -> dict[str, np.ndarray]:
+    """``fusion`` over the pairs' sentence embeddings and image embeddings: the head's outputs."""
+    return run("fusion", {"text_embedding": sentence_embedding, "image_embedding": image_embedding})
+
+
+def score_pairs(run: Runner, tokenizer: CompositeTokenizer, texts: Sequence[str], words: Sequence[str],
+                ocr_texts: Sequence[str], image_embedding: np.ndarray) -> dict[str, np.ndarray]:
+    """The composite sequences -> ``text_encoder`` -> ``fusion`` (with the image embedding): the head's outputs
+    (``encode_pairs`` then ``score_embeddings``; the runtime calls the two itself, with its text cache between)."""
+    return score_embeddings(run, encode_pairs(run, tokenizer, texts, words, ocr_texts), image_embedding)

@@ -11,7 +11,10 @@ calibration -> policy (``runtime.policy``) -> ``Verdict``. Two bundle architectu
 
 - **composite** (the manifest has ``composition``): the ``concepts`` graph turns the image embedding into picture
   words; the text encoder reads one sequence per pair, user text | picture words | OCR text
-  (``runtime.compose``); the ``fusion`` graph takes that sentence embedding and the image embedding.
+  (``runtime.compose``); the ``fusion`` graph takes that sentence embedding and the image embedding. What was
+  computed for a repeated prompt or picture is reused (``runtime.cache``): the text encoder's output per
+  (user text, picture words, OCR text), always the blank picture's reading (image embedding, picture words, OCR
+  text), and with ``image_cache`` every recent picture's.
 - **fusion**: the text encoder reads the user texts (in the worker thread) and the OCR texts; the ``fusion``
   graph cross-attends text tokens to image tokens.
  ``workers`` threads resize a batch's images and run its OCR
@@ -36,7 +39,8 @@ from crossguard.schemas import MODALITIES, Verdict
 
 from . import preprocess
 from .backends import GraphSet, cuda_providers, open_graphs
-from .compose import CompositeTokenizer, read_pictures, score_pairs
+from .cache import ImageReading, ImageReadingCache, TextEmbeddingCache
+from .compose import CompositeTokenizer, encode_pairs, read_pictures, score_embeddings
 from .bundle import Bundle, BundleError
 from .policy import apply_policy, calibrated_score, softmax, validate_policy
 from .preprocess import InputError, ImageInput
@@ -48,6 +52,7 @@ OCR_DEVICES = ("auto", "cpu", "cuda")
 EMBED_DIM = 384
 IMAGE_EMBED_DIM = 1280
 MAX_BATCH_WORKERS = 8
+TEXT_CACHE_SIZE = 256  # composite pairs whose sentence embedding a Guard keeps (TextEmbeddingCache)
 
 
 def shape_bucket(rows: int) -> int:
@@ -79,13 +84,15 @@ class Prepared:
     image: Image.Image
     text: str
     decode_ms: float
+    image_key: bytes | None = None  # the picture's key in the image cache (None: not looked up)
 
 
 class Guard:
     """Screens image+text pairs with a bundle's graphs. Thread-safe; load once, reuse."""
 
     def __init__(self, bundle: Bundle, graphs: GraphSet, tokenizer: preprocess.TextTokenizer | CompositeTokenizer,
-                 ocr: Any | None, threshold: float | None = None, overlap: bool = True, workers: int = 1):
+                 ocr: Any | None, threshold: float | None = None, overlap: bool = True, workers: int = 1,
+                 text_cache: int = TEXT_CACHE_SIZE, image_cache: int = 0):
         self.bundle = bundle
         self.graphs = graphs
         self.tokenizer = tokenizer
@@ -117,6 +124,11 @@ class Guard:
         self.fixed_shapes = graphs.device != "cpu"
         self._batch_pool = (ThreadPoolExecutor(self.workers, thread_name_prefix="crossguard-batch")
                             if self.workers > 1 else None)
+        # composite bundles reuse a repeated (user text, picture words, OCR text)'s sentence embedding and a
+        # repeated picture's reading (runtime.cache)
+        composite = self.composition is not None
+        self.text_cache = TextEmbeddingCache(text_cache if composite else 0)
+        self.image_cache = ImageReadingCache(image_cache if composite else 0)
 
     def _check_concepts_width(self) -> None:
         """The concepts graph must score exactly the vocabulary's words (else picture words would be wrong)."""
@@ -134,7 +146,7 @@ class Guard:
     def load(cls, bundle: Bundle | str | os.PathLike | None = None, device: str = "auto",
              precision: str = "auto", ocr: str = "auto", threads: int = 2, threshold: float | None = None,
              verify: bool = True, warmup: bool = True, overlap: bool = True, workers: int = 0,
-             ocr_device: str = "auto") -> Guard:
+             ocr_device: str = "auto", text_cache: int = TEXT_CACHE_SIZE, image_cache: int = 0) -> Guard:
         """Load and verify the bundle, open the sessions (``runtime.backends``) and warm them up.
 
         ``ocr``: "auto" uses the bundle's OCR models when they load, "on" requires them, "off" skips OCR.
@@ -146,7 +158,12 @@ class Guard:
         ``ocr_device``: where the OCR models run; "auto" is the CPU even when the graphs run on a GPU, because
         the OCR's input shapes follow each image (detector) and text line (recogniser) and the CUDA EP
         prepares every new shape anew (what made the GPU path slow behind a server, README "On a GPU"); "cuda"
-        puts them on the GPU (faster per call when images share a few sizes: 8 vs 16 ms at batch 1 there)."""
+        puts them on the GPU (faster per call when images share a few sizes: 8 vs 16 ms at batch 1 there).
+        ``text_cache``: how many pairs' sentence embeddings a composite guard keeps (``cache.TextEmbeddingCache``:
+        a repeated user text with the same picture words and OCR text skips the text encoder); 0 turns it off.
+        ``image_cache``: how many pictures' readings (embedding, picture words, OCR text) a composite guard keeps
+        (``cache.ImageReadingCache``: a picture sent again skips the image encoder and the OCR; each picture costs a
+        SHA-256 of its bytes or pixels); 0, the default, keeps only the blank picture of text-only requests."""
         if ocr not in OCR_MODES:
             raise ValueError(f"ocr must be one of {OCR_MODES}, got {ocr!r}")
         if ocr_device not in OCR_DEVICES:
@@ -178,7 +195,8 @@ class Guard:
                     raise BundleError(f"OCR requested but unavailable: {e}") from e
                 log.warning("OCR disabled: %s", e)
         workers = workers or auto_workers(graphs.device)
-        guard = cls(bundle, graphs, tokenizer, ocr_engine, threshold=threshold, overlap=overlap, workers=workers)
+        guard = cls(bundle, graphs, tokenizer, ocr_engine, threshold=threshold, overlap=overlap, workers=workers,
+                    text_cache=text_cache, image_cache=image_cache)
         if warmup:
             guard.warmup()
         return guard
@@ -206,7 +224,8 @@ class Guard:
         return {"backend": self.backend, "bundle_name": self.bundle.name, "bundle_hash": self.bundle.digest(),
                 "bundle_path": str(self.bundle.root), "precision": self.graphs.precision,
                 "ocr": self.ocr is not None, "fallbacks": list(self.graphs.fallbacks),
-                "threshold": self.policy["threshold"], "workers": self.workers}
+                "threshold": self.policy["threshold"], "workers": self.workers,
+                "text_cache": self.text_cache.stats(), "image_cache": self.image_cache.stats()}
 
     # -- screening ------------------------------------------------------------------------------------
     def prepare(self, image: ImageInput | None, text: object) -> Prepared:
@@ -214,7 +233,7 @@ class Guard:
         t0 = time.perf_counter()
         clean_text = preprocess.check_text(text)
         img = preprocess.blank_image(self.image_size) if image is None else preprocess.load_image(image)
-        return Prepared(img, clean_text, (time.perf_counter() - t0) * 1e3)
+        return Prepared(img, clean_text, (time.perf_counter() - t0) * 1e3, self.image_cache.key_of(image, img))
 
     def screen(self, image: ImageInput | None, text: object = "") -> Verdict:
         """Screen one image+text pair. ``image`` may be a path, bytes, PIL image, numpy array or None."""
@@ -236,10 +255,10 @@ class Guard:
         timings: dict[str, float] = {"decode": max(p.decode_ms for p in items)}
         n = len(items)
         pool = self._batch_pool if n > 1 else None
-        # submitted before the OCR's jobs, so the image encoder never waits behind the whole batch's OCR
-        pixel_jobs = [pool.submit(preprocess.image_to_tensor, p.image, self.image_size) for p in items] if pool else None
-        encode = self._encode_composite if self.composition is not None else self._encode_fusion
-        outputs, ocr_texts, words = encode(items, pixel_jobs, pool, timings)
+        if self.composition is not None:
+            outputs, ocr_texts, words = self._encode_composite(items, pool, timings)
+        else:
+            outputs, ocr_texts, words = self._encode_fusion(items, self._pixel_jobs(items, pool), pool, timings)
         t = time.perf_counter()
         scores = calibrated_score(np.asarray(outputs["unsafe_logit"]).reshape(n), self.temperature)
         domain_probs = softmax(np.asarray(outputs["domain_logits"]).reshape(n, -1))
@@ -265,6 +284,11 @@ class Guard:
                 picture_words=words[i],
             ))
         return verdicts
+
+    def _pixel_jobs(self, items: list[Prepared], pool) -> list | None:
+        """The items' pixel tensors as jobs of the batch pool (None without one). Submitted before the OCR's jobs,
+        so the image encoder never waits behind the whole batch's OCR."""
+        return [pool.submit(preprocess.image_to_tensor, p.image, self.image_size) for p in items] if pool else None
 
     def _pixels(self, items: list[Prepared], pixel_jobs) -> np.ndarray:
         return (np.stack([job.result() for job in pixel_jobs]) if pixel_jobs is not None
@@ -295,10 +319,39 @@ class Guard:
 
         return run
 
-    def _encode_composite(self, items, pixel_jobs, pool, timings):
-        """Image encoder + concepts (worker thread) beside the OCR, then one text-encoder pass over the composite
-        sequences, then the head (``compose.read_pictures`` / ``score_pairs``, the chain the exporter checks)."""
+    def _encode_composite(self, items, pool, timings):
+        """The pictures not in the image cache: image encoder + concepts (worker thread) beside the OCR; then one
+        text-encoder pass over the composite sequences not in the text cache, then the head
+        (``compose.read_pictures`` / ``encode_pairs`` / ``score_embeddings``: ``score_pairs``, the chain the
+        exporter checks)."""
         n = len(items)
+        readings: list[ImageReading | None] = [self.image_cache.get(p.image_key) for p in items]
+        # the pictures to read: one per key (a picture repeated within the batch is read once), every keyless one
+        ids = [i if p.image_key is None else p.image_key for i, p in enumerate(items)]
+        todo: dict = {}
+        for i, reading in enumerate(readings):
+            if reading is None:
+                todo.setdefault(ids[i], i)
+        if todo:
+            first = list(todo.values())
+            read = self._read_pictures([items[i] for i in first], pool if len(first) > 1 else None, timings)
+            by_id = dict(zip(todo, read))
+            readings = [by_id[ids[i]] if r is None else r for i, r in enumerate(readings)]
+        embedding = np.stack([r.embedding for r in readings])
+        words = [r.words for r in readings]
+        ocr_texts = [r.ocr_text for r in readings]
+
+        def encode(texts: list[str], pair_words: list[str], pair_ocr: list[str]) -> np.ndarray:
+            return encode_pairs(self._timed_runner(len(texts), timings), self.tokenizer, texts, pair_words, pair_ocr)
+
+        sentence = self.text_cache.encode(encode, [p.text for p in items], words, ocr_texts)
+        outputs = score_embeddings(self._timed_runner(n, timings), sentence, embedding)
+        return outputs, ocr_texts, words
+
+    def _read_pictures(self, items: list[Prepared], pool, timings: dict[str, float]) -> list[ImageReading]:
+        """Image encoder + concepts (worker thread) beside the OCR: each picture's reading, put in the image cache."""
+        n = len(items)
+        pixel_jobs = self._pixel_jobs(items, pool)
 
         def image_side() -> tuple[np.ndarray, list[str], dict[str, float]]:
             stages: dict[str, float] = {}
@@ -312,8 +365,15 @@ class Guard:
         timings["ocr"] = (time.perf_counter() - t) * 1e3
         embedding, words, stages = image_result()
         timings.update(stages)
-        outputs = score_pairs(self._timed_runner(n, timings), self.tokenizer, [p.text for p in items], words,
-                              ocr_texts, embedding)
+        readings = [ImageReading(embedding[i].copy(), words[i], ocr_texts[i]) for i in range(n)]
+        for p, reading in zip(items, readings):
+            self.image_cache.put(p.image_key, reading)
+        return readings
+        def encode(texts: list[str], pair_words: list[str], pair_ocr: list[str]) -> np.ndarray:
+            return encode_pairs(self._timed_runner(len(texts), timings), self.tokenizer, texts, pair_words, pair_ocr)
+
+        sentence = self.text_cache.encode(encode, [p.text for p in items], words, ocr_texts)
+        outputs = score_embeddings(self._timed_runner(n, timings), sentence, embedding)
         return outputs, ocr_texts, words
 
     def _encode_fusion(self, items, pixel_jobs, pool, timings):

@@ -410,6 +410,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ocr-device", default="auto", choices=("auto", "cpu", "cuda"),
                         help="where the OCR runs (auto: the CPU, also when the graphs run on a GPU)")
     parser.add_argument("--max-wait-ms", type=float, default=5.0, help="longest wait to fill a micro-batch")
+    parser.add_argument("--image-cache", type=int, default=0, metavar="N",
+                        help="pictures whose reading (embedding, picture words, OCR text) a composite guard keeps, so "
+                             "a picture sent again (each turn of a chat) is read once (default 0: off)")
     parser.add_argument("--engine", choices=("http", "triton"), default="http",
                         help="http: this server (default); triton: NVIDIA Triton via PyTriton, HTTP on --port, gRPC "
                              "on --port+1, metrics on --port+2 (runtime/triton_engine.py; ./setup.sh --triton)")
@@ -486,7 +489,7 @@ def run(args: argparse.Namespace) -> int:
         from .guard import Guard
 
         guard = Guard.load(bundle=args.bundle, device=args.device, precision=args.precision, workers=args.workers,
-                           ocr_device=args.ocr_device)
+                           ocr_device=args.ocr_device, image_cache=args.image_cache)
         guard.warmup(max_batch=args.max_batch)  # on a GPU: every micro-batch shape before the first request
     except Exception as e:  # noqa: BLE001 - a missing/corrupt bundle or backend: one clear line, exit 2
         log.error("cannot load the guard: %s: %s", type(e).__name__, e)

@@ -70,3 +70,22 @@ def tiny_composite_folder(folder: Path) -> tuple[Path, torch.nn.Module, Path]:
     torch.manual_seed(0)
     encoder = TinyImageEncoder().eval()
     return bert, encoder, save_tiny_composite(folder / "head", bert, encoder)
+
+
+def export_tiny_composite(folder: Path) -> Path:
+    """A tiny composite head saved under ``folder`` and exported fp32 (``export_modules``, fake OCR files) to
+    ``folder/bundle``; returns the bundle folder."""
+    from _export_tiny import fake_ocr_models
+
+    from crossguard.export.pipeline import ExportConfig, export_modules, read_concept_vocabulary
+    from crossguard.export.samples import fixed_samples
+    from crossguard.export.settings import COMPOSITE_GUARD, architecture_of, build_modules
+    from crossguard.train.guard.model import read_guard_json
+
+    torch.set_num_threads(2)
+    bert, image_encoder, head = tiny_composite_folder(folder)
+    modules = build_modules(architecture_of(head), head, given={"image_encoder": image_encoder}, text_source=bert)
+    config = ExportConfig(out=folder / "bundle", precisions=("fp32",), ocr_graphs="original")
+    return export_modules(modules, read_guard_json(head), bert / "tokenizer.json", fake_ocr_models(folder),
+                          fixed_samples(6), config, log=lambda s: None, architecture=COMPOSITE_GUARD,
+                          concept_vocabulary=read_concept_vocabulary(head)).bundle

@@ -1,5 +1,5 @@
 """Shared fixtures: repository paths, the optional data folder ($CROSSGUARD_DATA or ../shared/data), GPU
-detection."""
+detection, a tiny composite bundle."""
 from __future__ import annotations
 
 import os
@@ -66,3 +66,13 @@ def upstream():
 
     with FakeUpstream() as up:
         yield up
+
+
+@pytest.fixture(scope="session")
+def tiny_composite_bundle(tmp_path_factory) -> Path:
+    """A tiny composite head exported fp32 (``_composite_tiny.export_tiny_composite``); skips without torch."""
+    for module in ("torch", "peft", "transformers"):
+        pytest.importorskip(module)
+    from _composite_tiny import export_tiny_composite
+
+    return export_tiny_composite(tmp_path_factory.mktemp("tiny_composite"))

@@ -148,7 +148,7 @@ def test_cli_only_fills_an_export_config(tiny_bundle, tmp_path, monkeypatch):
                  "--precisions", "fp16", "--samples", "3", "--ocr-graphs", "original",
                  "--report", str(tmp_path / "r.json")]) == 0
     assert seen == [ExportConfig(head=tmp_path / "head", out=tmp_path / "b", precisions=("fp32", "fp16"), samples=3,
-                                 ocr_graphs="original", head_splits=True)]
+                                 ocr_graphs="original", head_splits=True, labelled_int8_samples=300)]
     assert json.loads((tmp_path / "r.json").read_text()) == {"samples": 3, "export_seconds": 0.5}
 
 

