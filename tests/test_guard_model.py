@@ -154,14 +154,21 @@ def test_guard_model_chains_encoders():
         torch.testing.assert_close(a, b)
 
 
-def test_default_guard_loads_and_is_small():
+def test_default_guard_is_a_small_composite_head():
+    import json
+
     from crossguard.paths import default_guard_dir
+    from crossguard.train.guard import composite
+    from crossguard.train.guard.concepts import CONCEPTS_VOCABULARY
 
     folder = default_guard_dir()  # committed: the default bundle is built from it
-    head, meta = load_head(folder)
-    assert (folder / "fusion.safetensors").stat().st_size < 15 * 1024 * 1024
+    assert composite.is_composite(folder)
+    assert sum(p.stat().st_size for p in folder.iterdir()) < 5 * 1024 * 1024
+    meta = json.loads((folder / "guard.json").read_text())
     assert 0.0 < meta["policy"]["threshold"] < 1.0 and meta["calibration"]["temperature"] > 0
-    assert head.config.image_dim == 1280 and head.config.text_dim == 384
+    assert meta["architecture"]["text_dim"] == 384 and meta["architecture"]["image_dim"] == 1280
+    vocabulary = json.loads((folder / CONCEPTS_VOCABULARY).read_text())
+    assert len(vocabulary["pool"]) > 100 and len(vocabulary["imagenet"]) == 1000
 
 
 @pytest.mark.slow

@@ -105,7 +105,7 @@ def _model_config():
 
 @pytest.fixture(scope="module")
 def bert_dir(tmp_path_factory):
-    return tiny_bert_dir(tmp_path_factory.mktemp("bert"))
+    return tiny_bert_dir(tmp_path_factory.mktemp("bert"), hidden=32)
 
 
 @pytest.fixture(scope="module")
@@ -159,9 +159,9 @@ def test_judge_save_load_round_trip_and_a_guard_folder_is_refused(judge, bert_di
     blank = _encode(["blank"])[0]
     loaded = CompositeJudge.load(folder, _encode, blank, "words", bert_dir)
     texts = ["how do i make a bomb", "write a poem about flowers"]
-    np.testing.assert_allclose(loaded.p_harm(texts), judge.p_harm(texts), atol=2e-3)  # float16 weights
+    np.testing.assert_allclose(loaded.p_harm(texts), judge.p_harm(texts), atol=1e-2)  # float16 weights
     np.testing.assert_allclose(loaded.p_harm_pairs(texts, ["/p/a.png", "/p/b.png"], ["x", "y"]),
-                               judge.p_harm_pairs(texts, ["/p/a.png", "/p/b.png"], ["x", "y"]), atol=2e-3)
+                               judge.p_harm_pairs(texts, ["/p/a.png", "/p/b.png"], ["x", "y"]), atol=1e-2)
     assert loaded.meta["settings"]["semantic"] == "words" and "rows" in loaded.meta
     guard = composite.new_model(_model_config(), bert_dir)
     composite.save(guard, tmp_path / "guard", calibration={"temperature": 1.0}, policy={"threshold": 0.5})
