@@ -257,7 +257,7 @@ def int8_failures(changes: dict, tolerance: Tolerance) -> list[str]:
     if changes.get("picture_word_agreement", 1.0) < tolerance.int8_word_agreement:
         why.append(f"picture-word agreement {changes['picture_word_agreement']:.3f} < {tolerance.int8_word_agreement}")
     for key in ("detection", "false_refusal"):
-        if key in changes and abs(changes[key]["delta"]) > tolerance.int8_rate_delta:
+        if key in changes and abs(changes[key]["delta"]) > tolerance.int8_rate_delta + 1e-9:  # bound inclusive
             why.append(f"{key.replace('_', ' ')} changes by {changes[key]['delta']:+.3f} "
                        f"(bound {tolerance.int8_rate_delta})")
     return why

@@ -443,3 +443,13 @@ def test_labelled_int8_samples_are_made_offline_with_both_labels():
     assert {s.label for s in a} == {"safe", "unsafe"} and len(a) == 30
     typed = [s for s in a if s.text in INCITEMENTS]
     assert len(typed) == 10 and all(s.ocr_text for s in typed)  # without an OCR callable: the typed text itself
+
+
+def test_a_rate_change_of_exactly_the_bound_passes():
+    from crossguard.export.quantize import int8_failures
+    from crossguard.export.settings import Tolerance
+
+    same = {"decision_agreement": 1.0, "verdict_agreement": 1.0}
+    one_in_a_hundred = {"reference": 0.93, "candidate": 0.92, "delta": 0.92 - 0.93}  # -0.01000000000000001
+    assert int8_failures({**same, "detection": one_in_a_hundred}, Tolerance()) == []
+    assert int8_failures({**same, "detection": {"reference": 0.93, "candidate": 0.91, "delta": -0.02}}, Tolerance())
