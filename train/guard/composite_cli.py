@@ -87,8 +87,9 @@ def run(args: argparse.Namespace) -> int:
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()
-    resources = P.prepare(data_root(args.data), progress=progress)
-    dev = None if args.no_dev else P.DevScreen(resources, Composition.from_dict(config.model.composition))
+    composition = Composition.from_dict(config.model.composition)
+    resources = P.prepare(data_root(args.data), composition=composition, progress=progress)
+    dev = None if args.no_dev else P.DevScreen(resources, composition)
     if args.leave_one_out:
         corpora = args.corpora.split(",") if args.corpora else list(HELD_OUT_CORPORA)
         results = {}

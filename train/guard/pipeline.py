@@ -95,10 +95,8 @@ def prepare(data_root: str | Path, cache_dir: str | Path | None = None, composit
     concept head on its captions, read every corpus and give its harmful items domains."""
     from crossguard.train.corpora import assign_domains, read_corpora
     from crossguard.train.dataset_builder import _alarming_items
-    from crossguard.train.image_pool import ImagePool
+    from crossguard.train.image_pool import ImagePool, _english_words
     from crossguard.train.seeds import CachedEmbed, default_embed
-
-    from crossguard.train.image_pool import _english_words
 
     from .concepts import PoolLabel, build_vocabulary, evaluate, imagenet_names, packaged_imagenet_classifier, train_concepts
     from .pictures import RenderCache, pool_kind, pool_pictures
@@ -127,8 +125,9 @@ def prepare(data_root: str | Path, cache_dir: str | Path | None = None, composit
     alarming = _alarming_items(pool, 0.45)
     pictures = pool_pictures(pool, embeddings, (head, vocabulary), composition, encode, alarming)
     items = assign_domains(read_corpora(data_root), CachedEmbed(default_embed(), cache_dir / "minilm_texts"))
-    return Resources(items, pool, pictures, (head, vocabulary), report, encode, runtime_ocr(),
-                     RenderCache(Path(cache_dir) / "renders", encode, runtime_ocr()), data_root)
+    ocr = runtime_ocr()
+    return Resources(items, pool, pictures, (head, vocabulary), report, encode, ocr,
+                     RenderCache(cache_dir / "renders", encode, ocr), data_root)
 
 
 def build(config: GuardTrainConfig, resources: Resources, progress: bool = True) -> RowSet:
