@@ -270,7 +270,7 @@ def test_a_judge_that_refuses_everything_leaves_no_implicit_sample(tiny):
 
 
 def test_text_judge_option_loads_a_saved_judge_or_none(tiny):
-    from crossguard.train.dataset_builder import text_judge_from_spec
+    from crossguard.train.impforge.guard_judge import text_judge_from_spec
     from crossguard.train.impforge.embedding import CachedEmbedder
     from crossguard.train.impforge.text_judge import train_text_judge
 

@@ -53,6 +53,7 @@ from crossguard.schemas import KINDS, UNSAFE_KINDS, Sample
 from crossguard.taxonomy import DOMAIN_NAMES
 
 from .benign_text import alarming_request, benign_request, image_request
+from .impforge.guard_judge import text_judge_from_spec
 from .image_pool import EMOJI_FONT, OPENCLIPART_DIR, ImagePool, PoolItem
 from .object_intents import IntentRequest, intent_requests, named_counterpart
 from .seeds import SPLITS, EmbedFn, Seed, assign_domains, read_seed_dir, split_of
@@ -1125,26 +1126,3 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def text_judge_from_spec(spec: str, seeds: Sequence[Seed], embed: EmbedFn, seed: int) -> TextHarmFn | None:
-    """``--text-judge``: None for 'none', a guard head's text-alone score for 'guard:DIR', a loaded judge for
-    a path, else ImpForge's judge trained on the train-split harmful seeds and benign template texts
-    (reported on the held-out ones)."""
-    if spec == "none":
-        return None
-    if spec.startswith("guard:"):
-        from .impforge.guard_judge import GuardJudge
-
-        return GuardJudge.from_dir(spec.removeprefix("guard:")).p_harm
-    from .impforge.embedding import CachedEmbedder
-    from .impforge.text_judge import TextJudge, judge_texts, train_text_judge
-
-    cached = CachedEmbedder(embed)
-    if spec != "auto":
-        return TextJudge.load(spec, cached).p_harm
-    t0 = time.perf_counter()
-    texts = judge_texts(assign_domains(seeds, embed), seed=seed)
-    judge = train_text_judge(texts.harmful_train, texts.benign_train, cached, seed=seed)
-    metrics = judge.evaluate(texts.harmful_val, texts.benign_val)
-    print(f"text judge: held-out accuracy {metrics.accuracy:.3f}, AUROC {metrics.auroc:.3f} "
-          f"({metrics.n_eval} texts), {time.perf_counter() - t0:.0f} s", flush=True)
-    return judge.p_harm

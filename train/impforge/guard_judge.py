@@ -23,10 +23,14 @@ import argparse
 import json
 import os
 import sys
+import time
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from crossguard.train.seeds import EmbedFn, Seed
 
 HAND_LABELS = Path(__file__).with_name("data") / "hand_labels_seed_rewrites.jsonl"
 LABELS = ("explicit", "implicit", "garbled")
@@ -209,11 +213,35 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+def text_judge_from_spec(spec: str, seeds: Sequence[Seed], embed: EmbedFn, seed: int) -> Callable[[Sequence[str]], np.ndarray] | None:
+    """The one place a text judge spec is resolved (``build-data --text-judge``): None for 'none', a guard head's text-alone score for 'guard:DIR', a loaded judge for
+    a path, else ImpForge's judge trained on the train-split harmful seeds and benign template texts
+    (reported on the held-out ones)."""
+    if spec == "none":
+        return None
+    if spec.startswith("guard:"):
+        return GuardJudge.from_dir(spec.removeprefix("guard:")).p_harm
+    from crossguard.train.seeds import assign_domains
+
+    from .embedding import CachedEmbedder
+    from .text_judge import TextJudge, judge_texts, train_text_judge
+
+    cached = CachedEmbedder(embed)
+    if spec != "auto":
+        return TextJudge.load(spec, cached).p_harm
+    t0 = time.perf_counter()
+    texts = judge_texts(assign_domains(seeds, embed), seed=seed)
+    judge = train_text_judge(texts.harmful_train, texts.benign_train, cached, seed=seed)
+    metrics = judge.evaluate(texts.harmful_val, texts.benign_val)
+    print(f"text judge: held-out accuracy {metrics.accuracy:.3f}, AUROC {metrics.auroc:.3f} "
+          f"({metrics.n_eval} texts), {time.perf_counter() - t0:.0f} s", flush=True)
+    return judge.p_harm
+
+
 def _logreg_judge(seeds_dir: str | None):
     """ImpForge's default judge, trained as ``build-data --text-judge auto`` trains it (texts embedded
     through the same on-disk cache next to the image pool's index)."""
     from crossguard.paths import data_dir
-    from crossguard.train.dataset_builder import text_judge_from_spec
     from crossguard.train.image_pool import default_cache_dir
     from crossguard.train.seeds import CachedEmbed, default_embed, read_seed_dir
 
