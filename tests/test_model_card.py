@@ -17,14 +17,16 @@ def test_card_block_is_generated_from_the_runs(tmp_path):
     (tmp_path / "seeds.json").write_text(json.dumps(seeds))
     loso = tmp_path / "loso.json"
     loso.write_text(json.dumps({"advbench": {"held_out": {"n": 520, "detection": 0.975}, "threshold": 0.7}}))
+    loso2 = tmp_path / "loso2.json"  # folds of a second run are merged
+    loso2.write_text(json.dumps({"catqa": {"held_out": {"n": 550, "detection": 0.99}, "threshold": 0.71}}))
     dev = tmp_path / "dev.json"
     dev.write_text(json.dumps({"xstest": {"n": 450, "detection": 0.94, "false_refusal": 0.09, "auroc": 0.96}}))
     card = tmp_path / "README.md"
     card.write_text("# Card\n\nhand-written\n\n<!-- model-card:start -->\nSTALE\n<!-- model-card:end -->\n\ntail\n")
-    assert model_card.main(["--train", str(tmp_path), "--leave-one-out", str(loso), "--dev", str(dev),
+    assert model_card.main(["--train", str(tmp_path), "--leave-one-out", str(loso), str(loso2), "--dev", str(dev),
                             "--card", str(card)]) == 0
     text = card.read_text()
     assert text.startswith("# Card\n\nhand-written") and text.rstrip().endswith("tail") and "STALE" not in text
-    assert "| advbench | 520 | 0.975 | 0.700 |" in text
+    assert "| advbench | 520 | 0.975 | 0.700 |" in text and "| catqa | 550 | 0.990 | 0.710 |" in text
     assert "| xstest (n=450) | detection | >= 0.90 | 0.940 | 0.920 (0.910-0.930) |" in text
     assert "| advbench | 51 | 1.000 | n/a |" in text

@@ -1,7 +1,7 @@
 """The measured part of the default guard's model card, generated from the training runs' JSON files.
 
-    python -m crossguard.train.guard.model_card --train artifacts/guard/composite-seeds \\
-        --leave-one-out artifacts/guard/composite-loso/leave_one_out.json --dev artifacts/guard/dev_bundle.json \\
+    python -m crossguard.train.guard.model_card --train artifacts/guard/seeds \\
+        --leave-one-out artifacts/guard/loso/leave_one_out.json [more.json ...] --dev artifacts/guard/dev_bundle.json \\
         --card train/default_guard/README.md
 
 replaces the text between ``<!-- model-card:start -->`` and ``<!-- model-card:end -->`` in the card with tables
@@ -75,6 +75,9 @@ def render(train_dir: Path, loso: dict | None, dev_bundle: dict | None) -> str:
     parts += ["### Own test split by row group (the shipped seed)", "", group_table(groups), "",
               f"Own split overall: validation {json.dumps(report['val'])}, test {json.dumps(report['test'])}; "
               f"threshold {report['threshold']:.3f} (validation false refusals {report['config']['target_frr']})."]
+    if mean.get("test"):
+        parts += ["", f"Seeds' mean (min-max) on the own test split: detection {_fmt(mean['test']['detection'])}, "
+                      f"false refusals {_fmt(mean['test']['false_refusal'])}, AUROC {_fmt(mean['test']['auroc'])}."]
     parts += ["", END]
     return "\n".join(parts)
 
@@ -82,11 +85,12 @@ def render(train_dir: Path, loso: dict | None, dev_bundle: dict | None) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--train", required=True, type=Path, help="crossguard train --out folder (seeds.json or report.json)")
-    ap.add_argument("--leave-one-out", type=Path, default=None, help="leave_one_out.json of crossguard train")
+    ap.add_argument("--leave-one-out", type=Path, nargs="+", default=[],
+                    help="leave_one_out.json files of crossguard train (folds of several runs are merged)")
     ap.add_argument("--dev", type=Path, default=None, help="dev_report.py --json output for the exported bundle")
     ap.add_argument("--card", type=Path, required=True, help="the model card to update in place")
     args = ap.parse_args(argv)
-    loso = json.loads(args.leave_one_out.read_text()) if args.leave_one_out else None
+    loso = {corpus: r for f in args.leave_one_out for corpus, r in json.loads(f.read_text()).items()} or None
     dev = json.loads(args.dev.read_text()) if args.dev else None
     text = args.card.read_text(encoding="utf-8") if args.card.is_file() else f"{START}\n{END}\n"
     if START not in text or END not in text:
