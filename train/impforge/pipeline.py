@@ -17,9 +17,10 @@ import random
 import re
 import time
 from collections import Counter, defaultdict
-from dataclasses import dataclass
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -629,19 +630,42 @@ def stage1_settings(c: ForgeConfig) -> dict[str, Any]:
     return settings
 
 
-def run_forge(config: ForgeConfig, resume: bool = False, progress: bool = True) -> dict:
-    """The whole pipeline; returns the summary (also written to ``out/summary.json``)."""
-    import torch
-    from crossguard.train import backbones
-    from crossguard.train.image_pool import ImagePool
-    from crossguard.train.seeds import DomainClassifier, assign_domains, read_seed_dir
+@dataclass
+class ForgeRun:
+    """What every stage of one run shares: the config, the output folder, the device, the resume and progress
+    flags, and the stage timings that go into the summary."""
+    config: ForgeConfig
+    out: Path
+    device: str
+    resume: bool
+    progress: bool
+    timings: dict[str, float] = field(default_factory=dict)
+    started: float = field(default_factory=time.perf_counter)
 
-    from .benign_check import BenignChecker, nsfw_scorer, ocr_reader
-    from .policy import load_policy
-    from .ppo import PPOTrainer
-    from .retrieval import Alignment, Retriever, train_alignment
-    from .rewards import RewardModel
-    from .text_judge import TextJudge, judge_texts, train_text_judge
+    @contextmanager
+    def timed(self, name: str) -> Iterator[None]:
+        """Times the block under ``name`` (logged and kept for the summary); a block that raises is not recorded."""
+        t0 = time.perf_counter()
+        yield
+        self.timings[name] = round(time.perf_counter() - t0, 1)
+        _log(f"{name}: {self.timings[name]} s")
+
+
+@dataclass
+class ForgeInputs:
+    """The text encoder (and the caching embedder over it), the seeds and the image pool."""
+    encoder: Any
+    embed: CachedEmbedder
+    seeds: list  # the seeds forged: ``domains`` and ``seeds_limit`` applied
+    learn_seeds: list  # the seeds the text judge and the domain classifier learn from
+    pool: Any
+    caption_emb: np.ndarray
+
+
+def open_run(config: ForgeConfig, resume: bool, progress: bool) -> ForgeRun:
+    """Sets torch's threads, picks the device and makes ``out`` (refused when it holds files and this is no
+    resume); writes out/config.json."""
+    import torch
 
     c = config
     torch.set_num_threads(max(1, c.threads))
@@ -651,16 +675,18 @@ def run_forge(config: ForgeConfig, resume: bool = False, progress: bool = True) 
         raise FileExistsError(f"{out} is not empty: pass --resume to continue that run, or choose another --out")
     out.mkdir(parents=True, exist_ok=True)
     _atomic_json(out / "config.json", c.to_dict())
-    timings: dict[str, float] = {}
-    t_all = time.perf_counter()
+    return ForgeRun(c, out, device, resume, progress)
 
-    def timed(name: str, t0: float) -> None:
-        timings[name] = round(time.perf_counter() - t0, 1)
-        _log(f"{name}: {timings[name]} s")
 
-    # -- encoders, seeds, pool
-    t0 = time.perf_counter()
-    encoder = backbones.text_encoder(c.text_encoder).to(device)
+def stage_inputs(run: ForgeRun) -> ForgeInputs:
+    """Loads the text encoder, the seed folder (a domain each, narrowed by ``domains`` and ``seeds_limit``) and the
+    image pool (cached in out/pool when ``pool_limit`` is set)."""
+    from crossguard.train import backbones
+    from crossguard.train.image_pool import ImagePool
+    from crossguard.train.seeds import assign_domains, read_seed_dir
+
+    c, progress = run.config, run.progress
+    encoder = backbones.text_encoder(c.text_encoder).to(run.device)
     embed = CachedEmbedder(lambda texts: backbones.encode_texts(encoder, texts, batch_size=128,
                                                                 progress=progress and len(texts) > 2000))
     # names the on-disk caption-embedding cache: another encoder must not reuse MiniLM's vectors
@@ -676,186 +702,299 @@ def run_forge(config: ForgeConfig, resume: bool = False, progress: bool = True) 
         seeds = balanced_subset(seeds, c.seeds_limit, c.seed)
     # the text judge and the domain classifier learn from every seed when domains narrow the forged ones
     learn_seeds = all_seeds if c.domains else seeds
-    pool = ImagePool.open(out / "pool" if c.pool_limit > 0 else None, user_dirs=[resolve_path(p) for p in c.pool],
-                          embed=embed, progress=progress, limit=c.pool_limit or None)
-    caption_emb = pool.caption_embeddings()
-    timed("load seeds and pool", t0)
+    pool = ImagePool.open(run.out / "pool" if c.pool_limit > 0 else None,
+                          user_dirs=[resolve_path(p) for p in c.pool], embed=embed, progress=progress,
+                          limit=c.pool_limit or None)
+    return ForgeInputs(encoder, embed, seeds, learn_seeds, pool, pool.caption_embeddings())
 
-    # -- text judge
-    t0 = time.perf_counter()
-    judge_path = out / "text_judge.safetensors"
-    texts = judge_texts(learn_seeds, c.judge.benign_texts, c.seed)
-    if resume and judge_path.is_file():
-        judge = TextJudge.load(judge_path, embed)
+
+def stage_text_judge(run: ForgeRun, inputs: ForgeInputs):
+    """The text judge (harmful seeds vs benign texts): trained and written to out/text_judge.safetensors, or read
+    from there on a resume. Returns it with its held-out metrics."""
+    from .text_judge import TextJudge, judge_texts, train_text_judge
+
+    c = run.config
+    judge_path = run.out / "text_judge.safetensors"
+    texts = judge_texts(inputs.learn_seeds, c.judge.benign_texts, c.seed)
+    if run.resume and judge_path.is_file():
+        judge = TextJudge.load(judge_path, inputs.embed)
     else:
-        judge = train_text_judge(texts.harmful_train, texts.benign_train, embed, c.judge.hidden, c.judge.epochs,
+        judge = train_text_judge(texts.harmful_train, texts.benign_train, inputs.embed, c.judge.hidden, c.judge.epochs,
                                  c.judge.lr, c.judge.weight_decay, c.seed)
         judge.save(judge_path)
     judge_metrics = judge.evaluate(texts.harmful_val, texts.benign_val).to_dict()
     _log(f"text judge on held-out (val seeds vs held-out benign): {judge_metrics}")
-    timed("text judge", t0)
+    return judge, judge_metrics
 
-    # -- retrieval space: the user's CLIP, else the trained alignment
-    t0 = time.perf_counter()
+
+def _clip_image_vectors(run: ForgeRun, clip, pool) -> np.ndarray:
+    """The pool's CLIP image embeddings, cached in out/clip_image_emb.npy (reused on a resume while it has a row
+    per pool image)."""
+    clip_cache = run.out / "clip_image_emb.npy"
+    if run.resume and clip_cache.is_file() and len(np.load(clip_cache)) == len(pool):
+        return np.load(clip_cache)
+    rows = []
+    it = range(0, len(pool), 64)
+    if run.progress:
+        from tqdm.auto import tqdm
+        it = tqdm(it, desc="CLIP image embeddings", unit="batch")
+    for s in it:
+        rows.append(clip.encode_image([pool[i].path for i in range(s, min(s + 64, len(pool)))]))
+    image_vectors = np.concatenate(rows)
+    np.save(clip_cache, image_vectors)
+    return image_vectors
+
+
+def stage_retrieval(run: ForgeRun, inputs: ForgeInputs):
+    """The retrieval space: the user's CLIP, else pool image features projected by the alignment (trained and
+    written to out/alignment.safetensors, or read from there on a resume), else captions alone. Returns the
+    retriever and the alignment's held-out metrics (None unless trained in this call)."""
+    from crossguard.train import backbones
+
+    from .retrieval import Alignment, Retriever, train_alignment
+
+    c, pool, caption_emb = run.config, inputs.pool, inputs.caption_emb
     align_metrics = None
     if c.clip:
         clip = backbones.clip_model(c.clip)
-        clip_cache = out / "clip_image_emb.npy"
-        if resume and clip_cache.is_file() and len(np.load(clip_cache)) == len(pool):
-            image_vectors = np.load(clip_cache)
-        else:
-            rows = []
-            it = range(0, len(pool), 64)
-            if progress:
-                from tqdm.auto import tqdm
-                it = tqdm(it, desc="CLIP image embeddings", unit="batch")
-            for s in it:
-                rows.append(clip.encode_image([pool[i].path for i in range(s, min(s + 64, len(pool)))]))
-            image_vectors = np.concatenate(rows)
-            np.save(clip_cache, image_vectors)
+        image_vectors = _clip_image_vectors(run, clip, pool)
         text_space = lambda ks: clip.encode_text([f"a photo of {k}" for k in ks])  # noqa: E731
     elif c.retrieval.weight_image <= 0:
         _log("retrieval.weight_image is 0: caption similarity only (no image features, no alignment)")
         image_vectors, text_space = None, None
     else:
-        features = pool.image_embeddings(progress=progress, encode=_image_features(c.image_encoder, device))
-        align_path = out / "alignment.safetensors"
-        if resume and align_path.is_file():
+        features = pool.image_embeddings(progress=run.progress, encode=_image_features(c.image_encoder, run.device))
+        align_path = run.out / "alignment.safetensors"
+        if run.resume and align_path.is_file():
             alignment = Alignment.load(align_path)
         else:
             r = c.retrieval
             alignment, metrics = train_alignment(features, caption_emb, pool.captions, hidden=r.align_hidden,
                                                  epochs=r.align_epochs, lr=r.align_lr, batch_size=r.align_batch,
                                                  holdout=min(r.align_holdout, len(pool) // 5), seed=c.seed,
-                                                 progress=progress)
+                                                 progress=run.progress)
             align_metrics = metrics.to_dict()
             alignment.save(align_path, align_metrics)
             _log(f"alignment held-out: {align_metrics}")
         image_vectors = alignment.project(features)
         text_space = None
-    retriever = Retriever(embed, caption_emb, image_vectors, text_space, c.retrieval.weight_caption,
+    retriever = Retriever(inputs.embed, caption_emb, image_vectors, text_space, c.retrieval.weight_caption,
                           c.retrieval.weight_image)
-    timed("retrieval space", t0)
+    return retriever, align_metrics
 
-    # -- stage 1
-    t0 = time.perf_counter()
+
+def stage_triples(run: ForgeRun, inputs: ForgeInputs, judge, retriever) -> tuple[list[Triple], dict]:
+    """Stage 1: keyword triples whose images pass the benign check (``build_triples``). Writes out/triples.jsonl,
+    out/stage1.json (the stats and the ``stage1_settings`` they were built with) and out/benign_cache.jsonl; a
+    resume with the same settings reads the triples back instead. Returns the triples and the stats."""
+    from .benign_check import BenignChecker, nsfw_scorer, ocr_reader
+
+    c, out = run.config, run.out
     triples_path = out / "triples.jsonl"
     settings = stage1_settings(c)
-    cached = json.loads((out / "stage1.json").read_text(encoding="utf-8")) if resume and triples_path.is_file() else None
+    cached = (json.loads((out / "stage1.json").read_text(encoding="utf-8"))
+              if run.resume and triples_path.is_file() else None)
     if cached is not None and cached.pop("settings", settings) != settings:
         _log("stage-1 settings changed since the last run: rebuilding the triples (finished ones stay done)")
         cached = None
     if cached is not None:
         triples = [Triple(**json.loads(line)) for line in triples_path.read_text(encoding="utf-8").splitlines()]
         for t in triples:  # recorded as absolute paths: follow a run (and its pool cache) that moved
-            t.image = relocated(t.image, pool.cache_dir / "thumbs")
+            t.image = relocated(t.image, inputs.pool.cache_dir / "thumbs")
         stage1_stats = cached
     else:
         checker = BenignChecker(c.benign, nsfw=nsfw_scorer(c.threads) if c.benign.use_nsfw else None,
                                 ocr=ocr_reader(c.threads) if c.benign.use_ocr else None, text_harm=judge.p_harm,
                                 cache_file=out / "benign_cache.jsonl")
-        stage1 = build_triples(seeds, pool, embed, caption_emb, retriever, checker, c, progress)
+        stage1 = build_triples(inputs.seeds, inputs.pool, inputs.embed, inputs.caption_emb, retriever, checker, c,
+                               run.progress)
         triples, stage1_stats = stage1.triples, stage1.stats
         atomic_write_text(triples_path, "".join(json.dumps(t.to_dict(), ensure_ascii=False) + "\n" for t in triples))
         _atomic_json(out / "stage1.json", {**stage1_stats, "settings": settings})
     _log(f"stage 1: {stage1_stats}")
-    timed("stage 1", t0)
-    if not triples:
-        raise RuntimeError("stage 1 produced no triples: no keyword found a benign pool image")
+    return triples, stage1_stats
 
-    # -- stage 2: PPO
-    t0 = time.perf_counter()
-    guard_judge, head_files, judge_report = None, [], None
+
+def _safety_judge(run: ForgeRun, inputs: ForgeInputs):
+    """The judge ``judge.kind`` adds to the text judge: a trained guard head, or the composite judge (read from
+    ``judge.composite.load``, else trained into out/composite_judge, or read from there on a resume), or none.
+    Returns it, its files (they join the separation key) and the composite judge's report."""
+    import torch
+
+    c = run.config
     kind = c.judge.resolved_kind
     if kind == "guard":  # a trained guard head: safety judge and the semantic reward's joint term
         from .guard_judge import GuardJudge
 
         head_dir = resolve_path(c.judge.guard)
         # the guard was trained on the packaged MiniLM: share it unless the run embeds with another encoder
-        guard_judge = GuardJudge.from_dir(head_dir, device=device,
-                                          text_encoder=encoder if c.text_encoder is None else None)
-        head_files = sorted(p for p in head_dir.rglob("*") if p.is_file())
-    elif kind == "composite":  # an independent judge: trained once per run (or loaded), never the guard
+        guard_judge = GuardJudge.from_dir(head_dir, device=run.device,
+                                          text_encoder=inputs.encoder if c.text_encoder is None else None)
+        return guard_judge, sorted(p for p in head_dir.rglob("*") if p.is_file()), None
+    if kind == "composite":  # an independent judge: trained once per run (or loaded), never the guard
         from .composite_judge import build_judge
 
         load = resolve_path(c.judge.composite.load) if c.judge.composite.load else None
-        guard_judge, judge_report = build_judge(c.judge.composite, out / "composite_judge", load, c.threads,
-                                                resume, progress, _log, _image_features(c.image_encoder, device),
-                                                c.text_encoder)
+        guard_judge, judge_report = build_judge(c.judge.composite, run.out / "composite_judge", load, c.threads,
+                                                run.resume, run.progress, _log,
+                                                _image_features(c.image_encoder, run.device), c.text_encoder)
         torch.set_num_threads(max(1, c.threads))
-        head_files = sorted(p for p in (load or out / "composite_judge").iterdir()
+        head_files = sorted(p for p in (load or run.out / "composite_judge").iterdir()
                             if p.is_file() and p.suffix in (".json", ".safetensors") and p.name != "report.json")
-    rewards = RewardModel(c.rewards, embed, judge, guard_judge)
-    policy = load_policy(c.policy, device)
+        return guard_judge, head_files, judge_report
+    return None, [], None
+
+
+def stage_rewards(run: ForgeRun, inputs: ForgeInputs, judge):
+    """The reward model (the text judge plus ``_safety_judge``'s) and the policy to train; with ``fluency`` on, the
+    fluency check scores rewrites by the policy's frozen base. Writes nothing but a composite judge's folder.
+    Returns the rewards, the policy, the safety judge's files and the composite judge's report."""
+    from .policy import load_policy
+    from .rewards import RewardModel
+
+    c = run.config
+    guard_judge, head_files, judge_report = _safety_judge(run, inputs)
+    rewards = RewardModel(c.rewards, inputs.embed, judge, guard_judge)
+    policy = load_policy(c.policy, run.device)
     if c.fluency.enabled:  # scored by the frozen base LM: the policy with its LoRA off
         from .fluency import FluencyCheck, LanguageModelScore
 
         rewards.fluency = FluencyCheck(LanguageModelScore(policy.model, policy.tokenizer, c.fluency.batch_size,
                                                           context=policy.reference), c.fluency)
         rewards.fluency_threshold = c.fluency.threshold
-    key = separation_key(c, [triples_path, judge_path, *head_files])
-    # a diagnostic (~45 s on 2 cores): once per setting
-    separation = cached_by_key(out / "reward_separation.json", key, resume,
-                               lambda: reward_separation(rewards, triples, seed=c.seed))
+    return rewards, policy, head_files, judge_report
+
+
+def stage_reward_separation(run: ForgeRun, rewards, triples: Sequence[Triple], key: str) -> dict:
+    """The reward separation check (``reward_separation``) on the triples, kept in out/reward_separation.json:
+    measured once per ``separation_key``, a resume with the same key reads it back."""
+    separation = cached_by_key(run.out / "reward_separation.json", key, run.resume,
+                               lambda: reward_separation(rewards, triples, seed=run.config.seed))
     _log(f"reward separation (threshold check): {json.dumps(separation)}")
-    train_triples = [t for t in triples if t.split == "train"] or list(triples)
-    warm = None
-    if c.warm_start.enabled:  # SFT on constructed rewrites; PPO (and its checkpoints) continue from it
-        from .warmstart import run_warm_start
+    return separation
 
-        warm = run_warm_start(policy, rewards, train_triples, c.warm_start, out, c.seed, resume, progress)
-        _log(f"warm start: {json.dumps({k: v for k, v in warm.items() if k != 'loss_curve'})}")
-    trainer = PPOTrainer(policy, rewards, c.ppo, out, seed=c.seed)
-    if resume and trainer.load_checkpoint():
+
+def stage_warm_start(run: ForgeRun, policy, rewards, train_triples: Sequence[Triple]) -> dict | None:
+    """With ``warm_start`` on, SFT of the policy on constructed rewrites of the training triples (``run_warm_start``
+    writes out/warm_start.safetensors and skips the training on a resume); PPO continues from it. Returns its
+    report, None when off."""
+    if not run.config.warm_start.enabled:
+        return None
+    from .warmstart import run_warm_start
+
+    warm = run_warm_start(policy, rewards, train_triples, run.config.warm_start, run.out, run.config.seed,
+                          run.resume, run.progress)
+    _log(f"warm start: {json.dumps({k: v for k, v in warm.items() if k != 'loss_curve'})}")
+    return warm
+
+
+def stage_ppo(run: ForgeRun, policy, rewards, train_triples: Sequence[Triple]):
+    """PPO on the training triples, continued from the last checkpoint in out/ckpt on a resume. Writes
+    out/policy.safetensors and out/reward_curve.png. Returns the trainer (its accepted rewrites count for
+    generation) and the step history."""
+    from .ppo import PPOTrainer
+
+    c = run.config
+    trainer = PPOTrainer(policy, rewards, c.ppo, run.out, seed=c.seed)
+    if run.resume and trainer.load_checkpoint():
         _log(f"resumed PPO at step {trainer.step}")
-    history = trainer.train(train_triples, c.ppo.steps, progress=progress)
-    policy.save(out / "policy.safetensors")
-    plot_reward_curve(history, out / "reward_curve.png")
-    timed("PPO", t0)
+    history = trainer.train(train_triples, c.ppo.steps, progress=run.progress)
+    policy.save(run.out / "policy.safetensors")
+    plot_reward_curve(history, run.out / "reward_curve.png")
+    return trainer, history
 
-    # -- trained vs untrained on held-back triples
-    t0 = time.perf_counter()
-    held = domain_round_robin([t for t in triples if t.split == "val"], c.seed)[:c.generation.compare_triples]
-    comparison = None
-    if held and c.generation.compare_samples > 0:
-        comparison = compare_policies(policy, rewards, held, c.generation.compare_samples, c.generation.batch_size,
-                                      c.seed + 17)
-        records = [{"policy": name, **r} for name in ("untrained", "trained") for r in comparison[name].pop("records")]
-        atomic_write_text(out / "policy_comparison.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n"
-                                                                     for r in records))
-        plot_comparison(comparison, out / "policy_comparison.png")
-    timed("policy comparison", t0)
 
-    # -- generation
-    t0 = time.perf_counter()
-    accepted = JsonlLog(out / "accepted_implicit.jsonl")
-    accepted.add(trainer.accepted.values())  # samples accepted during PPO count too
-    done = JsonlLog(out / "generation_done.jsonl")
+def stage_compare_policies(run: ForgeRun, policy, rewards, triples: Sequence[Triple]) -> dict | None:
+    """Trained vs untrained policy (``compare_policies``) on held-back (val) triples: writes
+    out/policy_comparison.jsonl and out/policy_comparison.png. Returns the comparison, None when there is none
+    (no val triple, or ``compare_samples`` 0)."""
+    g, seed = run.config.generation, run.config.seed
+    held = domain_round_robin([t for t in triples if t.split == "val"], seed)[:g.compare_triples]
+    if not held or g.compare_samples <= 0:
+        return None
+    comparison = compare_policies(policy, rewards, held, g.compare_samples, g.batch_size, seed + 17)
+    records = [{"policy": name, **r} for name in ("untrained", "trained") for r in comparison[name].pop("records")]
+    atomic_write_text(run.out / "policy_comparison.jsonl",
+                      "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+    plot_comparison(comparison, run.out / "policy_comparison.png")
+    return comparison
+
+
+def stage_generate(run: ForgeRun, policy, rewards, triples: Sequence[Triple], ppo_accepted: Sequence[dict],
+                   key: str) -> tuple[JsonlLog, dict]:
+    """Generation (``generate_implicit``): appends accepted implicit samples to out/accepted_implicit.jsonl (PPO's
+    accepted ones first) and tried triples to out/generation_done.jsonl; with ``generation.order`` "prescreen" the
+    prescreen scores are kept in out/prescreen.json per ``separation_key``. Returns the accepted log and the stats."""
+    c = run.config
+    accepted = JsonlLog(run.out / "accepted_implicit.jsonl")
+    accepted.add(ppo_accepted)  # samples accepted during PPO count too
+    done = JsonlLog(run.out / "generation_done.jsonl")
     priority = None
-    if c.generation.order == "prescreen":  # ~35 s for 6,263 triples with a guard judge on 2 cores: once per setting
-        priority = cached_by_key(out / "prescreen.json", key, resume, lambda: prescreen_scores(rewards, triples))
-    generation = generate_implicit(policy, rewards, triples, c, accepted, done, progress, priority)
-    timed("generation", t0)
+    if c.generation.order == "prescreen":  # scored once per setting: a resume with the same key reads them back
+        priority = cached_by_key(run.out / "prescreen.json", key, run.resume,
+                                 lambda: prescreen_scores(rewards, triples))
+    generation = generate_implicit(policy, rewards, triples, c, accepted, done, run.progress, priority)
+    return accepted, generation
 
-    # -- dataset
-    t0 = time.perf_counter()
-    implicit = accepted.values()
-    writer = DatasetWriter(out, pool.cache_dir / "thumbs")
+
+def stage_dataset(run: ForgeRun, inputs: ForgeInputs, triples: Sequence[Triple],
+                  implicit: Sequence[dict]) -> tuple[list[Sample], int]:
+    """The dataset: the accepted implicit samples plus the other kinds (``add_other_kinds``), written to
+    out/dataset.jsonl with their images in out/images. Returns the samples and the count written."""
+    from crossguard.train.seeds import DomainClassifier
+
+    c = run.config
+    writer = DatasetWriter(run.out, inputs.pool.cache_dir / "thumbs")
     add_implicit(writer, implicit, c.policy.source)
     # hard-benign texts get the domain they look like from the classifier assign_domains fitted (same data)
-    classifier = DomainClassifier(embed).fit([s for s in learn_seeds if s.domain_method != "classifier"])
-    add_other_kinds(writer, seeds, triples, implicit, pool, classifier, c, progress)
+    classifier = DomainClassifier(inputs.embed).fit([s for s in inputs.learn_seeds if s.domain_method != "classifier"])
+    add_other_kinds(writer, inputs.seeds, triples, implicit, inputs.pool, classifier, c, run.progress)
     n = writer.write()
-    timed("dataset", t0)
-    timings["total"] = round(time.perf_counter() - t_all, 1)
-    table = format_tables(writer.samples, implicit, comparison, generation)
+    return writer.samples, n
+
+
+def stage_summary(run: ForgeRun, samples: Sequence[Sample], n: int, implicit: Sequence[dict],
+                  **results: Any) -> dict:
+    """The summary: prints the tables and writes out/summary.json, the counts of ``samples`` and ``implicit``,
+    every stage's ``results`` (in the order given) and the timings with the run's total. Returns it."""
+    run.timings["total"] = round(time.perf_counter() - run.started, 1)
+    table = format_tables(samples, implicit, results["comparison"], results["generation"])
     print(table, flush=True)
-    summary = {"samples": n, "kinds": dict(Counter(s.kind for s in writer.samples)),
+    summary = {"samples": n, "kinds": dict(Counter(s.kind for s in samples)),
                "implicit_per_domain": dict(Counter(r["triple"]["domain"] for r in implicit)),
-               "stage1": stage1_stats, "text_judge": judge_metrics, "composite_judge": judge_report,
-               "reward_separation": separation, "alignment": align_metrics,
-               "warm_start": warm, "ppo_last": history[-1] if history else None, "comparison": comparison,
-               "generation": generation,
-               "timings_s": timings, "device": device, "table": table}
-    _atomic_json(out / "summary.json", summary)
+               **results, "timings_s": run.timings, "device": run.device, "table": table}
+    _atomic_json(run.out / "summary.json", summary)
     return summary
+
+
+def run_forge(config: ForgeConfig, resume: bool = False, progress: bool = True) -> dict:
+    """The whole pipeline, stage by stage; returns the summary (also written to ``out/summary.json``)."""
+    run = open_run(config, resume, progress)
+    with run.timed("load seeds and pool"):
+        inputs = stage_inputs(run)
+    with run.timed("text judge"):
+        judge, judge_metrics = stage_text_judge(run, inputs)
+    with run.timed("retrieval space"):  # the user's CLIP, else the trained alignment
+        retriever, align_metrics = stage_retrieval(run, inputs)
+    with run.timed("stage 1"):
+        triples, stage1_stats = stage_triples(run, inputs, judge, retriever)
+    if not triples:
+        raise RuntimeError("stage 1 produced no triples: no keyword found a benign pool image")
+    with run.timed("PPO"):  # stage 2: the rewards, their separation check, the warm start and PPO
+        rewards, policy, head_files, judge_report = stage_rewards(run, inputs, judge)
+        key = separation_key(config, [run.out / "triples.jsonl", run.out / "text_judge.safetensors", *head_files])
+        separation = stage_reward_separation(run, rewards, triples, key)
+        train_triples = [t for t in triples if t.split == "train"] or list(triples)
+        warm = stage_warm_start(run, policy, rewards, train_triples)
+        trainer, history = stage_ppo(run, policy, rewards, train_triples)
+    with run.timed("policy comparison"):
+        comparison = stage_compare_policies(run, policy, rewards, triples)
+    with run.timed("generation"):
+        accepted, generation = stage_generate(run, policy, rewards, triples, trainer.accepted.values(), key)
+    with run.timed("dataset"):
+        implicit = accepted.values()
+        samples, n = stage_dataset(run, inputs, triples, implicit)
+    return stage_summary(run, samples, n, implicit, stage1=stage1_stats, text_judge=judge_metrics,
+                         composite_judge=judge_report, reward_separation=separation, alignment=align_metrics,
+                         warm_start=warm, ppo_last=history[-1] if history else None, comparison=comparison,
+                         generation=generation)
