@@ -881,14 +881,7 @@ def build_dataset(seeds: Sequence[Seed], pool: ImagePool, out: str | os.PathLike
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
-        alarming = _alarming_items(pool, min_similarity)
-        benign_items = [i for i in range(len(pool)) if i not in alarming and pool[i].caption]
-        if not benign_items:
-            benign_items = list(range(len(pool)))
-        groups: dict[str, list[int]] = defaultdict(list)
-        for i in benign_items:
-            groups[pool[i].caption].append(i)
-        ctx = _Ctx(pool, embed, random.Random(seed), tmp, tmp / "images", list(groups.values()), seed,
+        ctx = _Ctx(pool, embed, random.Random(seed), tmp, tmp / "images", _benign_groups(pool, min_similarity), seed,
                    restate_share, text_harm, judge_threshold, object_share, pointer_share, contrast_share,
                    named_share)
         intents_refused = 0
@@ -896,20 +889,7 @@ def build_dataset(seeds: Sequence[Seed], pool: ImagePool, out: str | os.PathLike
             ctx.intents, intents_refused = object_intent_requests(pool, embed, min_similarity, text_harm,
                                                                   judge_threshold, intent_variants)
         (tmp / "images").mkdir()
-        rows: list[tuple[str, Sample]] = []
-        steps = [("implicit", lambda k: _implicit(ctx, harmful, k, min_similarity)),
-                 ("explicit-text", lambda k: _explicit_text(ctx, harmful, k)),
-                 ("explicit-image", lambda k: _explicit_image(ctx, harmful, k)),
-                 ("benign", lambda k: _benign(ctx, k, n_typo=_benign_typo_count(counts, k))),
-                 ("benign-hard", lambda k: _benign_hard(ctx, k, min_similarity))]
-        for kind, make in steps:
-            if counts.get(kind, 0) > 0:
-                t = time.perf_counter()
-                rows += make(counts[kind])
-                if progress:
-                    print(f"  {kind:<15} {counts[kind]:>5} samples  {time.perf_counter() - t:6.1f} s", flush=True)
-        if stance > 0:
-            rows += _stance(ctx, stance, counts.get("benign-hard", 0), counts.get("explicit-image", 0))
+        rows = _make_rows(ctx, harmful, counts, min_similarity, stance, progress)
         rows += _added(extra, tmp / "images" / "added")
         by_split: dict[str, list[Sample]] = {s: [] for s in SPLITS}
         for split, sample in rows:
@@ -919,10 +899,7 @@ def build_dataset(seeds: Sequence[Seed], pool: ImagePool, out: str | os.PathLike
         summary = summarise(rows)
         summary.update(seconds=round(time.perf_counter() - t0, 1), seed=seed, counts_requested=counts,
                        harmful_seeds=len(harmful), pool_items=len(pool), text_judge=text_harm is not None,
-                       object_intents={"used": len(ctx.intents), "refused_by_judge": intents_refused,
-                                       "families": dict(Counter(r.split for r in
-                                                                {r.intent.family: r for r in ctx.intents}.values())),
-                                       "variants": intent_variants},
+                       object_intents=_intents_summary(ctx.intents, intents_refused, intent_variants),
                        pointer_share=pointer_share, contrast_share=contrast_share, named_share=named_share,
                        stance_pairs=stance,
                        seeds_by_domain_method=dict(Counter(s.domain_method for s in harmful)))
@@ -933,6 +910,47 @@ def build_dataset(seeds: Sequence[Seed], pool: ImagePool, out: str | os.PathLike
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return summary
+
+
+def _benign_groups(pool: ImagePool, min_similarity: float) -> list[list[int]]:
+    """Pool items for the benign kinds (not alarming, with a caption; every item when none is left), grouped
+    by caption."""
+    alarming = _alarming_items(pool, min_similarity)
+    benign_items = [i for i in range(len(pool)) if i not in alarming and pool[i].caption]
+    if not benign_items:
+        benign_items = list(range(len(pool)))
+    groups: dict[str, list[int]] = defaultdict(list)
+    for i in benign_items:
+        groups[pool[i].caption].append(i)
+    return list(groups.values())
+
+
+def _make_rows(ctx: _Ctx, harmful: Sequence[Seed], counts: dict[str, int], min_similarity: float, stance: int,
+               progress: bool) -> list[tuple[str, Sample]]:
+    """(split, sample) of every generated kind, then the stance pairs; the kinds draw from ``ctx.rng`` in this
+    order, so the order fixes the dataset of a seed."""
+    rows: list[tuple[str, Sample]] = []
+    steps = [("implicit", lambda k: _implicit(ctx, harmful, k, min_similarity)),
+             ("explicit-text", lambda k: _explicit_text(ctx, harmful, k)),
+             ("explicit-image", lambda k: _explicit_image(ctx, harmful, k)),
+             ("benign", lambda k: _benign(ctx, k, n_typo=_benign_typo_count(counts, k))),
+             ("benign-hard", lambda k: _benign_hard(ctx, k, min_similarity))]
+    for kind, make in steps:
+        if counts.get(kind, 0) > 0:
+            t = time.perf_counter()
+            rows += make(counts[kind])
+            if progress:
+                print(f"  {kind:<15} {counts[kind]:>5} samples  {time.perf_counter() - t:6.1f} s", flush=True)
+    if stance > 0:
+        rows += _stance(ctx, stance, counts.get("benign-hard", 0), counts.get("explicit-image", 0))
+    return rows
+
+
+def _intents_summary(intents: Sequence[_Intent], refused: int, variants: int) -> dict:
+    """The summary's ``object_intents``: requests used and refused by the judge, families per split."""
+    return {"used": len(intents), "refused_by_judge": refused,
+            "families": dict(Counter(r.split for r in {r.intent.family: r for r in intents}.values())),
+            "variants": variants}
 
 
 def _added(samples: Sequence[Sample], folder: Path) -> list[tuple[str, Sample]]:
