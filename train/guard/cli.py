@@ -57,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         cfg = _load_config(args)
     except (ValueError, TypeError) as e:
-        print(f"crossguard train: {e}", file=sys.stderr)
+        print(f"crossguard train-fusion: {e}", file=sys.stderr)
         return 2
     config = FusionTrainConfig(
         data=Path(args.data), out=Path(args.out), train=cfg, soft_labels=args.soft_labels,
@@ -67,6 +67,6 @@ def run(args: argparse.Namespace) -> int:
     try:
         train_fusion(config)
     except FusionInputError as e:
-        print(f"crossguard train: {e}", file=sys.stderr)
+        print(f"crossguard train-fusion: {e}", file=sys.stderr)
         return 2
     return 0

@@ -1,4 +1,4 @@
-"""Train the fusion head on cached frozen-encoder features (``crossguard train``).
+"""Train the fusion head on cached frozen-encoder features (``crossguard train-fusion``).
 
 Losses: class-balanced BCE on the unsafe logit, cross-entropy on the domain (where the sample's domain is
 known) and on the modality head. Unimodal views are extra rows built from the same features: the text
