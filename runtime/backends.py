@@ -45,12 +45,17 @@ class BackendError(RuntimeError):
 
 
 class GraphSession:
-    """A thin, thread-safe ``run(feeds) -> dict`` over an ONNX Runtime session or a TensorRT runner."""
+    """A thin, thread-safe ``run(feeds) -> dict`` over an ONNX Runtime session or a TensorRT runner.
 
-    def __init__(self, runner: Any, output_names: list[str], kind: str):
+    ``per_row``: the graph's output for a row depends on its batch (dynamic quantization scales activations by the
+    whole input tensor), so ``run`` runs each row alone, cut to its ``attention_mask`` length, and pads sequence
+    outputs back: a pair's verdict never depends on what it is batched with or on padding."""
+
+    def __init__(self, runner: Any, output_names: list[str], kind: str, per_row: bool = False):
         self._runner = runner
         self.output_names = output_names
         self.kind = kind
+        self.per_row = per_row
         self._lock = threading.Lock()  # a TensorRT execution context is not thread-safe; ORT sessions are
         self._input_dtypes = {}
         if kind == "ort":  # fp16 graphs exported without keep_io_types take float16 inputs
@@ -59,6 +64,30 @@ class GraphSession:
             self._input_dtypes = {i.name: types.get(i.type) for i in runner.get_inputs()}
 
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if self.per_row:
+            return self._run_rows(feeds)
+        return self._run_batch(feeds)
+
+    def _run_rows(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        mask = feeds.get("attention_mask")
+        rows = len(next(iter(feeds.values())))
+        outs: list[dict[str, np.ndarray]] = []
+        for i in range(rows):
+            row = {k: v[i:i + 1] for k, v in feeds.items()}
+            if mask is not None:
+                kept = np.flatnonzero(mask[i])
+                length = int(kept[-1]) + 1 if len(kept) else 1
+                row = {k: v[:, :length] if v.ndim >= 2 and v.shape[1] == mask.shape[1] else v for k, v in row.items()}
+                out = self._run_batch(row)
+                # sequence outputs ([1, length, ...]) go back to the batch's padded length, zeros in the padding
+                out = {k: np.pad(v, [(0, 0), (0, mask.shape[1] - length)] + [(0, 0)] * (v.ndim - 2))
+                       if v.ndim >= 3 and v.shape[1] == length else v for k, v in out.items()}
+            else:
+                out = self._run_batch(row)
+            outs.append(out)
+        return {k: np.concatenate([o[k] for o in outs]) for k in outs[0]} if outs else self._run_batch(feeds)
+
+    def _run_batch(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         if self.kind == "ort":
             feeds = {k: v if self._input_dtypes.get(k) in (None, v.dtype) else v.astype(self._input_dtypes[k])
                      for k, v in feeds.items() if k in self._input_dtypes}
@@ -126,7 +155,8 @@ def _open_ort(bundle: Bundle, precision: str, device: str, threads: int) -> dict
             options = {"trt_engine_cache_enable": True, "trt_engine_cache_path": str(cache),
                        "trt_fp16_enable": precision == "fp16", "trt_int8_enable": precision == "int8"}
         sess = _ort_session(path, provider, threads, options)
-        sessions[name] = GraphSession(sess, [o.name for o in sess.get_outputs()], "ort")
+        sessions[name] = GraphSession(sess, [o.name for o in sess.get_outputs()], "ort",
+                                      per_row=bundle.row_dependent(name, precision))
     return sessions
 
 

@@ -205,6 +205,12 @@ class Bundle:
         """The ``precision`` variant of a graph, or its fp32 one when it has none (small optional graphs)."""
         return self.graphs[name].get(precision) or self.graph(name, "fp32")
 
+    def row_dependent(self, name: str, precision: str) -> bool:
+        """Whether a row's output of this graph variant depends on the other rows and the padding of its batch:
+        dynamically quantized graphs (export method ``dynamic_*``) scale activations by the whole input tensor."""
+        entry = self.manifest["graphs"].get(name, {}).get(precision)
+        return isinstance(entry, dict) and str(entry.get("method", "")).startswith("dynamic")
+
     def precisions(self) -> set[str]:
         """Precisions every required graph is available in."""
         return set.intersection(*(set(self.graphs[n]) for n in GRAPH_NAMES))
