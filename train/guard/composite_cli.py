@@ -11,11 +11,8 @@ leave-one-out runs add ``seeds.json`` / ``leave_one_out.json`` with per-run summ
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 from pathlib import Path
-
-import numpy as np
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -53,25 +50,9 @@ def load_config(path: str | None):
     return GuardTrainConfig.from_dict(data)
 
 
-def mean_summary(reports: dict[str, dict]) -> dict:
-    """Mean (and min/max) of every numeric leaf across runs: {"dev": {"xstest": {"detection": {...}}}}."""
-    def walk(nodes: list):
-        if all(isinstance(n, (int, float)) and not isinstance(n, bool) for n in nodes):
-            vals = np.asarray(nodes, float)
-            return {"mean": round(float(vals.mean()), 4), "min": round(float(vals.min()), 4),
-                    "max": round(float(vals.max()), 4)}
-        if all(isinstance(n, dict) for n in nodes):
-            keys = set.intersection(*(set(n) for n in nodes))
-            return {k: walk([n[k] for n in nodes]) for k in sorted(keys)}
-        return None
-
-    return walk([{k: r[k] for k in ("held_out", "dev", "val", "test") if k in r} for r in reports.values()])
-
-
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from crossguard.fileio import write_json
     from crossguard.paths import data_root
     from crossguard.runtime.compose import Composition
     from crossguard.train.corpora import HELD_OUT_CORPORA
@@ -80,8 +61,6 @@ def run(args: argparse.Namespace) -> int:
 
     config = load_config(args.config)
     torch.set_num_threads(config.fit.threads)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     progress = not args.no_progress
     if not progress:  # the model loaders' bars too
         from transformers.utils import logging as hf_logging
@@ -92,26 +71,8 @@ def run(args: argparse.Namespace) -> int:
     dev = None if args.no_dev else P.DevScreen(resources, composition)
     if args.leave_one_out:
         corpora = args.corpora.split(",") if args.corpora else list(HELD_OUT_CORPORA)
-        results = {}
-        for corpus in corpora:
-            results.update(P.leave_one_out(config, resources, [corpus], dev=dev, progress=progress))
-            write_json(out / "leave_one_out.json", results)
-            print(corpus, json.dumps(results[corpus]["held_out"]), flush=True)
-        return 0
-    seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else [config.fit.seed]
-    reports = {}
-    for i, seed in enumerate(seeds):
-        cfg = copy.deepcopy(config)
-        cfg.fit.seed = cfg.recipe.seed = seed
-        model, report = P.train_guard(cfg, resources, dev=dev, progress=progress)
-        folder = out if len(seeds) == 1 else out / f"seed{seed}"
-        folder.mkdir(parents=True, exist_ok=True)
-        P.write_report(report, folder / "report.json")
-        P.save_guard(model, report, folder / "guard", resources.concepts)
-        if i == 0 and args.guard_out:
-            P.save_guard(model, report, args.guard_out, resources.concepts)
-        reports[str(seed)] = report
-        print(f"seed {seed}: dev {json.dumps(report['dev'])}", flush=True)
-    if len(seeds) > 1:
-        write_json(out / "seeds.json", {"seeds": seeds, "mean": mean_summary(reports)})
+        P.leave_one_out(config, resources, corpora, dev=dev, progress=progress, out=args.out)
+    else:
+        seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else [config.fit.seed]
+        P.train_seeds(config, resources, seeds, args.out, dev=dev, progress=progress, guard_out=args.guard_out)
     return 0

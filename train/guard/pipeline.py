@@ -256,14 +256,63 @@ def write_report(report: dict[str, Any], path: str | Path) -> None:
 
 
 def leave_one_out(config: GuardTrainConfig, resources: Resources, corpora: list[str], dev: DevScreen | None = None,
-                  progress: bool = True) -> dict[str, Any]:
+                  progress: bool = True, out: str | Path | None = None) -> dict[str, Any]:
     """For each corpus: train without it (``recipe.held_out``), calibrate on the validation split, and measure
-    detection on it at that threshold (text with no picture). Returns {corpus: report summary}."""
-    out: dict[str, Any] = {}
+    detection on it at that threshold (text with no picture). Returns {corpus: report summary}; with ``out``,
+    ``out/leave_one_out.json`` is rewritten after each fold (a long run keeps the folds it finished)."""
+    from crossguard.fileio import write_json
+
+    results: dict[str, Any] = {}
     for corpus in corpora:
         fold = copy.deepcopy(config)
         fold.recipe.held_out = [corpus]
         _, report = train_guard(fold, resources, dev=dev, progress=progress)
-        out[corpus] = {"held_out": report["held_out"][corpus], "dev": report["dev"], "val": report["val"],
-                       "threshold": report["threshold"], "seconds": report["seconds"]}
-    return out
+        results[corpus] = {"held_out": report["held_out"][corpus], "dev": report["dev"], "val": report["val"],
+                           "threshold": report["threshold"], "seconds": report["seconds"]}
+        if out is not None:
+            Path(out).mkdir(parents=True, exist_ok=True)
+            write_json(Path(out) / "leave_one_out.json", results)
+            print(corpus, json.dumps(results[corpus]["held_out"]), flush=True)
+    return results
+
+
+def train_seeds(config: GuardTrainConfig, resources: Resources, seeds: list[int], out: str | Path,
+                dev: DevScreen | None = None, progress: bool = True,
+                guard_out: str | Path | None = None) -> dict[str, dict]:
+    """One model per seed (recipe and fit seeded alike): ``report.json`` and ``guard/`` in ``out`` (one seed) or
+    ``out/seed{N}/``; the first seed's head also in ``guard_out``; with several seeds ``out/seeds.json`` holds
+    their ``mean_summary``. Returns the reports by seed."""
+    from crossguard.fileio import write_json
+
+    out = Path(out)
+    reports: dict[str, dict] = {}
+    for i, seed in enumerate(seeds):
+        cfg = copy.deepcopy(config)
+        cfg.fit.seed = cfg.recipe.seed = seed
+        model, report = train_guard(cfg, resources, dev=dev, progress=progress)
+        folder = out if len(seeds) == 1 else out / f"seed{seed}"
+        folder.mkdir(parents=True, exist_ok=True)
+        write_report(report, folder / "report.json")
+        save_guard(model, report, folder / "guard", resources.concepts)
+        if i == 0 and guard_out:
+            save_guard(model, report, guard_out, resources.concepts)
+        reports[str(seed)] = report
+        print(f"seed {seed}: dev {json.dumps(report['dev'])}", flush=True)
+    if len(seeds) > 1:
+        write_json(out / "seeds.json", {"seeds": seeds, "mean": mean_summary(reports)})
+    return reports
+
+
+def mean_summary(reports: dict[str, dict]) -> dict:
+    """Mean (and min/max) of every numeric leaf across runs: {"dev": {"xstest": {"detection": {...}}}}."""
+    def walk(nodes: list):
+        if all(isinstance(n, (int, float)) and not isinstance(n, bool) for n in nodes):
+            vals = np.asarray(nodes, float)
+            return {"mean": round(float(vals.mean()), 4), "min": round(float(vals.min()), 4),
+                    "max": round(float(vals.max()), 4)}
+        if all(isinstance(n, dict) for n in nodes):
+            keys = set.intersection(*(set(n) for n in nodes))
+            return {k: walk([n[k] for n in nodes]) for k in sorted(keys)}
+        return None
+
+    return walk([{k: r[k] for k in ("held_out", "dev", "val", "test") if k in r} for r in reports.values()])

@@ -1,0 +1,51 @@
+"""crossguard train's runs as library functions: seeds (folders, the first head copied out, means) and
+leave-one-out (one fold per corpus, the JSON rewritten after each), with training itself replaced by a stub."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+from crossguard.train.guard import pipeline as P
+
+
+def stub_training(monkeypatch, calls: list, saved: list) -> None:
+    def train_guard(cfg, resources, dev=None, progress=True):
+        calls.append((cfg.fit.seed, cfg.recipe.seed, list(cfg.recipe.held_out)))
+        held = {c: {"n": 10, "detection": 0.5} for c in cfg.recipe.held_out}
+        return object(), {"held_out": held, "dev": {"xstest": {"detection": 0.9 + cfg.fit.seed / 100}},
+                          "val": {"n": 10}, "test": {"n": 12}, "threshold": 0.7, "seconds": {"total": 1.0}}
+
+    monkeypatch.setattr(P, "train_guard", train_guard)
+    monkeypatch.setattr(P, "save_guard", lambda model, report, out, concepts=None: saved.append(Path(out)))
+
+
+def test_train_seeds_writes_each_seed_and_their_mean(tmp_path, monkeypatch):
+    calls, saved = [], []
+    stub_training(monkeypatch, calls, saved)
+    config = P.GuardTrainConfig()
+    reports = P.train_seeds(config, SimpleNamespace(concepts=None), [0, 2], tmp_path, guard_out=tmp_path / "head",
+                            progress=False)
+    assert calls == [(0, 0, []), (2, 2, [])] and config.fit.seed == P.GuardTrainConfig().fit.seed
+    assert saved == [tmp_path / "seed0" / "guard", tmp_path / "head", tmp_path / "seed2" / "guard"]
+    assert set(reports) == {"0", "2"} and (tmp_path / "seed2" / "report.json").is_file()
+    mean = json.loads((tmp_path / "seeds.json").read_text())["mean"]
+    assert mean["dev"]["xstest"]["detection"] == {"mean": 0.91, "min": 0.9, "max": 0.92}
+
+
+def test_one_seed_writes_into_out_without_a_mean(tmp_path, monkeypatch):
+    calls, saved = [], []
+    stub_training(monkeypatch, calls, saved)
+    P.train_seeds(P.GuardTrainConfig(), SimpleNamespace(concepts=None), [5], tmp_path, progress=False)
+    assert saved == [tmp_path / "guard"] and (tmp_path / "report.json").is_file()
+    assert not (tmp_path / "seeds.json").exists()
+
+
+def test_leave_one_out_trains_without_each_corpus_and_keeps_finished_folds(tmp_path, monkeypatch):
+    calls, saved = [], []
+    stub_training(monkeypatch, calls, saved)
+    results = P.leave_one_out(P.GuardTrainConfig(), SimpleNamespace(concepts=None), ["advbench", "catqa"],
+                              progress=False, out=tmp_path / "loso")
+    assert [c[2] for c in calls] == [["advbench"], ["catqa"]] and saved == []
+    written = json.loads((tmp_path / "loso" / "leave_one_out.json").read_text())
+    assert written == json.loads(json.dumps(results)) and written["catqa"]["held_out"] == {"n": 10, "detection": 0.5}
