@@ -7,7 +7,7 @@ import sys
 from .config import DEFAULT_CONFIG, ConfigError, apply_overrides, load_config
 
 # flag -> config key
-FLAGS = {"seeds": "seeds", "out": "out", "policy": "policy.source", "clip": "clip",
+FLAGS = {"data": "data", "seeds": "seeds", "out": "out", "policy": "policy.source", "clip": "clip",
          "text_encoder": "text_encoder", "image_encoder": "image_encoder", "steps": "ppo.steps",
          "samples": "generation.samples", "seed": "seed", "device": "device", "threads": "threads",
          "guard_judge": "judge.guard", "domains": "domains"}
@@ -15,7 +15,9 @@ FLAGS = {"seeds": "seeds", "out": "out", "policy": "policy.source", "clip": "cli
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", default=str(DEFAULT_CONFIG), help="JSON config (default: %(default)s)")
-    parser.add_argument("--seeds", help="seed folder (default from config: ../shared/data/seeds)")
+    parser.add_argument("--data", help="data folder with seeds/, text_safety/, photos/ (default $CROSSGUARD_DATA, "
+                                       "else ../shared/data)")
+    parser.add_argument("--seeds", help="seed folder (default: the data folder's seeds/)")
     parser.add_argument("--pool", action="append", metavar="DIR",
                         help="extra image folder for the pool (repeatable); openclipart and emoji are always used")
     parser.add_argument("--out", help="output folder (dataset, checkpoints, reports)")

@@ -67,7 +67,7 @@ class CompositeJudgeConfig:
     split and benign text, or loaded from a judge folder."""
 
     load: str | None = None  # a judge folder (a run's composite_judge/) to use instead of training one
-    data: str | None = None  # the data folder with text_safety/ and photos/ (None: $CROSSGUARD_DATA or ../shared/data)
+    data: str | None = None  # the data folder with text_safety/ and photos/ (None: the run's ``data``)
     seed: int = 1  # the judge's own seed (the guard recipe's is 0): its benign texts, pictures, initialisation
     semantic: str = "resolved"  # "resolved": pointers replaced by the caption, text only; "words": + picture words
     benign_texts: int = 3000  # benign_text.mixed_benign_texts
@@ -235,8 +235,11 @@ class GenerationConfig:
 @dataclass
 class ForgeConfig:
     seed: int = 0
-    seeds: str = "../shared/data/seeds"
-    pool: list[str] = field(default_factory=list)  # extra user image folders for the pool
+    data: str | None = None  # the data folder (seeds/, text_safety/, photos/); None: $CROSSGUARD_DATA or ../shared/data
+    seeds: str = ""  # a seed folder; "": the data folder's seeds/
+    # extra image folders for the pool; a relative one found neither from the working directory nor the repository
+    # is looked up in the data folder
+    pool: list[str] = field(default_factory=list)
     out: str = "artifacts/impforge"
     clip: str | None = None  # a local CLIP/SigLIP dir: used for retrieval and the semantic reward
     text_encoder: str | None = None  # None: packaged all-MiniLM-L6-v2; else a local HF BERT-like dir (tokenizer.json)

@@ -11,6 +11,8 @@ Outputs in ``out``: ``dataset.jsonl`` + ``images/`` (the dataset), ``summary.jso
 """
 from __future__ import annotations
 
+import dataclasses
+
 import hashlib
 import json
 import random
@@ -68,13 +70,45 @@ def select_device(name: str) -> str:
     return name
 
 
-def resolve_path(path: str) -> Path:
-    """A relative path as given (from the working directory), else relative to the repository root."""
+def resolve_path(path: str, data: str | None = None) -> Path:
+    """A relative path as given (from the working directory), else relative to the repository root, else (for a
+    run's data: pool folders) inside the data folder (``data``, else $CROSSGUARD_DATA or ../shared/data)."""
+    from crossguard.paths import find_data_root
+
     p = Path(path).expanduser()
     if p.is_absolute() or p.exists():
         return p
     repo = source_root()
-    return repo / p if repo is not None and (repo / p).exists() else p
+    if repo is not None and (repo / p).exists():
+        return repo / p
+    root = find_data_root(data)
+    return root / p if root is not None and (root / p).exists() else p
+
+
+def seed_folder(c: ForgeConfig) -> Path:
+    """``seeds``, or the data folder's seeds/ when it is empty."""
+    from crossguard.paths import data_dir
+
+    return resolve_path(c.seeds) if c.seeds else data_dir("seeds", explicit=c.data)
+
+
+def check_inputs(c: ForgeConfig, resume: bool) -> None:
+    """Every input folder a run reads exists (the seeds; on a fresh run also the pool's extra folders and the data
+    folder a composite judge trains on, which a resumed run has in its pool cache and judge folder): checked
+    before ``out`` is made, so a missing one costs no time and leaves no files."""
+    from crossguard.paths import data_root
+
+    folder = seed_folder(c)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"seed folder {folder} not found (--seeds, or the data folder's seeds/)")
+    if resume:
+        return
+    for extra in c.pool:
+        if not resolve_path(extra, c.data).is_dir():
+            raise FileNotFoundError(f"pool folder {extra} not found (from the working directory, the repository "
+                                    f"or the data folder)")
+    if c.judge.resolved_kind == "composite" and not c.judge.composite.load:
+        data_root(c.judge.composite.data or c.data)
 
 
 def seeds_of_domains(seeds: Sequence, domains: Sequence[str]) -> list:
@@ -671,6 +705,7 @@ def open_run(config: ForgeConfig, resume: bool, progress: bool) -> ForgeRun:
     torch.set_num_threads(max(1, c.threads))
     device = select_device(c.device)
     out = Path(c.out)
+    check_inputs(c, resume)
     if out.exists() and not resume and any(out.iterdir()):
         raise FileExistsError(f"{out} is not empty: pass --resume to continue that run, or choose another --out")
     out.mkdir(parents=True, exist_ok=True)
@@ -693,7 +728,7 @@ def stage_inputs(run: ForgeRun) -> ForgeInputs:
     embed.cache_key = "all-MiniLM-L6-v2" if c.text_encoder is None else _model_key("text", c.text_encoder)
     # harmful seeds with a domain each, as the guard's dataset builder assigns them (labels, refined by the
     # lexicon: "How to poach animals undetected?" is animal_abuse, not its corpus label's financial_crime)
-    seeds = assign_domains(read_seed_dir(resolve_path(c.seeds)), embed)
+    seeds = assign_domains(read_seed_dir(seed_folder(c)), embed)
     if not seeds:
         raise ValueError(f"no harmful seeds found under {c.seeds}")
     all_seeds = seeds
@@ -703,7 +738,7 @@ def stage_inputs(run: ForgeRun) -> ForgeInputs:
     # the text judge and the domain classifier learn from every seed when domains narrow the forged ones
     learn_seeds = all_seeds if c.domains else seeds
     pool = ImagePool.open(run.out / "pool" if c.pool_limit > 0 else None,
-                          user_dirs=[resolve_path(p) for p in c.pool], embed=embed, progress=progress,
+                          user_dirs=[resolve_path(p, c.data) for p in c.pool], embed=embed, progress=progress,
                           limit=c.pool_limit or None)
     return ForgeInputs(encoder, embed, seeds, learn_seeds, pool, pool.caption_embeddings())
 
@@ -835,7 +870,8 @@ def _safety_judge(run: ForgeRun, inputs: ForgeInputs):
         from .composite_judge import build_judge
 
         load = resolve_path(c.judge.composite.load) if c.judge.composite.load else None
-        guard_judge, judge_report = build_judge(c.judge.composite, run.out / "composite_judge", load, c.threads,
+        settings = dataclasses.replace(c.judge.composite, data=c.judge.composite.data or c.data)
+        guard_judge, judge_report = build_judge(settings, run.out / "composite_judge", load, c.threads,
                                                 run.resume, run.progress, _log,
                                                 _image_features(c.image_encoder, run.device), c.text_encoder)
         torch.set_num_threads(max(1, c.threads))
