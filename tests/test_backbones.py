@@ -329,3 +329,19 @@ def test_packaged_gguf_generator_generates_and_caches(tmp_path, monkeypatch):
     with torch.no_grad():
         torch.testing.assert_close(cached_model(**ids).logits, logits, atol=1e-4, rtol=1e-4)
     print(f"GGUF load {from_gguf:.1f}s, cached load {from_cache:.1f}s, reply {text!r}", file=sys.stderr)
+
+
+def test_no_progress_silences_the_model_loaders(tmp_path):
+    from crossguard.cli import main
+    from transformers.utils import logging as hf_logging
+
+    config = tmp_path / "forge.json"
+    config.write_text(json.dumps({"seeds": str(tmp_path / "no_seeds"), "out": str(tmp_path / "out")}))
+    hf_logging.enable_progress_bar()
+    try:
+        # the run stops at its missing seed folder, after --no-progress has quieted the loaders
+        assert main(["forge", "--config", str(config)]) == 1 and hf_logging.is_progress_bar_enabled()
+        assert main(["forge", "--no-progress", "--config", str(config)]) == 1
+        assert not hf_logging.is_progress_bar_enabled() and not (tmp_path / "out").exists()
+    finally:
+        hf_logging.enable_progress_bar()

@@ -39,6 +39,14 @@ class BackboneMissing(RuntimeError):
     """A backbone's package is not installed; the message names the package and the train extra."""
 
 
+
+def quiet_loaders() -> None:
+    """No progress bars from the model loaders (transformers' weight loading): what ``--no-progress`` promises."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+
+
 def _require(import_name: str, dist_name: str, what: str) -> Path:
     root = package_dir(import_name)
     if root is None:

@@ -64,6 +64,10 @@ def run(args: argparse.Namespace) -> int:
         baselines=not args.no_baselines, dev_report=args.dev_report, shared_data=args.shared_data,
         guard_out=args.guard_out, half=args.half, cache_dir=Path(args.cache_dir) if args.cache_dir else None,
         ocr_workers=args.ocr_workers, progress=not args.no_progress)
+    if args.no_progress:
+        from crossguard.train.backbones import quiet_loaders
+
+        quiet_loaders()
     try:
         train_fusion(config)
     except FusionInputError as e:

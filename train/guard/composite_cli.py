@@ -62,10 +62,10 @@ def run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     torch.set_num_threads(config.fit.threads)
     progress = not args.no_progress
-    if not progress:  # the model loaders' bars too
-        from transformers.utils import logging as hf_logging
+    if not progress:
+        from crossguard.train.backbones import quiet_loaders
 
-        hf_logging.disable_progress_bar()
+        quiet_loaders()
     composition = Composition.from_dict(config.model.composition)
     resources = P.prepare(data_root(args.data), composition=composition, progress=progress)
     dev = None if args.no_dev else P.DevScreen(resources, composition)

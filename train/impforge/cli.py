@@ -57,6 +57,11 @@ def run(args: argparse.Namespace) -> int:
         return 2
     from .pipeline import run_forge
 
+    if args.no_progress:
+        from crossguard.train.backbones import quiet_loaders
+
+        quiet_loaders()
+
     try:
         summary = run_forge(config, resume=args.resume, progress=not args.no_progress)
     except (FileNotFoundError, FileExistsError, ValueError, RuntimeError) as e:
