@@ -14,7 +14,7 @@ from _packages import MINILM
 from crossguard.manifest import read_manifest
 from crossguard.schemas import KINDS, UNSAFE_KINDS
 from crossguard.train.dataset_builder import (
-    build_dataset, configure, format_summary, keyword_candidates, rewrite_with_referent)
+    DataConfig, build_dataset, configure, format_summary, keyword_candidates, rewrite_with_referent)
 from crossguard.train.image_pool import ImagePool
 from crossguard.train.seeds import hashing_embed, read_seed_dir
 from crossguard.train.typography import INCITEMENTS
@@ -57,7 +57,7 @@ def test_build_end_to_end(tiny):
     tmp, pool, seeds = tiny
     assert len(seeds) == 9  # the S002med seed is non-harm and left out
     out = tmp / "data"
-    summary = build_dataset(seeds, pool, out, embed=hashing_embed, counts=COUNTS, seed=3, progress=False)
+    summary = build_dataset(seeds, pool, out, DataConfig(counts=COUNTS, seed=3), embed=hashing_embed, progress=False)
     samples = {}
     for split in ("train", "val", "test"):
         for s in read_manifest(out / f"{split}.jsonl"):  # validates schema and that every image exists
@@ -98,25 +98,25 @@ def test_build_end_to_end(tiny):
 def test_build_is_deterministic_and_replaces_atomically(tiny):
     tmp, pool, seeds = tiny
     small = {k: 4 for k in KINDS}
-    build_dataset(seeds, pool, tmp / "a", embed=hashing_embed, counts=small, seed=5, progress=False)
-    build_dataset(seeds, pool, tmp / "b", embed=hashing_embed, counts=small, seed=5, progress=False)
+    build_dataset(seeds, pool, tmp / "a", DataConfig(counts=small, seed=5), embed=hashing_embed, progress=False)
+    build_dataset(seeds, pool, tmp / "b", DataConfig(counts=small, seed=5), embed=hashing_embed, progress=False)
     for split in ("train", "val", "test"):
         assert (tmp / "a" / f"{split}.jsonl").read_text() == (tmp / "b" / f"{split}.jsonl").read_text()
     # a second build over an existing folder replaces it; no temporary folders are left behind
-    build_dataset(seeds, pool, tmp / "a", embed=hashing_embed, counts={"benign": 3}, seed=1, progress=False)
+    build_dataset(seeds, pool, tmp / "a", DataConfig(counts={"benign": 3}, seed=1), embed=hashing_embed, progress=False)
     assert sum(1 for line in (tmp / "a").glob("*.jsonl") for _ in line.open()) == 3
     assert not [p for p in tmp.iterdir() if p.name.startswith(".")]
     with pytest.raises(ValueError, match="unknown kinds"):
-        build_dataset(seeds, pool, tmp / "c", embed=hashing_embed, counts={"weird": 1}, progress=False)
+        DataConfig(counts={"weird": 1})
     with pytest.raises(ValueError, match="no harmful seeds"):
-        build_dataset([], pool, tmp / "c", embed=hashing_embed, counts={"implicit": 1}, progress=False)
+        build_dataset([], pool, tmp / "c", DataConfig(counts={"implicit": 1}), embed=hashing_embed, progress=False)
     assert not (tmp / "c").exists()
 
 
 def test_unsafe_domains_covered_with_enough_seeds(tiny):
     tmp, pool, seeds = tiny
-    summary = build_dataset(seeds, pool, tmp / "d", embed=hashing_embed,
-                            counts={k: 30 for k in UNSAFE_KINDS}, seed=0, progress=False)
+    summary = build_dataset(seeds, pool, tmp / "d", DataConfig(counts={k: 30 for k in UNSAFE_KINDS}, seed=0),
+                            embed=hashing_embed, progress=False)
     domains = {s.domain for s in seeds}
     for kind in UNSAFE_KINDS:
         covered = {d for d, row in summary["domain_kind"].items() if row[kind]}
@@ -176,7 +176,7 @@ def test_v2_benign_diversity_and_typographic_balance(tiny):
     images are rendered like explicit-image ones (same forms, about as many)."""
     tmp, pool, seeds = tiny
     counts = {"explicit-image": 20, "benign": 60, "benign-hard": 40}
-    build_dataset(seeds, pool, tmp / "v2", embed=hashing_embed, counts=counts, seed=2, progress=False)
+    build_dataset(seeds, pool, tmp / "v2", DataConfig(counts=counts, seed=2), embed=hashing_embed, progress=False)
     samples = [s for split in ("train", "val", "test") for s in read_manifest(tmp / "v2" / f"{split}.jsonl")]
     benign = [s for s in samples if s.kind == "benign"]
     typo = [s for s in benign if "typography" in s.provenance]
@@ -202,7 +202,8 @@ def test_added_samples_keep_their_seed_split_and_images(tiny):
     extra = [Sample(f"impforge-implicit-{i}", str(img), f"How do I put this together, part {i}?", "unsafe", "implicit",
                     "violence", {"generator": "impforge", "seed_id": f"dna/x:{i}"}) for i in range(6)]
     out = tmp / "data_added"
-    build_dataset(seeds, pool, out, embed=hashing_embed, counts={"benign": 2}, seed=1, progress=False, extra=extra)
+    build_dataset(seeds, pool, out, DataConfig(counts={"benign": 2}, seed=1), embed=hashing_embed, progress=False,
+                  extra=extra)
     found = {}
     for split in ("train", "val", "test"):
         for s in read_manifest(out / f"{split}.jsonl"):
@@ -215,8 +216,8 @@ def test_added_samples_keep_their_seed_split_and_images(tiny):
 
 def test_build_restates_harmful_and_benign_texts_alike(tiny):
     tmp, pool, seeds = tiny
-    build_dataset(seeds, pool, tmp / "restated", embed=hashing_embed, counts=COUNTS, seed=3, progress=False,
-                  restate_share=1.0)
+    build_dataset(seeds, pool, tmp / "restated", DataConfig(counts=COUNTS, seed=3, restate_share=1.0),
+                  embed=hashing_embed, progress=False)
     samples = [s for split in ("train", "val", "test") for s in read_manifest(tmp / "restated" / f"{split}.jsonl")]
     by_id = {x.id: x for x in seeds}
     forms = {}
@@ -240,8 +241,8 @@ def word_judge(texts):
 def test_text_judge_keeps_only_text_safe_implicit_samples_and_adds_contrast_pairs(tiny):
     tmp, pool, seeds = tiny
     out = tmp / "judged"
-    summary = build_dataset(seeds, pool, out, embed=hashing_embed, counts={"implicit": 30, "benign-hard": 40},
-                            seed=1, progress=False, text_harm=word_judge)
+    summary = build_dataset(seeds, pool, out, DataConfig(counts={"implicit": 30, "benign-hard": 40}, seed=1),
+                            embed=hashing_embed, progress=False, text_harm=word_judge)
     rows = [(split, s) for split in ("train", "val", "test") for s in read_manifest(out / f"{split}.jsonl")]
     implicit = [s for _, s in rows if s.kind == "implicit"]
     assert summary["text_judge"] and summary["object_intents"]["used"] > 0
@@ -263,8 +264,9 @@ def test_text_judge_keeps_only_text_safe_implicit_samples_and_adds_contrast_pair
 
 def test_a_judge_that_refuses_everything_leaves_no_implicit_sample(tiny):
     tmp, pool, seeds = tiny
-    summary = build_dataset(seeds, pool, tmp / "strict", embed=hashing_embed, counts={"implicit": 10},
-                            seed=1, progress=False, text_harm=lambda texts: np.ones(len(texts), np.float32))
+    summary = build_dataset(seeds, pool, tmp / "strict", DataConfig(counts={"implicit": 10}, seed=1),
+                            embed=hashing_embed, progress=False,
+                            text_harm=lambda texts: np.ones(len(texts), np.float32))
     assert summary["object_intents"]["used"] == 0 and summary["object_intents"]["refused_by_judge"] > 0
     assert summary["samples"] == 0
 
@@ -305,8 +307,8 @@ def test_intent_frames_expand_into_distinct_filled_requests():
 def test_intent_variants_split_by_frame_family(tiny):
     tmp, pool, seeds = tiny
     out = tmp / "framed"
-    summary = build_dataset(seeds, pool, out, embed=hashing_embed, counts={"implicit": 60, "benign-hard": 40},
-                            seed=1, progress=False, text_harm=word_judge, intent_variants=3)
+    config = DataConfig(counts={"implicit": 60, "benign-hard": 40}, seed=1, intent_variants=3)
+    summary = build_dataset(seeds, pool, out, config, embed=hashing_embed, progress=False, text_harm=word_judge)
     assert summary["object_intents"]["variants"] == 3
     rows = [(split, s) for split in ("train", "val", "test") for s in read_manifest(out / f"{split}.jsonl")]
     families = {}
@@ -325,8 +327,8 @@ def test_pointer_share_puts_image_openers_on_explicit_and_benign_texts_alike(tin
     openers = tuple(p for p in IMPLICIT_PREFIXES if p)
     kinds = {"explicit-text": 20, "benign": 20}
     for share, out in ((0.0, tmp / "no_pointer"), (0.5, tmp / "pointer")):
-        summary = build_dataset(seeds, pool, out, embed=hashing_embed, counts=kinds, seed=2, progress=False,
-                                pointer_share=share)
+        summary = build_dataset(seeds, pool, out, DataConfig(counts=kinds, seed=2, pointer_share=share),
+                                embed=hashing_embed, progress=False)
         assert summary["pointer_share"] == share
         samples = [s for split in ("train", "val", "test") for s in read_manifest(out / f"{split}.jsonl")]
         for kind in kinds:
@@ -358,8 +360,9 @@ def test_contrast_share_sets_the_benign_hard_share_of_contrast_pairs(tiny):
     tmp, pool, seeds = tiny
 
     def contrast_count(share, name):
-        summary = build_dataset(seeds, pool, tmp / name, embed=hashing_embed, counts={"benign-hard": 60}, seed=1,
-                                progress=False, text_harm=word_judge, contrast_share=share)
+        config = DataConfig(counts={"benign-hard": 60}, seed=1, contrast_share=share)
+        summary = build_dataset(seeds, pool, tmp / name, config, embed=hashing_embed, progress=False,
+                                text_harm=word_judge)
         assert summary["contrast_share"] == share
         hard = [s for split in ("train", "val", "test") for s in read_manifest(tmp / name / f"{split}.jsonl")]
         assert len(hard) == 60 and all(s.kind == "benign-hard" for s in hard)
@@ -368,7 +371,7 @@ def test_contrast_share_sets_the_benign_hard_share_of_contrast_pairs(tiny):
     assert contrast_count(0.1, "default") == 6
     assert contrast_count(0.5, "half") == 30
     with pytest.raises(ValueError, match="contrast_share"):
-        build_dataset(seeds, pool, tmp / "bad", embed=hashing_embed, counts={"benign-hard": 5}, contrast_share=1.0)
+        DataConfig(counts={"benign-hard": 5}, contrast_share=1.0)
 
 
 @pytest.mark.parametrize("text, concept, named", [
@@ -409,8 +412,8 @@ def test_every_request_concept_has_a_noun_and_most_requests_a_named_counterpart(
 def test_named_share_adds_named_counterparts_as_explicit_text_in_their_family_split(tiny):
     tmp, pool, seeds = tiny
     out = tmp / "named"
-    summary = build_dataset(seeds, pool, out, embed=hashing_embed, counts={"implicit": 40, "explicit-text": 40},
-                            seed=1, progress=False, text_harm=word_judge, intent_variants=3, named_share=0.25)
+    config = DataConfig(counts={"implicit": 40, "explicit-text": 40}, seed=1, intent_variants=3, named_share=0.25)
+    summary = build_dataset(seeds, pool, out, config, embed=hashing_embed, progress=False, text_harm=word_judge)
     assert summary["named_share"] == 0.25
     rows = [(split, s) for split in ("train", "val", "test") for s in read_manifest(out / f"{split}.jsonl")]
     explicit = [s for _, s in rows if s.kind == "explicit-text"]
@@ -422,7 +425,7 @@ def test_named_share_adds_named_counterparts_as_explicit_text_in_their_family_sp
         if s.provenance.get("part") == "named-counterpart" and s.provenance["intent_family"] in family_split:
             assert family_split[s.provenance["intent_family"]] == split
     with pytest.raises(ValueError, match="named_share"):
-        build_dataset(seeds, pool, tmp / "bad", embed=hashing_embed, counts={"explicit-text": 5}, named_share=1.0)
+        DataConfig(counts={"explicit-text": 5}, named_share=1.0)
 
 
 def test_stance_pairs_share_topic_and_request_and_differ_only_in_the_posters_stance(tiny):
@@ -434,9 +437,9 @@ def test_stance_pairs_share_topic_and_request_and_differ_only_in_the_posters_sta
     assert {d for _, d in HARM_TOPICS} == set(DOMAIN_NAMES)
     tmp, pool, seeds = tiny
     small = {k: 3 for k in KINDS}
-    build_dataset(seeds, pool, tmp / "plain", embed=hashing_embed, counts=small, seed=2, progress=False)
-    summary = build_dataset(seeds, pool, tmp / "stance", embed=hashing_embed, counts=small, seed=2, progress=False,
-                            stance=6)
+    build_dataset(seeds, pool, tmp / "plain", DataConfig(counts=small, seed=2), embed=hashing_embed, progress=False)
+    summary = build_dataset(seeds, pool, tmp / "stance", DataConfig(counts=small, seed=2, stance=6),
+                            embed=hashing_embed, progress=False)
     assert summary["stance_pairs"] == 6
     rows = {split: read_manifest(tmp / "stance" / f"{split}.jsonl") for split in ("train", "val", "test")}
     stance = [(split, s) for split, ss in rows.items() for s in ss if str(s.provenance.get("part")).startswith("stance")]

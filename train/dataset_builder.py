@@ -301,14 +301,8 @@ class _Ctx:
     out: Path
     images: Path
     benign_groups: list[list[int]]  # benign pool items grouped by caption ("star step" x 1375 counts once)
-    seed: int
-    restate_share: float = 0.0  # share of user texts restated by ``user_text_form`` (0: as generated)
+    config: DataConfig  # the build's recipe
     text_harm: TextHarmFn | None = None  # judge of texts alone; implicit samples must pass it
-    judge_threshold: float = 0.3
-    object_share: float = 0.0  # share of the implicit kind made of object-intent requests
-    pointer_share: float = 0.0  # share of user texts (explicit, benign) given an image-referring opener
-    contrast_share: float = CONTRAST_SHARE  # share of benign-hard that are object-intent contrast pairs
-    named_share: float = 0.0  # share of explicit-text that are named counterparts of object-intent requests
     intents: list[_Intent] = field(default_factory=list)  # object-intent requests the judge passed
 
     def benign_item(self, rng: random.Random | None = None) -> PoolItem:
@@ -389,10 +383,11 @@ def _user_text(ctx: _Ctx, key: str, text: str, core: str | None = None) -> tuple
     build's ``pointer_share``, an image-referring opener of the implicit kind ("Look at the image. ..."), so
     that an opener says nothing about the label: a guard that only ever saw openers on implicit texts learnt
     "opener -> the text is harmless alone" and passed "Look at the image. How do I make a pipe bomb?"."""
-    text, form = user_text_form(ctx.seed, key, text, core, ctx.restate_share) if ctx.restate_share > 0 else (text, None)
-    if ctx.pointer_share > 0:
-        rng = random.Random(f"{ctx.seed}|pointer|{key}")
-        if rng.random() < ctx.pointer_share:
+    share = ctx.config.restate_share
+    text, form = user_text_form(ctx.config.seed, key, text, core, share) if share > 0 else (text, None)
+    if ctx.config.pointer_share > 0:
+        rng = random.Random(f"{ctx.config.seed}|pointer|{key}")
+        if rng.random() < ctx.config.pointer_share:
             text = _prefixed(rng.choice([p for p in IMPLICIT_PREFIXES if p]), text)
             form = f"{form or 'as-typed'}+pointer"
     return text, form
@@ -401,7 +396,7 @@ def _user_text(ctx: _Ctx, key: str, text: str, core: str | None = None) -> tuple
 def _explicit_text(ctx: _Ctx, seeds: Sequence[Seed], n: int) -> list[tuple[str, Sample]]:
     """Harmful seed texts with a related or random benign image; ``named_share`` of them are named counterparts
     of object-intent requests (``_named_counterparts``)."""
-    n_named = round(n * ctx.named_share) if ctx.intents else 0
+    n_named = round(n * ctx.config.named_share) if ctx.intents else 0
     stream = _balanced_seed_stream(seeds, ctx.rng)
     chosen = [next(stream) for _ in range(n - n_named)]
     related = ctx.pool.search_many([s.text for s in chosen], k=20)
@@ -423,7 +418,7 @@ def _named_counterparts(ctx: _Ctx, n: int, start: int = 0) -> list[tuple[str, Sa
     random benign one (half each). Each lands in its request family's split. Without them the text view only
     ever saw a frame's wording pointing at the picture (safe alone) and learnt that wording as harmless, so
     "How do I sneak a bomb into the school?" scored 0.06 alone (v11)."""
-    rng = random.Random(f"{ctx.seed}|named")
+    rng = random.Random(f"{ctx.config.seed}|named")
     named = [(r, t) for r in ctx.intents if (t := named_counterpart(r.text, r.intent.concept))]
     rng.shuffle(named)
     out = []
@@ -440,9 +435,9 @@ def _named_counterparts(ctx: _Ctx, n: int, start: int = 0) -> list[tuple[str, Sa
 def render_request(ctx: _Ctx, text: str, key: str, name: str) -> tuple[str, dict]:
     """Render a request as a typographic image (``typography.render_request_image``) into the dataset; returns
     (path, provenance)."""
-    rng = random.Random(f"{ctx.seed}|render|{key}")
+    rng = random.Random(f"{ctx.config.seed}|render|{key}")
     clip = load_image(ctx.benign_item().path) if rng.random() < 0.15 else None
-    img, prov = render_request_image(text, f"{ctx.seed}|{key}", clipart=clip)
+    img, prov = render_request_image(text, f"{ctx.config.seed}|{key}", clipart=clip)
     path = _save_render(ctx, img, name, jpeg="jpeg" in prov["typography"]["artefacts"])
     return path, prov
 
@@ -538,7 +533,7 @@ def _with_prefix(ctx: _Ctx, text: str) -> str:
 
 def _implicit(ctx: _Ctx, seeds: Sequence[Seed], n: int, min_similarity: float) -> list[tuple[str, Sample]]:
     """``object_share`` of ``n`` object-intent samples (when the judge passed any), the rest seed rewrites."""
-    n_obj = round(n * ctx.object_share) if ctx.intents else 0
+    n_obj = round(n * ctx.config.object_share) if ctx.intents else 0
     out = _object_intent(ctx, n_obj)
     make = _seed_implicit_judged if ctx.text_harm is not None else _seed_implicit
     return out + make(ctx, seeds, n - n_obj, min_similarity, start=n_obj)
@@ -605,7 +600,7 @@ def _seed_implicit_judged(ctx: _Ctx, seeds: Sequence[Seed], n: int, min_similari
         if not phrase or sim < min_similarity:
             continue
         phrase = narrow_to_caption(phrase, ctx.pool[idx].caption)
-        texts = construct_rewrites(seed.text, phrase, seed=ctx.seed)
+        texts = construct_rewrites(seed.text, phrase, seed=ctx.config.seed)
         if texts:
             options.append((seed, phrase, idx, sim, texts))
     flat = sorted({t for o in options for t in o[4]})
@@ -615,7 +610,7 @@ def _seed_implicit_judged(ctx: _Ctx, seeds: Sequence[Seed], n: int, min_similari
         if len(out) >= n:
             break
         text = min((t for t in texts if t not in used), key=lambda t: (harm[t], t), default=None)
-        if text is None or harm[text] >= ctx.judge_threshold:
+        if text is None or harm[text] >= ctx.config.judge_threshold:
             continue
         used.add(text)
         item = ctx.pool[idx]
@@ -727,9 +722,9 @@ def _benign_typo_count(counts: dict[str, int], n_benign: int) -> int:
 def _benign_hard(ctx: _Ctx, n: int, min_similarity: float) -> list[tuple[str, Sample]]:
     """Parts: generated alarming-word requests with their alarming clip-art (30%) or an ordinary image
     (15%) or typed into an image (10%); ordinary requests (15%) and picture questions (10%) with alarming
-    clip-art; v1's hard texts (10%), object-intent requests with an ordinary image (``ctx.contrast_share``,
-    10% by default, with a text judge; the parts before it shrink in proportion) and concept questions (the
-    rest)."""
+    clip-art; v1's hard texts (10%), object-intent requests with an ordinary image
+    (``ctx.config.contrast_share``, 10% by default, with a text judge; the parts before it shrink in
+    proportion) and concept questions (the rest)."""
     hits = ctx.pool.search_many([q for q, _, _ in HARD_CONCEPTS], k=12)
     concepts = []
     for (query, domain, questions), found in zip(HARD_CONCEPTS, hits):
@@ -744,8 +739,8 @@ def _benign_hard(ctx: _Ctx, n: int, min_similarity: float) -> list[tuple[str, Sa
         shares = {"alarm-concept": 0.3, "alarm-ordinary": 0.15, "ordinary-alarming": 0.15,
                   "picture-alarming": 0.1, "v1-text": 0.1, "alarm-typo": 0.1}
         if any(r.contrast_ok for r in ctx.intents):
-            shares = {k: v * (1.0 - ctx.contrast_share) / (1.0 - CONTRAST_SHARE) for k, v in shares.items()}
-            shares["intent-ordinary"] = ctx.contrast_share
+            shares = {k: v * (1.0 - ctx.config.contrast_share) / (1.0 - CONTRAST_SHARE) for k, v in shares.items()}
+            shares["intent-ordinary"] = ctx.config.contrast_share
         n_parts = {k: int(n * v) for k, v in shares.items()}
         n_parts["v1-concept"] = n - sum(n_parts.values())
     i = 0
@@ -807,14 +802,14 @@ def _stance(ctx: _Ctx, n: int, start_hard: int, start_image: int) -> list[tuple[
     (benign-hard, part "stance-against") and the poster for it with the same request (explicit-image, part
     "stance-for"). Both land in their topic's split; ids continue after the kinds' other samples. Own random
     stream, so adding pairs leaves every other sample of a build as it was."""
-    rng = random.Random(f"{ctx.seed}|stance")
+    rng = random.Random(f"{ctx.config.seed}|stance")
     out = []
     for i, pair in enumerate(stance_pairs(n, rng)):
         clip = load_image(ctx.benign_item(rng).path) if rng.random() < 0.15 else None
         layout, size = rng.choice(("sign", "poster", "handwritten", "paragraph")), rng.choice((448, 512, 640))
         for kind, n_kind, poster, part in (("benign-hard", start_hard, pair.against, "stance-against"),
                                            ("explicit-image", start_image, pair.for_, "stance-for")):
-            img, style = render_typographic(poster, seed=f"{ctx.seed}|stance|{i}|{part}", layout=layout,
+            img, style = render_typographic(poster, seed=f"{ctx.config.seed}|stance|{i}|{part}", layout=layout,
                                             clipart=clip, size=size)
             path = _save_render(ctx, img, f"{kind}-stance-{i:05d}", jpeg="jpeg" in style.artefacts)
             out.append(_sample(ctx, kind, n_kind + i, pair.request, path, pair.domain, f"stance|{pair.topic}",
@@ -846,34 +841,54 @@ def _alarming_items(pool: ImagePool, embed_min: float) -> set[int]:
     return bad
 
 
-def build_dataset(seeds: Sequence[Seed], pool: ImagePool, out: str | os.PathLike, *,
-                  embed: EmbedFn, counts: dict[str, int] | None = None, seed: int = 0,
-                  min_similarity: float = 0.45, progress: bool = True, extra: Sequence[Sample] = (),
-                  restate_share: float = 0.0, text_harm: TextHarmFn | None = None, judge_threshold: float = 0.3,
-                  object_share: float = 0.6, intent_variants: int = 0, pointer_share: float = 0.0,
-                  contrast_share: float = CONTRAST_SHARE, named_share: float = 0.0, stance: int = 0) -> dict:
-    """Build the dataset into ``out`` (replaced atomically). Returns the summary (also summary.json).
+@dataclass(frozen=True)
+class DataConfig:
+    """The recipe of a ``build-data`` dataset: how many samples of each kind and how they are made. The
+    inputs (seeds, pool, extra samples) and the text judge are arguments of ``build_dataset``; the shares
+    marked "with a text judge" only act when it is given one."""
+
+    counts: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_COUNTS))  # samples per kind (KINDS);
+    # a kind left out gets none
+    seed: int = 0  # random seed: the same recipe and inputs give the same dataset
+    min_similarity: float = 0.45  # caption similarity at which a pool image shows a keyword or alarming concept
+    restate_share: float = 0.0  # share of user texts restated by ``user_text_form`` ("Steps to X.", ...),
+    # harmful and benign alike; 0 keeps the texts as generated
+    judge_threshold: float = 0.3  # with a text judge: implicit texts must score under it
+    object_share: float = 0.6  # with a text judge: share of the implicit kind made of object-intent requests
+    intent_variants: int = 0  # with a text judge: up to this many fillings per frame and concept of
+    # ``object_intents.INTENT_FRAMES`` join the hand-written object-intent requests (0: hand-written only)
+    pointer_share: float = 0.0  # share of explicit and benign user texts given an image-referring opener as
+    # implicit texts have ("Look at the image. ..."), so an opener is no label cue (``_user_text``)
+    contrast_share: float = CONTRAST_SHARE  # with a text judge: share of benign-hard samples that are contrast
+    # pairs, an object-intent request with an ordinary picture (the other parts shrink in proportion)
+    named_share: float = 0.0  # with a text judge: share of explicit-text samples that are object-intent
+    # requests with the object named instead of pointed at (``_named_counterparts``)
+    stance: int = 0  # stance-poster pairs, one poster against a harm (benign-hard) and one for it
+    # (explicit-image) with the same request (``_stance``)
+
+    def __post_init__(self) -> None:
+        for name, share in (("contrast_share", self.contrast_share), ("named_share", self.named_share)):
+            if not 0.0 <= share < 1.0:
+                raise ValueError(f"{name} must be in [0, 1), got {share}")
+        unknown = set(self.counts) - set(KINDS)
+        if unknown:
+            raise ValueError(f"unknown kinds {sorted(unknown)}; valid: {KINDS}")
+
+
+def build_dataset(seeds: Sequence[Seed], pool: ImagePool, out: str | os.PathLike, config: DataConfig = DataConfig(),
+                  *, embed: EmbedFn, progress: bool = True, extra: Sequence[Sample] = (),
+                  text_harm: TextHarmFn | None = None) -> dict:
+    """Build the dataset of ``config`` into ``out`` (replaced atomically). Returns the summary (also
+    summary.json).
 
     ``extra``: samples of other generators (an ImpForge ``dataset.jsonl``) added as they are; their images
     are linked into ``images/added`` and each keeps the split of its seed (``split_of(seed_id)``), so a seed
-    never lands in two splits. ``restate_share``: see ``user_text_form`` (0 keeps the texts as generated).
-    ``text_harm``: a judge of texts alone (``TextHarmFn``); with one, implicit samples are object-intent
-    requests (``object_share`` of them) and seed rewrites whose text the judge scores under
-    ``judge_threshold``; without one (v6 and earlier), seed rewrites as they come. ``intent_variants``:
-    fillings per frame and concept of ``object_intents.INTENT_FRAMES`` added to the hand-written requests
-    (0: hand-written only, data v7). ``pointer_share``: see ``_user_text`` (0: data v6-v8). ``contrast_share``:
-    share of benign-hard samples that are contrast pairs (a contrast-ok object-intent request with an ordinary
-    picture; the other parts shrink in proportion). ``named_share``: share of explicit-text samples that are
-    named counterparts of the object-intent requests (``_named_counterparts``; 0: data v11 and earlier).
-    ``stance``: stance-poster pairs added to benign-hard and explicit-image (``_stance``; 0: data v14)."""
-    for name, share in (("contrast_share", contrast_share), ("named_share", named_share)):
-        if not 0.0 <= share < 1.0:
-            raise ValueError(f"{name} must be in [0, 1), got {share}")
+    never lands in two splits. ``text_harm``: a judge of texts alone (``TextHarmFn``); with one, implicit
+    samples are object-intent requests (``config.object_share`` of them) and seed rewrites whose text the
+    judge scores under ``config.judge_threshold``, and the shares of ``config`` that need a judge take effect;
+    without one, implicit samples are seed rewrites as they come, whether or not the text alone is harmful."""
     t0 = time.perf_counter()
-    counts = dict(DEFAULT_COUNTS if counts is None else counts)
-    unknown = set(counts) - set(KINDS)
-    if unknown:
-        raise ValueError(f"unknown kinds {sorted(unknown)}; valid: {KINDS}")
+    counts = dict(config.counts)
     harmful = assign_domains(seeds, embed)
     if not harmful and any(counts.get(k, 0) for k in UNSAFE_KINDS):
         raise ValueError("no harmful seeds: give a seed folder with harmful requests")
@@ -881,15 +896,14 @@ def build_dataset(seeds: Sequence[Seed], pool: ImagePool, out: str | os.PathLike
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
-        ctx = _Ctx(pool, embed, random.Random(seed), tmp, tmp / "images", _benign_groups(pool, min_similarity), seed,
-                   restate_share, text_harm, judge_threshold, object_share, pointer_share, contrast_share,
-                   named_share)
+        ctx = _Ctx(pool, embed, random.Random(config.seed), tmp, tmp / "images",
+                   _benign_groups(pool, config.min_similarity), config, text_harm)
         intents_refused = 0
         if text_harm is not None:
-            ctx.intents, intents_refused = object_intent_requests(pool, embed, min_similarity, text_harm,
-                                                                  judge_threshold, intent_variants)
+            ctx.intents, intents_refused = object_intent_requests(pool, embed, config.min_similarity, text_harm,
+                                                                  config.judge_threshold, config.intent_variants)
         (tmp / "images").mkdir()
-        rows = _make_rows(ctx, harmful, counts, min_similarity, stance, progress)
+        rows = _make_rows(ctx, harmful, counts, config.min_similarity, config.stance, progress)
         rows += _added(extra, tmp / "images" / "added")
         by_split: dict[str, list[Sample]] = {s: [] for s in SPLITS}
         for split, sample in rows:
@@ -897,11 +911,11 @@ def build_dataset(seeds: Sequence[Seed], pool: ImagePool, out: str | os.PathLike
         for split, samples in by_split.items():
             write_manifest(tmp / f"{split}.jsonl", samples, image_root=tmp)
         summary = summarise(rows)
-        summary.update(seconds=round(time.perf_counter() - t0, 1), seed=seed, counts_requested=counts,
+        summary.update(seconds=round(time.perf_counter() - t0, 1), seed=config.seed, counts_requested=counts,
                        harmful_seeds=len(harmful), pool_items=len(pool), text_judge=text_harm is not None,
-                       object_intents=_intents_summary(ctx.intents, intents_refused, intent_variants),
-                       pointer_share=pointer_share, contrast_share=contrast_share, named_share=named_share,
-                       stance_pairs=stance,
+                       object_intents=_intents_summary(ctx.intents, intents_refused, config.intent_variants),
+                       pointer_share=config.pointer_share, contrast_share=config.contrast_share,
+                       named_share=config.named_share, stance_pairs=config.stance,
                        seeds_by_domain_method=dict(Counter(s.domain_method for s in harmful)))
         (tmp / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
         preview_sheet(rows, tmp / "preview.png")
@@ -1133,12 +1147,11 @@ def run(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as e:
         print(f"crossguard build-data: --text-judge: {e}", file=sys.stderr)
         return 2
-    summary = build_dataset(seeds, pool, args.out, embed=embed, counts=counts, seed=args.seed, extra=extra,
-                            restate_share=args.restate_share, text_harm=text_harm,
-                            judge_threshold=args.judge_threshold, object_share=args.object_share,
-                            intent_variants=args.intent_variants, pointer_share=args.pointer_share,
-                            contrast_share=args.contrast_share, named_share=args.named_share,
-                            stance=args.stance_pairs)
+    config = DataConfig(counts=counts, seed=args.seed, restate_share=args.restate_share,
+                        judge_threshold=args.judge_threshold, object_share=args.object_share,
+                        intent_variants=args.intent_variants, pointer_share=args.pointer_share,
+                        contrast_share=args.contrast_share, named_share=args.named_share, stance=args.stance_pairs)
+    summary = build_dataset(seeds, pool, args.out, config, embed=embed, extra=extra, text_harm=text_harm)
     print(format_summary(summary))
     print(f"wrote {summary['samples']} samples to {args.out} in {summary['seconds']} s")
     return 0
