@@ -156,6 +156,8 @@ def test_cli_build_data_with_minilm(tiny, capsys):
     assert len(built) == 17 and sum(x.kind == "explicit-text" for x in built) == 5
     assert main(["build-data", "--out", str(tmp / "cli3"), "--count", "explicit=5"]) == 2
     assert "--count takes KIND=N" in capsys.readouterr().err
+    assert main(["build-data", "--seeds", str(tmp / "nope"), "--out", str(tmp / "cli4"), "--contrast-share", "1"]) == 2
+    assert "contrast_share must be in [0, 1)" in capsys.readouterr().err  # the recipe is refused before any loading
     assert list((tmp / "pool2").glob("text_emb.*.npy"))  # seed/phrase embeddings cached
     rc = main(["build-data", "--seeds", str(tmp / "nope"), "--out", str(tmp / "cli2")])
     assert rc == 2 and "seed folder not found" in capsys.readouterr().err

@@ -60,7 +60,7 @@ from .seeds import SPLITS, EmbedFn, Seed, assign_domains, read_seed_dir, split_o
 from .stance import stance_pairs
 from .typography import INCITEMENTS, render_request_image, render_typographic, request_form
 
-CONTRAST_SHARE = 0.1  # benign-hard share of object-intent contrast pairs (data v7-v11)
+CONTRAST_SHARE = 0.1  # default benign-hard share of object-intent contrast pairs
 DEFAULT_COUNTS = {"implicit": 800, "explicit-text": 600, "explicit-image": 800, "benign": 2000,
                   "benign-hard": 1300}
 GENERATOR = "dataset_builder"
@@ -1063,14 +1063,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="use only --images folders (not openclipart and emoji)")
     parser.add_argument("--restate-share", type=float, default=0.0,
                         help="share of user texts restated as 'Steps to X.' / 'Explain how to X.' / '... 1. 2. 3.', "
-                             "harmful and benign alike (default 0: texts as generated; 0.5 built data v5)")
+                             "harmful and benign alike (default 0: texts as generated)")
     parser.add_argument("--text-judge", default="none", metavar="none|auto|PATH|guard:DIR",
                         help="judge of texts alone that implicit samples must pass, and object-intent implicit "
                              "pairs with their contrast pairs: 'auto' trains ImpForge's text judge on the "
                              "train-split seeds (~10 s once its texts are embedded), PATH loads one "
                              "(text_judge.safetensors of a forge run), guard:DIR scores texts alone with a trained "
                              "guard head (impforge/guard_judge.py); default 'none': every seed rewrite kept, "
-                             "no object-intent pairs (the shipped guard's data v6; 'auto' built v7, see README)")
+                             "no object-intent pairs")
     parser.add_argument("--judge-threshold", type=float, default=0.3,
                         help="implicit texts must score under this with the text judge (0.5 let explicit "
                              "rewrites through in a hand check)")
@@ -1078,11 +1078,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="share of the implicit kind made of object-intent requests (with a text judge)")
     parser.add_argument("--intent-variants", type=int, default=0, metavar="N",
                         help="with a text judge: also up to N fillings per frame and concept of the slot frames in "
-                             "train/object_intents.py (0, the default: the hand-written requests only, data v7)")
+                             "train/object_intents.py (0, the default: the hand-written requests only)")
     parser.add_argument("--pointer-share", type=float, default=0.0,
                         help="share of explicit and benign user texts given an image-referring opener ('Look at "
-                             "the image. ...') as implicit texts have, so the opener is no label cue (default 0: "
-                             "data v6-v8; guards trained without it pass explicit requests behind an opener)")
+                             "the image. ...') as implicit texts have, so the opener is no label cue (default 0; "
+                             "guards trained without it pass explicit requests behind an opener)")
     parser.add_argument("--contrast-share", type=float, default=CONTRAST_SHARE,
                         help="share of benign-hard samples that are contrast pairs: an object-intent request that "
                              "is harmless with an ordinary picture, shown with one (the same text with the object "
@@ -1090,10 +1090,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--named-share", type=float, default=0.0,
                         help="share of explicit-text samples that are object-intent requests with the object named "
                              "instead of pointed at ('How do I put a bomb together?'), so the text view sees the "
-                             "minimal pair of each request wording (needs --text-judge; default 0: data v11)")
+                             "minimal pair of each request wording (needs --text-judge; default 0)")
     parser.add_argument("--stance-pairs", type=int, default=0, metavar="N",
                         help="N poster pairs on one harm topic and advocacy request: the poster against the harm "
-                             "(benign-hard) and for it (explicit-image), see train/stance.py (default 0: data v14)")
+                             "(benign-hard) and for it (explicit-image), see train/stance.py (default 0)")
     parser.add_argument("--add", type=Path, action="append", default=[], metavar="MANIFEST",
                         help="add the samples of another generator's manifest (e.g. an ImpForge dataset.jsonl); "
                              "each keeps its seed's split (repeatable)")
@@ -1118,6 +1118,15 @@ def run(args: argparse.Namespace) -> int:
             print(f"crossguard build-data: --count takes KIND=N with KIND in {KINDS}, got {item!r}", file=sys.stderr)
             return 2
         counts[kind] = int(n)
+    try:  # the recipe is checked before anything loads
+        config = DataConfig(counts=counts, seed=args.seed, restate_share=args.restate_share,
+                            judge_threshold=args.judge_threshold, object_share=args.object_share,
+                            intent_variants=args.intent_variants, pointer_share=args.pointer_share,
+                            contrast_share=args.contrast_share, named_share=args.named_share,
+                            stance=args.stance_pairs)
+    except ValueError as e:
+        print(f"crossguard build-data: {e}", file=sys.stderr)
+        return 2
     try:
         args.seeds = args.seeds or data_dir("seeds")
         seeds = read_seed_dir(args.seeds)
@@ -1147,10 +1156,6 @@ def run(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as e:
         print(f"crossguard build-data: --text-judge: {e}", file=sys.stderr)
         return 2
-    config = DataConfig(counts=counts, seed=args.seed, restate_share=args.restate_share,
-                        judge_threshold=args.judge_threshold, object_share=args.object_share,
-                        intent_variants=args.intent_variants, pointer_share=args.pointer_share,
-                        contrast_share=args.contrast_share, named_share=args.named_share, stance=args.stance_pairs)
     summary = build_dataset(seeds, pool, args.out, config, embed=embed, extra=extra, text_harm=text_harm)
     print(format_summary(summary))
     print(f"wrote {summary['samples']} samples to {args.out} in {summary['seconds']} s")
