@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
 EXIT_SAFE, EXIT_UNSAFE, EXIT_ERROR = 0, 1, 2
@@ -90,99 +89,22 @@ def run_screen(args: argparse.Namespace) -> int:
     return EXIT_UNSAFE if verdict.unsafe else EXIT_SAFE
 
 
-def _manifest_rows(path: Path, image_root: Path):
-    """Yield (line number, id, image path or None, text, label or None) or (line number, id, error): a line that
-    is not UTF-8, not JSON or has a bad field is reported by number and the others are still screened."""
-    with open(path, "rb") as f:
-        for number, raw in enumerate(f, start=1):
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as e:
-                yield number, f"line-{number}", f"not valid UTF-8 (byte {e.start + 1}: {raw[e.start:e.start + 1]!r})"
-                continue
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                yield number, f"line-{number}", f"not valid JSON ({e.msg} at column {e.colno})"
-                continue
-            if not isinstance(row, dict):
-                yield number, f"line-{number}", "a line must be a JSON object"
-                continue
-            rid = str(row.get("id", f"line-{number}"))
-            image, text = row.get("image"), row.get("text", "")
-            if image is not None and not isinstance(image, str):
-                yield number, rid, "field 'image' must be a path string or null"
-                continue
-            if not isinstance(text, str):
-                yield number, rid, f"field 'text' must be a string, got {type(text).__name__}"
-                continue
-            if image:
-                image = Path(image) if Path(image).is_absolute() else image_root / image
-            yield number, rid, (image or None), text, row.get("label")
-
-
 def _screen_manifest(guard, args) -> int:
-    from tqdm import tqdm
-
-    from .preprocess import InputError
+    from .manifest import screen_manifest
 
     path = Path(args.manifest)
     if not path.is_file():
         return _error(f"manifest not found: {path}")
-    root = Path(args.image_root) if args.image_root else path.parent
-    counts = {"screened": 0, "unsafe": 0, "errors": 0, "labelled": 0, "correct": 0}
-    latencies: list[float] = []
-    started = time.perf_counter()
 
     def emit(obj: dict) -> None:
         sys.stdout.write(json.dumps(obj, ensure_ascii=False) + "\n")
         sys.stdout.flush()
 
-    def flush(pending: list) -> None:
-        ready = []
-        for number, rid, image, text, label in pending:
-            try:
-                ready.append((number, rid, label, guard.prepare(image, text)))
-            except InputError as e:
-                counts["errors"] += 1
-                emit({"id": rid, "line": number, "error": str(e)})
-        if not ready:
-            return
-        for (number, rid, label, _), verdict in zip(ready, guard.screen_prepared([r[3] for r in ready])):
-            counts["screened"] += 1
-            counts["unsafe"] += verdict.unsafe
-            latencies.append(verdict.latency_ms)
-            if label in ("safe", "unsafe"):
-                counts["labelled"] += 1
-                counts["correct"] += (label == verdict.label)
-            emit({"id": rid, "line": number, **verdict.to_dict()})
-
     try:
-        pending: list = []
-        with tqdm(desc="screening", unit="pair", file=sys.stderr, disable=None) as bar:
-            for row in _manifest_rows(path, root):
-                if len(row) == 3:
-                    counts["errors"] += 1
-                    emit({"id": row[1], "line": row[0], "error": row[2]})
-                    continue
-                pending.append(row)
-                if len(pending) >= max(1, args.batch_size):
-                    flush(pending)
-                    bar.update(len(pending))
-                    pending = []
-            flush(pending)
-            bar.update(len(pending))
+        summary = screen_manifest(guard, path, emit, image_root=args.image_root, batch_size=args.batch_size)
     except OSError as e:
         return _error(f"cannot read manifest {path}: {e}")
-    total_s = time.perf_counter() - started
-    summary = {**counts, "seconds": round(total_s, 3), "backend": guard.backend}
-    if latencies:
-        summary["latency_ms_p50"] = round(sorted(latencies)[len(latencies) // 2], 2)
-    if counts["labelled"]:
-        summary["accuracy"] = round(counts["correct"] / counts["labelled"], 4)
     print("summary: " + json.dumps(summary), file=sys.stderr)
-    if counts["unsafe"]:
+    if summary["unsafe"]:
         return EXIT_UNSAFE
-    return EXIT_ERROR if counts["errors"] else EXIT_SAFE
+    return EXIT_ERROR if summary["errors"] else EXIT_SAFE
