@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 from types import SimpleNamespace
 
+import numpy as np
+
 from crossguard.train.guard import pipeline as P
 
 
@@ -13,7 +15,7 @@ def stub_training(monkeypatch, calls: list, saved: list) -> None:
     def train_guard(cfg, resources, dev=None, progress=True):
         calls.append((cfg.fit.seed, cfg.recipe.seed, list(cfg.recipe.held_out)))
         held = {c: {"n": 10, "detection": 0.5} for c in cfg.recipe.held_out}
-        return object(), {"held_out": held, "dev": {"xstest": {"detection": 0.9 + cfg.fit.seed / 100}},
+        return object(), {"held_out": held, "held_out_misses": {c: {"by_domain": {}} for c in held}, "dev": {"xstest": {"detection": 0.9 + cfg.fit.seed / 100}},
                           "val": {"n": 10}, "test": {"n": 12}, "threshold": 0.7, "seconds": {"total": 1.0}}
 
     monkeypatch.setattr(P, "train_guard", train_guard)
@@ -49,3 +51,12 @@ def test_leave_one_out_trains_without_each_corpus_and_keeps_finished_folds(tmp_p
     assert [c[2] for c in calls] == [["advbench"], ["catqa"]] and saved == []
     written = json.loads((tmp_path / "loso" / "leave_one_out.json").read_text())
     assert written == json.loads(json.dumps(results)) and written["catqa"]["held_out"] == {"n": 10, "detection": 0.5}
+
+
+def test_misses_lists_what_a_held_out_corpus_lost():
+    from crossguard.train.guard.composite import PairRow
+
+    rows = [PairRow(t, "", "", -1, unsafe, domain, "text", "g") for t, unsafe, domain in
+            [("a", True, "violence"), ("b", True, "violence"), ("c", True, None), ("d", False, None)]]
+    got = P.misses(rows, np.array([0.9, 0.2, 0.1, 0.0]), threshold=0.5, lowest=2)
+    assert got == {"by_domain": {"-": [1, 1], "violence": [1, 2]}, "lowest": [[0.1, "c"], [0.2, "b"]]}

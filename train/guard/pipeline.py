@@ -161,6 +161,20 @@ def rates(rows: list[PairRow], scores: np.ndarray, threshold: float) -> dict[str
     return out
 
 
+def misses(rows: list[PairRow], scores: np.ndarray, threshold: float, lowest: int = 30) -> dict[str, Any]:
+    """What an evaluation of unsafe rows missed, to read rather than count: [missed, total] per domain and the
+    ``lowest`` lowest-scoring unsafe texts with their scores."""
+    unsafe = [i for i, r in enumerate(rows) if r.unsafe]
+    by_domain: dict[str, list[int]] = {}
+    for i in unsafe:
+        entry = by_domain.setdefault(rows[i].domain or "-", [0, 0])
+        entry[0] += int(scores[i] < threshold)
+        entry[1] += 1
+    worst = sorted(unsafe, key=lambda i: float(scores[i]))[:lowest]
+    return {"by_domain": dict(sorted(by_domain.items())),
+            "lowest": [[round(float(scores[i]), 3), rows[i].text[:300]] for i in worst]}
+
+
 def by_group(rows: list[PairRow], scores: np.ndarray, threshold: float) -> dict[str, Any]:
     groups: dict[str, list[int]] = {}
     for i, r in enumerate(rows):
@@ -220,11 +234,12 @@ def train_guard(config: GuardTrainConfig, resources: Resources, rows: RowSet | N
     calibration, threshold = calibrate(val["unsafe_logit"], labels, labels == 0, config.target_frr)
     val_scores = calibrated_score(val["unsafe_logit"], calibration["temperature"])
     test_scores = scores_of(model, rows.test, rows.pictures, calibration)
+    held_scores = {name: scores_of(model, r, rows.pictures, calibration) for name, r in rows.held_out.items()}
     report: dict[str, Any] = {
         "config": config.to_dict(), "rows": rows.summary(), "fit": fitted, "calibration": calibration,
         "threshold": threshold,
-        "held_out": {name: rates(r, scores_of(model, r, rows.pictures, calibration), threshold)
-                     for name, r in rows.held_out.items()},
+        "held_out": {name: rates(r, held_scores[name], threshold) for name, r in rows.held_out.items()},
+        "held_out_misses": {name: misses(r, held_scores[name], threshold) for name, r in rows.held_out.items()},
         "dev": dev.report(model, calibration, threshold) if dev is not None else {},
         "val": rates(rows.val, val_scores, threshold),
         "test": rates(rows.test, test_scores, threshold),
@@ -267,8 +282,9 @@ def leave_one_out(config: GuardTrainConfig, resources: Resources, corpora: list[
         fold = copy.deepcopy(config)
         fold.recipe.held_out = [corpus]
         _, report = train_guard(fold, resources, dev=dev, progress=progress)
-        results[corpus] = {"held_out": report["held_out"][corpus], "dev": report["dev"], "val": report["val"],
-                           "threshold": report["threshold"], "seconds": report["seconds"]}
+        results[corpus] = {"held_out": report["held_out"][corpus], "misses": report["held_out_misses"][corpus],
+                           "dev": report["dev"], "val": report["val"], "threshold": report["threshold"],
+                           "seconds": report["seconds"]}
         if out is not None:
             Path(out).mkdir(parents=True, exist_ok=True)
             write_json(Path(out) / "leave_one_out.json", results)
