@@ -110,7 +110,7 @@ class ReferenceScreener:
 
     backend = BACKEND_NAME
 
-    def __init__(self, folder: str | os.PathLike | None = None, threads: int = 2):
+    def __init__(self, folder: str | os.PathLike | None = None, threads: int = 2, spinning: bool = False):
         self.folder = Path(folder) if folder is not None else default_reference_dir()
         info_path = self.folder / INFO_FILE
         if not info_path.is_file() or not (self.folder / GRAPH_FILE).is_file():
@@ -121,8 +121,17 @@ class ReferenceScreener:
         self.image_size = int(self.info["image_size"])
         self.tokenizer = preprocess.TextTokenizer(self.folder / TOKENIZER_FILE, max_tokens=int(self.info["max_tokens"]),
                                                   fixed_length=True)
-        # the runtime's session options (threads, no spinning): the ratio compares the work, not ORT settings
-        self.session = make_session(self.folder / GRAPH_FILE, threads=max(1, int(threads)))
+        # the runtime's session options (threads, no spinning): the ratio compares the work, not ORT settings;
+        # ``spinning``: ONNX Runtime's defaults instead (benchmarks.spin_check)
+        if spinning:
+            import onnxruntime as ort
+
+            options = ort.SessionOptions()
+            options.intra_op_num_threads = max(1, int(threads))
+            self.session = ort.InferenceSession(str(self.folder / GRAPH_FILE), sess_options=options,
+                                                providers=["CPUExecutionProvider"])
+        else:
+            self.session = make_session(self.folder / GRAPH_FILE, threads=max(1, int(threads)))
         self.graph_files = [self.folder / GRAPH_FILE]
 
     def screen(self, image: preprocess.ImageInput | None, text: object = "") -> dict[str, Any]:

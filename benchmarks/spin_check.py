@@ -16,7 +16,7 @@ import time
 from typing import Callable
 
 from .latency import make_inputs
-from .reference import GRAPH_FILE, ReferenceScreener
+from .reference import ReferenceScreener
 
 
 def time_blocks(fns: dict[str, Callable[[], object]], blocks: int, calls: int) -> dict[str, float]:
@@ -39,16 +39,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--calls", type=int, default=25)
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args(argv)
-    import onnxruntime as ort
-
     from crossguard.runtime.guard import Guard
 
     quiet = ReferenceScreener(threads=args.threads)
-    spinning = ReferenceScreener(threads=args.threads)
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = args.threads
-    spinning.session = ort.InferenceSession(str(spinning.folder / GRAPH_FILE), sess_options=options,
-                                            providers=["CPUExecutionProvider"])
+    spinning = ReferenceScreener(threads=args.threads, spinning=True)
     guard = Guard.load(args.bundle, device="cpu", threads=args.threads, text_cache=0)
     for kind in ("no-ocr", "ocr"):
         images, texts = make_inputs(kind, 1, 640)
