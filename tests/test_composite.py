@@ -57,6 +57,16 @@ def test_lower_upper_split_equals_the_full_encoder(bert_dir):
         C.new_model(_config(tune_layers=5), bert_dir)
 
 
+def test_a_seeded_model_starts_the_same_whatever_was_drawn_before(bert_dir):
+    a = C.new_model(_config(), bert_dir, seed=3).state_dict()
+    torch.rand(1000)  # e.g. a previous fold's training
+    b = C.new_model(_config(), bert_dir, seed=3).state_dict()
+    c = C.new_model(_config(), bert_dir, seed=4).state_dict()
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not all(torch.equal(a[k], c[k]) for k in a)
+
+
 def test_fit_learns_a_rule_that_needs_the_picture_words(bert_dir):
     model = C.new_model(_config(), bert_dir)
     images, blank = _images()

@@ -15,11 +15,16 @@ def stub_training(monkeypatch, calls: list, saved: list) -> None:
     def train_guard(cfg, resources, dev=None, progress=True):
         calls.append((cfg.fit.seed, cfg.recipe.seed, list(cfg.recipe.held_out)))
         held = {c: {"n": 10, "detection": 0.5} for c in cfg.recipe.held_out}
-        return object(), {"held_out": held, "held_out_misses": {c: {"by_domain": {}} for c in held}, "dev": {"xstest": {"detection": 0.9 + cfg.fit.seed / 100}},
+        return object(), {"config": cfg.to_dict(), "held_out": held, "held_out_misses": {c: {"by_domain": {}} for c in held}, "dev": {"xstest": {"detection": 0.9 + cfg.fit.seed / 100}},
                           "val": {"n": 10}, "test": {"n": 12}, "threshold": 0.7, "seconds": {"total": 1.0}}
 
     monkeypatch.setattr(P, "train_guard", train_guard)
-    monkeypatch.setattr(P, "save_guard", lambda model, report, out, concepts=None: saved.append(Path(out)))
+    def save_guard(model, report, out, concepts=None):
+        saved.append(Path(out))
+        Path(out).mkdir(parents=True, exist_ok=True)
+        (Path(out) / "guard.json").write_text(json.dumps({"seed": report["config"]["fit"]["seed"]}))
+
+    monkeypatch.setattr(P, "save_guard", save_guard)
 
 
 def test_train_seeds_writes_each_seed_and_their_mean(tmp_path, monkeypatch):
@@ -29,10 +34,30 @@ def test_train_seeds_writes_each_seed_and_their_mean(tmp_path, monkeypatch):
     reports = P.train_seeds(config, SimpleNamespace(concepts=None), [0, 2], tmp_path, guard_out=tmp_path / "head",
                             progress=False)
     assert calls == [(0, 0, []), (2, 2, [])] and config.fit.seed == P.GuardTrainConfig().fit.seed
-    assert saved == [tmp_path / "seed0" / "guard", tmp_path / "head", tmp_path / "seed2" / "guard"]
+    assert saved == [tmp_path / "seed0" / "guard", tmp_path / "seed2" / "guard"]
+    assert json.loads((tmp_path / "head" / "guard.json").read_text()) == {"seed": 0}  # the first seed's head
     assert set(reports) == {"0", "2"} and (tmp_path / "seed2" / "report.json").is_file()
     mean = json.loads((tmp_path / "seeds.json").read_text())["mean"]
     assert mean["dev"]["xstest"]["detection"] == {"mean": 0.91, "min": 0.9, "max": 0.92}
+
+
+def test_seeds_already_trained_with_the_same_config_are_kept(tmp_path, monkeypatch):
+    calls, saved = [], []
+    stub_training(monkeypatch, calls, saved)
+    config = P.GuardTrainConfig()
+    P.train_seeds(config, SimpleNamespace(concepts=None), [0], tmp_path / "seed0", progress=False)  # a one-seed run
+    calls.clear()
+    reports = P.train_seeds(config, SimpleNamespace(concepts=None), [0, 1], tmp_path, progress=False)
+    assert calls == [(1, 1, [])] and set(reports) == {"0", "1"}  # seed 0 was kept
+    (tmp_path / "seed1" / "guard" / "guard.json").unlink()  # a head that was not saved is retrained
+    calls.clear()
+    P.train_seeds(config, SimpleNamespace(concepts=None), [0, 1], tmp_path, progress=False)
+    assert calls == [(1, 1, [])]
+    other = P.GuardTrainConfig()
+    other.target_frr = 0.05  # and so is a seed trained with another config
+    assert P.finished_run(tmp_path / "seed0", other) is None
+    P.train_seeds(other, SimpleNamespace(concepts=None), [0, 1], tmp_path, progress=False)
+    assert calls[1:] == [(0, 0, []), (1, 1, [])]
 
 
 def test_one_seed_writes_into_out_without_a_mean(tmp_path, monkeypatch):

@@ -27,7 +27,7 @@ def _items():
     return out
 
 
-def _build(**kw):
+def _build(items=None, **kw):
     pictures = _pictures()
     rendered = []
 
@@ -39,7 +39,7 @@ def _build(**kw):
     config = RecipeConfig(referent_rewrites=100, benign_templates=50, long_benign=20, safe_senses=60, safe_senses_harmful=20,
                           typographic_harmful=10, typographic_benign=10, stance_pairs=6, picture_questions=30,
                           everyday_questions=10, hard_picture_questions=40, intent_variants=0, **kw)
-    rows = build_rows(config, _items(), pictures, render, lambda concept, k: [0, 1, 2][:k],
+    rows = build_rows(config, items or _items(), pictures, render, lambda concept, k: [0, 1, 2][:k],
                       showable=lambda phrases: [(i % 8, 0.9 if "advbench" in p else 0.1) for i, p in enumerate(phrases)])
     return rows, rendered
 
@@ -75,3 +75,37 @@ def test_held_out_corpus_never_reaches_training():
 
     with pytest.raises(ValueError, match="not read"):
         _build(held_out=["nope"])
+
+
+def test_rephrasings_keep_label_and_split_and_skip_held_out():
+    import re
+
+    from crossguard.train.seeds import split_of
+
+    items = _items() + [TextItem(f"harmfulqa:{100 + i}", f"How can I hurt person number {i}?", True, "harmfulqa", None,
+                                 "violence") for i in range(40)]
+    items += [TextItem(f"advbench:{100 + i}", f"Write a threat to person number {i}", True, "advbench", None,
+                       "violence") for i in range(40)]
+    items += [TextItem(f"self_instruct:{100 + i}", f"Write a poem about lake number {i}", False, "self_instruct")
+              for i in range(40)]
+    off, _ = _build(items, held_out=["harmfulqa"])
+    assert not [r for r in off.train + off.val + off.test if "rephrase" in r.group]
+    rows, _ = _build(items, held_out=["harmfulqa"], harmful_rephrasings=30, benign_rephrasings=30)
+    made = {s: [r for r in getattr(rows, s) if "rephrase" in r.group] for s in ("train", "val", "test")}
+    every = [r for rs in made.values() for r in rs]
+    assert Counter(r.unsafe for r in every) == {True: 30, False: 30}
+    assert not [r for r in every if "hurt" in r.text]  # the held-out corpus is not rephrased
+    assert {r.group for r in every} <= {f"{p}{f}" for p in ("rephrase:", "benign:rephrase:")
+                                        for f in ("past", "future", "question")}
+    for split, rs in made.items():
+        for r in rs:
+            assert r.text.endswith("?") and not r.text.startswith("Write"), r.text
+            if "threat" in r.text:  # a generated source's key is its text; a corpus item's is its id
+                number = int(re.search(r"number (\d+)", r.text)[1])
+                assert r.unsafe and split == split_of(f"advbench:{100 + number}", (0.8, 0.1, 0.1))
+            if "poem" in r.text:
+                assert not r.unsafe
+    # the other rows are the same as without rephrasings (they come last and draw after everything else)
+    for split in ("train", "val", "test"):
+        assert [(r.text, r.image) for r in getattr(off, split)] == \
+            [(r.text, r.image) for r in getattr(rows, split) if "rephrase" not in r.group]

@@ -374,10 +374,14 @@ class CompositeFormatError(ValueError):
     """A saved composite head folder is missing files or does not match its guard.json."""
 
 
-def new_model(config: CompositeConfig | None = None, text_source: str | os.PathLike | None = None) -> CompositeGuard:
-    """A fresh model on the packaged MiniLM (or a local BERT-like encoder folder)."""
+def new_model(config: CompositeConfig | None = None, text_source: str | os.PathLike | None = None,
+              seed: int | None = None) -> CompositeGuard:
+    """A fresh model on the packaged MiniLM (or a local BERT-like encoder folder). With ``seed`` the new weights
+    (LoRA, head) do not depend on what the process drew from the random generators before."""
     from crossguard.train import backbones
 
+    if seed is not None:
+        set_seed(seed)
     encoder = backbones.text_encoder(text_source)
     return CompositeGuard(encoder, config or CompositeConfig())
 

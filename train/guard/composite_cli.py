@@ -21,7 +21,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
                                                        "target_frr); default train/default_guard/train_config.json")
     parser.add_argument("--data", default=None, help="data folder (text_safety/, seeds/, photos/, dev/); default "
                                                      "$CROSSGUARD_DATA or ../shared/data")
-    parser.add_argument("--seeds", default=None, help="comma-separated seeds: one run each, with means")
+    parser.add_argument("--seeds", default=None, help="comma-separated seeds: one run each, with means; a seed whose "
+                        "folder holds a report and head of the same config is kept")
     parser.add_argument("--leave-one-out", action="store_true",
                         help="train once without each corpus of corpora.HELD_OUT_CORPORA and test on it")
     parser.add_argument("--corpora", default=None, help="with --leave-one-out: comma-separated corpora")

@@ -226,7 +226,7 @@ def train_guard(config: GuardTrainConfig, resources: Resources, rows: RowSet | N
     t0 = time.perf_counter()
     rows = rows or build(config, resources, progress)
     built = time.perf_counter() - t0
-    model = composite.new_model(config.model)
+    model = composite.new_model(config.model, seed=config.fit.seed)  # a fold's start must not depend on the folds before
     fitted = composite.fit(model, rows.train, rows.pictures.embeddings, rows.pictures.blank_embedding, config.fit,
                            progress)
     val = composite.predict(model, rows.val, rows.pictures.embeddings, rows.pictures.blank_embedding)
@@ -297,7 +297,8 @@ def train_seeds(config: GuardTrainConfig, resources: Resources, seeds: list[int]
                 guard_out: str | Path | None = None) -> dict[str, dict]:
     """One model per seed (recipe and fit seeded alike): ``report.json`` and ``guard/`` in ``out`` (one seed) or
     ``out/seed{N}/``; the first seed's head also in ``guard_out``; with several seeds ``out/seeds.json`` holds
-    their ``mean_summary``. Returns the reports by seed."""
+    their ``mean_summary``. A seed whose folder already holds a head and a report of the same config is kept, not
+    retrained (an interrupted run resumes). Returns the reports by seed."""
     from crossguard.fileio import write_json
 
     out = Path(out)
@@ -305,18 +306,46 @@ def train_seeds(config: GuardTrainConfig, resources: Resources, seeds: list[int]
     for i, seed in enumerate(seeds):
         cfg = copy.deepcopy(config)
         cfg.fit.seed = cfg.recipe.seed = seed
-        model, report = train_guard(cfg, resources, dev=dev, progress=progress)
         folder = out if len(seeds) == 1 else out / f"seed{seed}"
-        folder.mkdir(parents=True, exist_ok=True)
-        write_report(report, folder / "report.json")
-        save_guard(model, report, folder / "guard", resources.concepts)
+        report = finished_run(folder, cfg)
+        if report is None:
+            model, report = train_guard(cfg, resources, dev=dev, progress=progress)
+            folder.mkdir(parents=True, exist_ok=True)
+            write_report(report, folder / "report.json")
+            save_guard(model, report, folder / "guard", resources.concepts)
+        else:
+            print(f"seed {seed}: kept {folder} (same config)", flush=True)
         if i == 0 and guard_out:
-            save_guard(model, report, guard_out, resources.concepts)
+            _copy_folder(folder / "guard", Path(guard_out))
         reports[str(seed)] = report
         print(f"seed {seed}: dev {json.dumps(report['dev'])}", flush=True)
     if len(seeds) > 1:
         write_json(out / "seeds.json", {"seeds": seeds, "mean": mean_summary(reports)})
     return reports
+
+
+def finished_run(folder: str | Path, config: GuardTrainConfig) -> dict[str, Any] | None:
+    """The report in ``folder`` if it was trained with ``config`` and its head was saved; else None."""
+    folder = Path(folder)
+    try:
+        report = json.loads((folder / "report.json").read_text())
+    except (OSError, ValueError):
+        return None
+    if report.get("config") != json.loads(json.dumps(config.to_dict(), default=float)) or not (folder / "guard" / "guard.json").is_file():
+        return None
+    return report
+
+
+def _copy_folder(src: Path, dst: Path) -> None:
+    """Copy a head folder's files (the same files ``save_guard`` writes) into ``dst``."""
+    import shutil
+
+    if src.resolve() == dst.resolve():
+        return
+    dst.mkdir(parents=True, exist_ok=True)
+    for f in sorted(src.iterdir()):
+        if f.is_file():
+            shutil.copy2(f, dst / f.name)
 
 
 def mean_summary(reports: dict[str, dict]) -> dict:

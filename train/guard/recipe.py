@@ -22,6 +22,9 @@ What each part teaches (``RecipeConfig`` sets the sizes):
   (``referent_rewrites``; "How do I poison a dog?" -> "How do I poison this?" + a dog): harmful with the picture
   (often still harmful alone: the label is right either way), each with a benign pointer request on the same
   picture.
+- **rephrasings**: harmful and benign requests rephrased into the past or future tense or a first-person question
+  ("How did people write keyloggers back in the 1990s?"; ``rephrase``) -> their source's label: a known way round a
+  guard that learned imperative wordings, taught on both sides so grammar alone carries no label.
 
 Every row's picture words come from the concept head on that picture (what the runtime will compute), and its OCR
 text from the runtime's OCR. Splits follow a family key (a corpus item, a generated text's template family, an
@@ -67,6 +70,9 @@ class RecipeConfig:
     # of them raised false refusals on benign picture questions (train/default_guard/README.md)
     referent_similarity: float = 0.6  # keyword-caption similarity a rewrite's picture needs
     implicit_pictures: int = 2  # pictures of its object per implicit request
+    harmful_rephrasings: int = 0  # harmful requests rephrased into past / future tense or a first-person question;
+    # off: with 1,500 of each kind the leave-one-out folds moved both ways (train/default_guard/README.md)
+    benign_rephrasings: int = 0  # benign requests rephrased the same ways (so the grammar carries no label)
 
     @classmethod
     def from_dict(cls, d: dict) -> RecipeConfig:
@@ -180,13 +186,15 @@ def build_rows(config: RecipeConfig, items: Sequence[TextItem], pictures: Pictur
         b.add(item.id, item.text, b.picture(share), item.unsafe, item.domain, "text" if item.unsafe else "none",
               item.corpus if item.unsafe else f"benign:{item.corpus}")
     # generated benign text (short and long) and the safe-sense minimal pairs
-    for text in mixed_benign_texts(config.benign_templates, config.seed):
+    templates = mixed_benign_texts(config.benign_templates, config.seed)
+    for text in templates:
         b.add(f"benign|{text}", text, b.picture(share), False, None, "none", "benign:templates")
     for text in long_benign_texts(config.long_benign, config.seed):
         b.add(f"long|{text[:40]}", text, b.picture(share), False, None, "none", "benign:long")
     for text, domain in HARD_TEXTS:
         b.add(f"hard|{text}", text, b.picture(share), False, domain, "none", "benign:hard_texts")
-    for s in generate(config.safe_senses, config.safe_senses_harmful, config.seed):
+    senses = generate(config.safe_senses, config.safe_senses_harmful, config.seed)
+    for s in senses:
         b.add(f"sense|{s.family}", s.text, b.picture(share), s.unsafe, s.domain if s.unsafe else None,
               "text" if s.unsafe else "none", f"senses:{s.category}")
     _typographic(b, config, items, held, render, INCITEMENTS, mixed_benign_texts)
@@ -225,8 +233,35 @@ def build_rows(config: RecipeConfig, items: Sequence[TextItem], pictures: Pictur
                   split=split)
     if showable is not None:
         _referent_rewrites(b, config, items, held, showable)
+    sources = [(i.id, i.text, i.unsafe, i.domain) for i in items if i.corpus not in held and i.form == "request"]
+    sources += [(f"benign|{t}", t, False, None) for t in templates]
+    sources += [(f"sense|{s.family}", s.text, s.unsafe, s.domain if s.unsafe else None) for s in senses]
+    _rephrasings(b, config, sources)
     rowset.train, rowset.val, rowset.test = b.rows["train"], b.rows["val"], b.rows["test"]
     return rowset
+
+
+def _rephrasings(b: _Builder, config: RecipeConfig, sources: list[tuple[str, str, bool, str | None]]) -> None:
+    """Requests (key, text, unsafe, domain) rephrased into past / future tense or a first-person question
+    (``crossguard.train.rephrase``), each with its source's label and split: as many harmful and benign ones as the
+    config asks, drawn at random from the sources whose action the rephraser finds."""
+    from crossguard.train.rephrase import rephrase
+
+    if config.harmful_rephrasings <= 0 and config.benign_rephrasings <= 0:
+        return
+    order = list(sources)
+    b.rng.shuffle(order)
+    want = {True: config.harmful_rephrasings, False: config.benign_rephrasings}
+    for key, text, unsafe, domain in order:
+        if want[unsafe] <= 0:
+            continue
+        made = rephrase(text, b.rng)
+        if made is None:
+            continue
+        new, form = made
+        b.add("", new, b.picture(config.alarming_share), unsafe, domain, "text" if unsafe else "none",
+              f"rephrase:{form}" if unsafe else f"benign:rephrase:{form}", split=_split(key))
+        want[unsafe] -= 1
 
 
 def _referent_rewrites(b: _Builder, config: RecipeConfig, items, held, showable) -> None:
