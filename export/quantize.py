@@ -278,11 +278,13 @@ def describe_changes(changes: dict) -> str:
 
 def choose_int8(setting: GraphSetting, fp32_path: Path, dst: Path, calibration: list[Feeds],
                 agreement_fn: Callable[[Path], dict | float], threads: int = 2, repeats: int = 10,
-                methods: list[str] | None = None, min_speedup: float = 1.05,
+                methods: list[str] | None = None, min_speedup: float = 1.05, min_saving_ms: float = 0.2,
                 progress: Callable[[str], None] = lambda s: None) -> Int8Choice:
     """Try each INT8 method for one graph (``candidate_methods``: most accurate first); keep the first
     one that beats fp32 by ``min_speedup`` at batch 1 and 16 (timed alternately with fp32, ``threads``
-    threads) and whose chain stays within the setting's int8 tolerance; every method is measured and
+    threads) and saves at least ``min_saving_ms`` at batch 1 (a graph that takes microseconds gains nothing, and
+    its ratio is timer noise: the bundle would differ from run to run), and whose chain stays within the setting's
+    int8 tolerance; every method is measured and
     reported. ``agreement_fn(path)`` compares the chain with this graph swapped in against
     fp32: a ``validate.verdict_changes`` dict (optionally with "drift"), or a plain agreement fraction.
     The kept file ends at ``dst``; rejected candidates are deleted."""
@@ -305,7 +307,7 @@ def choose_int8(setting: GraphSetting, fp32_path: Path, dst: Path, calibration: 
             changes = {"verdict_agreement": float(changes), "decision_agreement": float(changes)}
         ms = {k: p[1] for k, p in pairs.items()}
         base = {k: p[0] for k, p in pairs.items()}
-        faster = all(base[k] / ms[k] >= min_speedup for k in ms)
+        faster = all(base[k] / ms[k] >= min_speedup for k in ms) and base["b1"] - ms["b1"] >= min_saving_ms
         failures = int8_failures(changes, setting.tolerance)
         choice.candidates[method] = {"ms": ms, "fp32_ms": base, "speedup": {k: base[k] / ms[k] for k in ms},
                                      "agreement": changes["verdict_agreement"], **changes, "faster": faster,

@@ -93,7 +93,7 @@ def test_choose_int8_rejects_disagreeing_and_keeps_agreeing(exported, tmp_path):
     assert list(tmp_path.iterdir()) == []
     # the speed bar decides with the timings of this machine: 0 lets any candidate count as faster, inf none
     accepted = choose_int8(FUSION, paths["fusion"], tmp_path / "b.onnx", calib, lambda p: 1.0, repeats=3,
-                           min_speedup=0.0)
+                           min_speedup=0.0, min_saving_ms=-float("inf"))
     assert set(accepted.fp32_ms) == {"b1", "b16"}
     working = [m for m, c in accepted.candidates.items() if "error" not in c]
     assert accepted.kept and (tmp_path / "b.onnx").exists() and accepted.method == working[0]  # most accurate first
@@ -103,6 +103,10 @@ def test_choose_int8_rejects_disagreeing_and_keeps_agreeing(exported, tmp_path):
     assert not slow.kept and not (tmp_path / "c.onnx").exists()
     assert [c["faster"] for c in slow.candidates.values() if "error" not in c] == [False] * len(working)
     assert sorted(x.name for x in tmp_path.iterdir()) == ["b.onnx"]
+    # a tiny graph's microseconds are no saving, whatever its ratio
+    tiny = choose_int8(FUSION, paths["fusion"], tmp_path / "d.onnx", calib, lambda p: 1.0, repeats=3,
+                       min_speedup=0.0, min_saving_ms=1e3)
+    assert not tiny.kept and not (tmp_path / "d.onnx").exists()
 
 
 def test_batch_feeds_pads_sequences():
