@@ -81,6 +81,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--reference-graph", default=None, metavar="DIR",
                    help="folder of the naive reference graph (python -m crossguard.benchmarks.reference --out DIR; "
                         "default ~/.cache/crossguard/reference)")
+    p.add_argument("--baseline-bundle", default=None, metavar="DIR",
+                   help="also time the CPU INT8 runtime on this bundle (row baseline-cpu-int8; fp32 when it has no "
+                        "int8 graphs), interleaved with the others: e.g. an earlier release against this one")
     p.set_defaults(func=run_latency_cmd)
 
     p = sub.add_parser("detection", help="detection / false refusals of the guard and baselines on data sets")
@@ -180,6 +183,14 @@ def run_latency_cmd(args: argparse.Namespace) -> int:
     except ValueError as e:
         _say(f"crossguard bench latency: {e}")
         return 2
+    baseline = getattr(args, "baseline_bundle", None)
+    if baseline:
+        manifest = Path(baseline).expanduser() / "manifest.json"
+        if not manifest.is_file():
+            _say(f"crossguard bench latency: --baseline-bundle {baseline}: no manifest.json there (a bundle folder)")
+            return 2
+        has_int8 = "int8" in manifest.read_text(encoding="utf-8")
+        backends = [*backends, L.baseline_backend(manifest.parent, "int8" if has_int8 else "fp32")]
     head = getattr(args, "head", None)
     if head and not (Path(head) / "guard.json").is_file():
         _say(f"crossguard bench latency: --head {head}: no guard.json there (a trained head folder)")

@@ -55,6 +55,12 @@ class BackendSpec:
     # its pair, so with them on a row times reuse (a repeated prompt / picture), not a fresh screen
     text_cache: int = 0
     image_cache: int = 0
+    bundle: str | None = None  # a runtime backend on another bundle than the run's (a baseline to compare with)
+
+
+def baseline_backend(bundle: str | os.PathLike, precision: str = "int8") -> BackendSpec:
+    """The CPU runtime on ``bundle`` (e.g. an earlier release), timed in the same run as the other rows."""
+    return BackendSpec(f"baseline-cpu-{precision}", "runtime", "cpu", precision, bundle=str(bundle))
 
 
 BACKENDS: tuple[BackendSpec, ...] = (
@@ -132,7 +138,7 @@ def load_runtime_guard(spec: BackendSpec, bundle: str | os.PathLike | None, thre
     (the ``reported`` column says which)."""
     from crossguard.runtime.guard import Guard
 
-    guard = Guard.load(bundle=bundle, device=spec.device, precision=spec.precision, ocr=spec.ocr, threads=threads,
+    guard = Guard.load(bundle=spec.bundle or bundle, device=spec.device, precision=spec.precision, ocr=spec.ocr, threads=threads,
                        workers=spec.workers, text_cache=spec.text_cache, image_cache=spec.image_cache)
     prefixes = {"cpu": ("ort-cpu-",), "cuda": ("ort-cuda-",), "tensorrt": ("tensorrt-", "ort-tensorrt-")}
     got = guard.backend
@@ -192,6 +198,7 @@ def availability(spec: BackendSpec, bundle: str | os.PathLike | None, reference_
         import importlib.util
         if importlib.util.find_spec("tensorrt") is None:
             return "neither the TensorRT EP nor the tensorrt package is present"
+    bundle = spec.bundle or bundle
     if bundle is None or not (Path(bundle) / "manifest.json").is_file():
         return f"no bundle at {bundle} (run `crossguard export --default` or pass --bundle)"
     try:

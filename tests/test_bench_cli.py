@@ -102,6 +102,29 @@ def test_latency_cli_without_backends(tmp_path):
     assert crossguard_main(["bench", "latency", "--backends", "warp-drive", "--results-dir", str(tmp_path)]) == 2
 
 
+def test_baseline_bundle_is_one_more_row_of_the_same_run(tmp_path, monkeypatch):
+    base = tmp_path / "old_bundle"
+    base.mkdir()
+    (base / "manifest.json").write_text(json.dumps({"graphs": {"text_encoder": {"int8": {}, "fp32": {}}}}))
+    seen = {}
+
+    def run_latency(backends, plan, bundle, **kw):
+        seen["backends"] = backends
+        return {"backends": [{"name": b.name, "runs": []} for b in backends]}
+
+    monkeypatch.setattr(L, "run_latency", run_latency)
+    crossguard_main(["bench", "latency", "--backends", "ort-cpu-int8", "--baseline-bundle", str(base),
+                     "--results-dir", str(tmp_path), "--quick", "--no-progress"])
+    current, baseline = seen["backends"]
+    assert current.bundle is None and baseline == L.baseline_backend(base, "int8")
+    assert baseline.name == "baseline-cpu-int8" and baseline.bundle == str(base)
+    # the baseline row checks (and would load) its own bundle, not the run's
+    assert L.availability(baseline, tmp_path / "none") is None
+    assert "no bundle" in L.availability(L.baseline_backend(tmp_path / "gone"), base)
+    assert crossguard_main(["bench", "latency", "--baseline-bundle", str(tmp_path / "gone"),
+                            "--results-dir", str(tmp_path)]) == 2
+
+
 def test_all_passes_latency_settings_and_runs_every_step(tmp_path, monkeypatch):
     from crossguard.benchmarks import cli as C
 
