@@ -189,8 +189,7 @@ def run_latency_cmd(args: argparse.Namespace) -> int:
         if not manifest.is_file():
             _say(f"crossguard bench latency: --baseline-bundle {baseline}: no manifest.json there (a bundle folder)")
             return 2
-        has_int8 = "int8" in manifest.read_text(encoding="utf-8")
-        backends = [*backends, L.baseline_backend(manifest.parent, "int8" if has_int8 else "fp32")]
+        backends = [*backends, L.baseline_backend(manifest.parent)]
     head = getattr(args, "head", None)
     if head and not (Path(head) / "guard.json").is_file():
         _say(f"crossguard bench latency: --head {head}: no guard.json there (a trained head folder)")

@@ -58,9 +58,20 @@ class BackendSpec:
     bundle: str | None = None  # a runtime backend on another bundle than the run's (a baseline to compare with)
 
 
-def baseline_backend(bundle: str | os.PathLike, precision: str = "int8") -> BackendSpec:
-    """The CPU runtime on ``bundle`` (e.g. an earlier release), timed in the same run as the other rows."""
+def baseline_backend(bundle: str | os.PathLike) -> BackendSpec:
+    """The CPU runtime on ``bundle`` (e.g. an earlier release), timed in the same run as the other rows: INT8 when
+    the bundle has INT8 graphs, else FP32."""
+    try:
+        graphs = _manifest_graphs(bundle)
+    except (OSError, ValueError, KeyError):
+        graphs = {}  # availability() reports the broken manifest
+    precision = "int8" if any("int8" in g for g in graphs.values()) else "fp32"
     return BackendSpec(f"baseline-cpu-{precision}", "runtime", "cpu", precision, bundle=str(bundle))
+
+
+def _manifest_graphs(bundle: str | os.PathLike) -> dict:
+    """A bundle manifest's ``graphs`` (name -> precision -> entry)."""
+    return json.loads((Path(bundle) / "manifest.json").read_text(encoding="utf-8"))["graphs"]
 
 
 BACKENDS: tuple[BackendSpec, ...] = (
@@ -138,8 +149,9 @@ def load_runtime_guard(spec: BackendSpec, bundle: str | os.PathLike | None, thre
     (the ``reported`` column says which)."""
     from crossguard.runtime.guard import Guard
 
-    guard = Guard.load(bundle=spec.bundle or bundle, device=spec.device, precision=spec.precision, ocr=spec.ocr, threads=threads,
-                       workers=spec.workers, text_cache=spec.text_cache, image_cache=spec.image_cache)
+    guard = Guard.load(bundle=spec.bundle or bundle, device=spec.device, precision=spec.precision, ocr=spec.ocr,
+                       threads=threads, workers=spec.workers, text_cache=spec.text_cache,
+                       image_cache=spec.image_cache)
     prefixes = {"cpu": ("ort-cpu-",), "cuda": ("ort-cuda-",), "tensorrt": ("tensorrt-", "ort-tensorrt-")}
     got = guard.backend
     if not got.startswith(prefixes[spec.device]) or not got.endswith(f"-{spec.precision}"):
@@ -202,7 +214,7 @@ def availability(spec: BackendSpec, bundle: str | os.PathLike | None, reference_
     if bundle is None or not (Path(bundle) / "manifest.json").is_file():
         return f"no bundle at {bundle} (run `crossguard export --default` or pass --bundle)"
     try:
-        graphs = json.loads((Path(bundle) / "manifest.json").read_text(encoding="utf-8"))["graphs"]
+        graphs = _manifest_graphs(bundle)
     except (OSError, ValueError, KeyError) as e:
         return f"unreadable bundle manifest: {e}"
     if spec.precision != "fp32" and not any(spec.precision in g for g in graphs.values()):

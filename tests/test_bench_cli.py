@@ -116,7 +116,7 @@ def test_baseline_bundle_is_one_more_row_of_the_same_run(tmp_path, monkeypatch):
     crossguard_main(["bench", "latency", "--backends", "ort-cpu-int8", "--baseline-bundle", str(base),
                      "--results-dir", str(tmp_path), "--quick", "--no-progress"])
     current, baseline = seen["backends"]
-    assert current.bundle is None and baseline == L.baseline_backend(base, "int8")
+    assert current.bundle is None and baseline == L.baseline_backend(base)
     assert baseline.name == "baseline-cpu-int8" and baseline.bundle == str(base)
     # the baseline row checks (and would load) its own bundle, not the run's
     assert L.availability(baseline, tmp_path / "none") is None

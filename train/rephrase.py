@@ -32,8 +32,8 @@ _QUESTION_OPENERS = re.compile(
     r"|(?:please )?(?:tell|show|teach) me how to|explain how to|give (?:me )?instructions (?:on|for) how to"
     r"|i (?:want|need|would like) to|help me)\s+(?P<vp>.+)$", re.IGNORECASE)
 
-_THIRD_PERSON = (("myself", "themselves"), ("my", "their"), ("me", "them"), ("i'm", "they're"), ("i", "they"),
-                 ("mine", "theirs"))
+_THIRD_PERSON = {"myself": "themselves", "my": "their", "me": "them", "i'm": "they're", "i": "they", "mine": "theirs"}
+_FIRST_PERSON_WORD = re.compile(r"\b(" + "|".join(map(re.escape, _THIRD_PERSON)) + r")\b", re.IGNORECASE)
 
 FORMS: dict[str, tuple[str, ...]] = {
     "past": (
@@ -85,9 +85,7 @@ def _sentence_verb_phrase(t: str) -> str | None:
 
 def third_person(vp: str) -> str:
     """``vp`` about someone else ("hack my ex's email" -> "hack their ex's email")."""
-    table = dict(_THIRD_PERSON)
-    return re.sub(r"\b(" + "|".join(re.escape(k) for k, _ in _THIRD_PERSON) + r")\b",
-                  lambda m: table[m.group(1).lower()], vp, flags=re.IGNORECASE)
+    return _FIRST_PERSON_WORD.sub(lambda m: _THIRD_PERSON[m.group(1).lower()], vp)
 
 
 def rephrase(text: str, rng: random.Random, form: str | None = None) -> tuple[str, str] | None:

@@ -331,9 +331,8 @@ def finished_run(folder: str | Path, config: GuardTrainConfig) -> dict[str, Any]
         report = json.loads((folder / "report.json").read_text())
     except (OSError, ValueError):
         return None
-    if report.get("config") != json.loads(json.dumps(config.to_dict(), default=float)) or not (folder / "guard" / "guard.json").is_file():
-        return None
-    return report
+    same_config = report.get("config") == json.loads(json.dumps(config.to_dict(), default=float))  # as written
+    return report if same_config and (folder / "guard" / "guard.json").is_file() else None
 
 
 def _copy_folder(src: Path, dst: Path) -> None:
