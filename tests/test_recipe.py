@@ -109,3 +109,19 @@ def test_rephrasings_keep_label_and_split_and_skip_held_out():
     for split in ("train", "val", "test"):
         assert [(r.text, r.image) for r in getattr(off, split)] == \
             [(r.text, r.image) for r in getattr(rows, split) if "rephrase" not in r.group]
+
+
+def test_situation_intents_add_situations_and_everyday_questions_on_their_pictures_only_when_asked():
+    from crossguard.train.dataset_builder import SITUATION_CONCEPTS
+    from crossguard.train.object_intents import SITUATION_INTENTS
+
+    situations = {t for o in SITUATION_INTENTS for t, _ in o.requests()}
+    questions = {q for _, _, qs in SITUATION_CONCEPTS for q in qs}
+    off, _ = _build()
+    on, _ = _build(situation_intents=True)
+    texts = lambda rows, group: {r.text for r in rows.train + rows.val + rows.test if r.group == group}  # noqa: E731
+    assert not texts(off, "implicit:object_intent") & situations
+    assert not texts(off, "benign:alarming_picture") & questions
+    assert texts(on, "implicit:object_intent") & situations == situations
+    assert texts(on, "benign:alarming_picture") & questions
+    assert all(r.unsafe for r in on.train + on.val + on.test if r.text in situations and r.group.startswith("implicit"))

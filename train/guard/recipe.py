@@ -70,6 +70,9 @@ class RecipeConfig:
     # of them raised false refusals on benign picture questions (train/default_guard/README.md)
     referent_similarity: float = 0.6  # keyword-caption similarity a rewrite's picture needs
     implicit_pictures: int = 2  # pictures of its object per implicit request
+    situation_intents: bool = False  # also the situations (a place or scene + a first-person request) and, on their
+    # pictures, everyday questions and benign first-person requests in the same words; on in the shipped
+    # train_config.json (train/default_guard/README.md: without the benign mirrors MOSSBench refusals rose)
     harmful_rephrasings: int = 0  # harmful requests rephrased into past / future tense or a first-person question;
     # off: with 1,500 of each kind the leave-one-out folds moved both ways (train/default_guard/README.md)
     benign_rephrasings: int = 0  # benign requests rephrased the same ways (so the grammar carries no label)
@@ -163,7 +166,7 @@ def build_rows(config: RecipeConfig, items: Sequence[TextItem], pictures: Pictur
     similarity (no referent rewrites without it). Held-out corpora come back under ``held_out`` (text with
     ``held_out_image``)."""
     from crossguard.train.benign_text import image_request, long_benign_texts, mixed_benign_texts
-    from crossguard.train.dataset_builder import HARD_CONCEPTS, HARD_TEXTS
+    from crossguard.train.dataset_builder import HARD_CONCEPTS, HARD_TEXTS, SITUATION_CONCEPTS
     from crossguard.train.object_intents import intent_requests
     from crossguard.train.picture_questions import everyday_question, picture_request
     from crossguard.train.safe_senses import generate
@@ -211,8 +214,9 @@ def build_rows(config: RecipeConfig, items: Sequence[TextItem], pictures: Pictur
         image = int(b.rng.choice(b.ordinary))
         g = image_request(b.rng, pictures.captions[image] if b.rng.random() < 0.3 else None)
         b.add(f"pq|{g.template.split('/')[0]}", g.text, image, False, None, "none", "benign:picture_question")
-    per_concept = max(1, config.hard_picture_questions // max(1, sum(len(q) for _, _, q in HARD_CONCEPTS)))
-    for concept, domain, questions in HARD_CONCEPTS:
+    concepts = HARD_CONCEPTS + (SITUATION_CONCEPTS if config.situation_intents else ())
+    per_concept = max(1, config.hard_picture_questions // max(1, sum(len(q) for _, _, q in concepts)))
+    for concept, domain, questions in concepts:
         found = concept_pictures(concept, 8)
         for qi, q in enumerate(questions):
             for k in range(per_concept):
@@ -221,7 +225,7 @@ def build_rows(config: RecipeConfig, items: Sequence[TextItem], pictures: Pictur
                       "none", "benign:alarming_picture")
     # implicit object-intent requests with their object (and with an ordinary picture when harmless there); as many
     # benign pointer requests on the same pictures (their twins)
-    for req in intent_requests(config.intent_variants):
+    for req in intent_requests(config.intent_variants, config.situation_intents):
         found = concept_pictures(req.concept, config.implicit_pictures)
         split = _split(f"intent|{req.family}")
         for image in found:

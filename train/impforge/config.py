@@ -41,6 +41,10 @@ class RetrievalConfig:
     weight_caption: float = 0.6  # score = w_caption * cos(keyword, caption) + w_image * cos(keyword, image)
     weight_image: float = 0.4
     min_score: float = 0.35  # a keyword whose best image scores below this has no picture in the pool
+    # an image whose caption is further than this from the keyword (cosine of their text embeddings) does not show
+    # the keyword's thing, whatever its combined score: "slot machines" -> a cash machine or a sloth made rewrites
+    # that point at a harmless picture (train/impforge/README.md, hand checks). 0: no caption check
+    min_caption_sim: float = 0.0
     align_hidden: int = 512
     align_epochs: int = 60
     align_lr: float = 2e-3

@@ -175,7 +175,8 @@ def build_triples(seeds: Sequence, pool, embed: CachedEmbedder, caption_emb: np.
     rejected = 0
     for rank in range(c.retrieval.top_k):
         todo = [i for i in range(len(pairs)) if len(chosen[i]) < want and rank < len(matches[i])
-                and matches[i][rank].score >= c.retrieval.min_score]
+                and matches[i][rank].score >= c.retrieval.min_score
+                and matches[i][rank].caption_sim >= c.retrieval.min_caption_sim]
         if not todo:
             break
         results = checker.check([pool[matches[i][rank].index].path for i in todo], progress=progress)
