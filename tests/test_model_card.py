@@ -30,3 +30,15 @@ def test_card_block_is_generated_from_the_runs(tmp_path):
     assert "| advbench | 520 | 0.975 | 0.700 |" in text and "| catqa | 550 | 0.990 | 0.710 |" in text
     assert "| xstest (n=450) | detection | >= 0.90 | 0.940 | 0.920 (0.910-0.930) |" in text
     assert "| advbench | 51 | 1.000 | n/a |" in text
+
+
+def test_shipped_seed_picks_the_own_split_tables(tmp_path):
+    for seed, detection in ((0, 0.5), (1, 0.9)):
+        (tmp_path / f"seed{seed}").mkdir()
+        (tmp_path / f"seed{seed}" / "report.json").write_text(json.dumps(
+            {"test_by_group": {"advbench": {"n": 51, "detection": detection}}, "val": {}, "test": {},
+             "threshold": 0.6, "config": {"target_frr": 0.03}}))
+    card = tmp_path / "README.md"
+    assert model_card.main(["--train", str(tmp_path), "--card", str(card), "--shipped-seed", "1"]) == 0
+    text = card.read_text()
+    assert "(seed 1)" in text and "| advbench | 51 | 0.900 | n/a |" in text and "0.500" not in text
