@@ -72,6 +72,12 @@ def test_index_tmp_folder_cache_reuse_and_search(tmp_path):
     assert again.meta["work"] == 0 and os.stat(cache / "index.jsonl").st_mtime_ns == index_mtime
     assert [it.id for it in again.items] == [it.id for it in pool.items]
 
+    # the same bytes with another modification time (a copy of the data) render nothing again
+    os.utime(images / "red_apple.png", (2, 2))
+    copied = ImagePool.open(cache, openclipart=None, emoji_font=None, user_dirs=[images], thumb_size=128,
+                            embed=hashing_embed, progress=False)
+    assert copied.meta["work"] == 0
+
     # one changed source re-renders only that item
     Image.new("RGB", (300, 300), (10, 10, 10)).save(images / "green_tree.png")
     os.utime(images / "green_tree.png", (1, 1))

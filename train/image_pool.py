@@ -58,7 +58,7 @@ class PoolItem:
     category: str
     caption: str
     origin: str
-    stamp: str  # size+mtime of the source (or codepoint+font stamp): decides re-rendering
+    stamp: str  # size+content hash of the source (or codepoint+font stamp): decides re-rendering
 
 
 # ------------------------------------------------------------------------------------------ captions
@@ -128,8 +128,10 @@ def emoji_caption(char: str) -> str | None:
 # ------------------------------------------------------------------------------------------ sources
 
 def _stamp(path: Path) -> str:
-    st = path.stat()
-    return f"{st.st_size}:{int(st.st_mtime)}"
+    """Size and content hash of a source file: a copy of the same data (a fresh checkout, a re-extracted archive)
+    keeps its thumbnails and embeddings; only changed bytes re-render."""
+    data = path.read_bytes()
+    return f"{len(data)}:{hashlib.sha1(data).hexdigest()[:16]}"
 
 
 def _item_id(source: str, key: str) -> str:
