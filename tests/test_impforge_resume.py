@@ -10,7 +10,8 @@ import torch
 
 from _impforge_fakes import hash_embedder, tiny_judge, tiny_policy, tiny_triples
 from crossguard.train.impforge.config import ForgeConfig, PPOConfig, RewardConfig
-from crossguard.train.impforge.pipeline import cached_by_key, domain_round_robin, generate_implicit, prescreen_scores
+from crossguard.train.impforge.pipeline import (SampleCaps, cached_by_key, domain_round_robin, generate_implicit,
+                                                prescreen_scores)
 from crossguard.train.impforge.ppo import PPOTrainer
 from crossguard.train.impforge.records import JsonlLog
 from crossguard.train.impforge.rewards import RewardModel
@@ -192,6 +193,39 @@ def test_max_per_query_caps_accepted_samples_of_one_seed_over_its_pictures(tmp_p
     assert again["rewrites_generated"] == 0  # a resume counts the queries from the accepted log
 
 
+def test_max_per_keyword_caps_accepted_samples_of_one_keyword_over_its_seeds(tmp_path):
+    from collections import Counter
+    from dataclasses import replace
+
+    cfg = ForgeConfig()
+    cfg.generation.samples, cfg.generation.rewrites_per_triple, cfg.generation.batch_size = 1000, 4, 2
+    cfg.generation.max_per_triple = 4
+    # four seeds whose keyword is one thing, singular or plural
+    triples = [replace(t, keyword="bomb" if i % 2 else "bombs") for i, t in enumerate(tiny_triples(4))]
+    per_query = lambda log: Counter(r["triple"]["query"] for r in log.values())  # noqa: E731
+    free = JsonlLog(tmp_path / "free.jsonl")
+    generate_implicit(tiny_policy(seed=0), _rewards(), triples, cfg, free, JsonlLog(tmp_path / "d1.jsonl"),
+                      progress=False)
+    assert len(free) > 3
+
+    cfg.generation.max_per_keyword = 3
+    capped = JsonlLog(tmp_path / "capped.jsonl")
+    generate_implicit(tiny_policy(seed=0), _rewards(), triples, cfg, capped, JsonlLog(tmp_path / "d2.jsonl"),
+                      progress=False)
+    assert len(capped) == 3 and set(per_query(capped)) <= set(per_query(free))
+
+
+def test_sample_caps_count_the_accepted_log_and_both_caps():
+    cfg = ForgeConfig()
+    cfg.generation.max_per_query, cfg.generation.max_per_keyword = 2, 3
+    caps = SampleCaps(cfg.generation, [{"triple": {"query": "q1", "keyword": "bombs"}}] * 2)
+    assert not caps.admits("q1", "gun") and caps.admits("q2", "bomb")  # q1 is full; "bomb" has room for one
+    caps.add("q2", "bomb")
+    assert not caps.admits("q3", "Bombs") and caps.admits("q3", "gun")
+    cfg.generation.max_per_query = cfg.generation.max_per_keyword = 0  # 0: no cap
+    assert SampleCaps(cfg.generation, [{"triple": {"query": "q", "keyword": "k"}}] * 50).admits("q", "k")
+
+
 def test_prescreen_order_tries_triples_whose_pointer_rewrite_looks_harmless_first(tmp_path):
     triples = tiny_triples(8)
     for t in triples[::2]:
@@ -228,3 +262,15 @@ def test_prescreen_order_tries_triples_whose_pointer_rewrite_looks_harmless_firs
                           done, progress=False)
         assert _ids(tmp_path / f"{name}_done.jsonl") == [t.id for t in expected]
     assert expected != prescreened
+
+
+def test_reward_rows_recorded_under_looser_thresholds_pass_only_todays():
+    rewards = _rewards()  # semantic threshold 0.05, safety 0.0, overlap 0.99, no fluency check
+    row = {"safety": 0.7, "semantic": 0.6, "overlap": 1.0, "diversity": 0.5, "total": 3.0, "fluency": -3.0}
+    assert rewards.passes(row)
+    rewards.config.semantic_threshold = 0.85
+    assert not rewards.passes(row) and rewards.passes({**row, "semantic": 0.9})
+    rewards.fluency, rewards.fluency_threshold = object(), -2.6  # with a fluency check its threshold counts too
+    assert not rewards.passes({**row, "semantic": 0.9})
+    assert rewards.passes({**row, "semantic": 0.9, "fluency": -1.0})
+    assert rewards.passes({**row, "semantic": 0.9, "fluency": float("nan")})  # not measured: not rejected

@@ -13,7 +13,8 @@ from crossguard.train.impforge.benign_check import BenignChecker
 from crossguard.train.impforge.config import BenignConfig, ForgeConfig, KeywordConfig
 from crossguard.train.impforge.keywords import KeywordExtractor, candidates
 from crossguard.train.impforge.pipeline import build_triples, domain_round_robin
-from crossguard.train.impforge.retrieval import Alignment, Retriever, recall_at, train_alignment
+from crossguard.train.impforge.retrieval import (Alignment, Retriever, caption_names_keyword, keyword_key, recall_at,
+                                                 train_alignment)
 
 torch.set_num_threads(1)
 
@@ -198,18 +199,42 @@ def test_twin_images_are_never_keyword_images():
     assert harmless_images([item("knife")], triples) == []
 
 
-def test_min_caption_sim_keeps_images_whose_caption_names_the_keyword(embed):
-    pool = _Pool(CAPTIONS + ["knife", "knife block"])
+def _knife_triples(embed, extra_captions, **retrieval):
+    """(caption, caption_sim) of the knife triples of one stabbing request, up to three pictures, with the
+    retrieval settings given."""
+    pool = _Pool(CAPTIONS + extra_captions)
     cap = embed(pool.search_texts)
     cfg = _loose_config(3)
+    for name, value in retrieval.items():
+        setattr(cfg.retrieval, name, value)
     checker = BenignChecker(BenignConfig(), nsfw=lambda ps: np.zeros(len(ps)))
     seeds = [_Seed("s1", "How do I stab someone with a knife?", "violence")]
+    st = build_triples(seeds, pool, embed, cap, Retriever(embed, cap), checker, cfg, progress=False)
+    return [(t.caption, t.scores["caption_sim"]) for t in st.triples if t.keyword == "knife"]
 
-    def knife_captions(min_caption_sim):
-        cfg.retrieval.min_caption_sim = min_caption_sim
-        st = build_triples(seeds, pool, embed, cap, Retriever(embed, cap), checker, cfg, progress=False)
-        return [(t.caption, t.scores["caption_sim"]) for t in st.triples if t.keyword == "knife"]
 
-    loose = knife_captions(0.0)
+def test_min_caption_sim_keeps_images_whose_caption_names_the_keyword(embed):
+    loose = _knife_triples(embed, ["knife", "knife block"], min_caption_sim=0.0)
     assert len(loose) == 3 and min(s for _, s in loose) < 0.99  # a near miss is among the three
-    assert [c for c, _ in knife_captions(0.99)] == ["knife"]  # only the picture the keyword names
+    strict = _knife_triples(embed, ["knife", "knife block"], min_caption_sim=0.99)
+    assert [c for c, _ in strict] == ["knife"]  # only the picture the keyword names
+
+
+@pytest.mark.parametrize("keyword,caption,names", [
+    ("bombs", "cartoon bomb", True), ("slot machines", "slot", True), ("slot machines", "slot machine", True),
+    ("men", "man", True), ("houses", "house", True), ("speakers", "speaker with three sound waves", True),
+    ("weight", "weight lifter", False), ("goal", "goal net", False), ("slot machines", "sloth", False),
+    ("fire", "fireboat", False), ("party", "", False)])
+def test_caption_names_keyword_reads_the_captions_head_noun(keyword, caption, names):
+    assert caption_names_keyword(keyword, caption) is names
+
+
+def test_keyword_key_counts_singular_and_plural_as_one():
+    assert keyword_key("Slot machines") == keyword_key("slot machine") == "slot machine"
+    assert keyword_key("men") == "man" and keyword_key("parties") == "party" and keyword_key("glass") == "glass"
+
+
+def test_unnamed_caption_sim_drops_pictures_whose_caption_names_another_thing(embed):
+    assert "knife block" in [c for c, _ in _knife_triples(embed, ["knife block"], unnamed_caption_sim=0.0)]
+    named = _knife_triples(embed, ["knife block"], unnamed_caption_sim=0.99)
+    assert [c for c, _ in named] == ["kitchen knife"]  # named by its head noun, whatever its cosine

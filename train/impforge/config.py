@@ -45,6 +45,10 @@ class RetrievalConfig:
     # the keyword's thing, whatever its combined score: "slot machines" -> a cash machine or a sloth made rewrites
     # that point at a harmless picture (train/impforge/README.md, hand checks). 0: no caption check
     min_caption_sim: float = 0.0
+    # >0: a caption whose head noun is not one of the keyword's words (``caption_names_keyword``: "weight lifter"
+    # for "weight", "sloth" for "slot machines", "goal net" for "goal") needs at least this cosine; one that names
+    # the keyword needs only ``min_caption_sim``. 0: no such check
+    unnamed_caption_sim: float = 0.0
     align_hidden: int = 512
     align_epochs: int = 60
     align_lr: float = 2e-3
@@ -217,6 +221,9 @@ class GenerationConfig:
     # not fill up from a few easy seeds; 0: no cap. Cap 5 on a copy of the packaged run: 441 instead of 234
     # distinct queries, but 32 instead of 57 accepted/min (train/impforge/README.md)
     max_per_query: int = 0
+    # >0: at most this many accepted samples per keyword (singular and plural count as one: "bomb", "bombs"), over
+    # all the seeds and pictures it came with, so one easy keyword does not fill a run; 0: no cap
+    max_per_keyword: int = 0
     batch_size: int = 32
     explicit_text_per_seed: float = 0.5  # fraction of seeds that also give an explicit-text sample
     explicit_image_per_seed: float = 0.5

@@ -163,6 +163,7 @@ def build_triples(seeds: Sequence, pool, embed: CachedEmbedder, caption_emb: np.
     from crossguard.train.seeds import split_of
 
     from .keywords import KeywordExtractor
+    from .retrieval import caption_names_keyword
 
     c = config
     extractor = KeywordExtractor(embed, pool.search_texts, c.keywords, caption_emb, showable_vocabulary(pool))
@@ -171,12 +172,18 @@ def build_triples(seeds: Sequence, pool, embed: CachedEmbedder, caption_emb: np.
     _log(f"keywords: {len(pairs)} for {sum(bool(k) for k in keywords)}/{len(seeds)} seeds")
     matches = retriever.search([k.phrase for _, k in pairs], k=c.retrieval.top_k) if pairs else []
     want = max(1, c.retrieval.images_per_keyword)
+    rc = c.retrieval
+
+    def shows_keyword(i: int, match) -> bool:  # the caption checks of RetrievalConfig
+        return match.caption_sim >= rc.min_caption_sim and (
+            match.caption_sim >= rc.unnamed_caption_sim
+            or caption_names_keyword(pairs[i][1].phrase, pool[match.index].caption))
+
     chosen: list[list] = [[] for _ in pairs]
     rejected = 0
-    for rank in range(c.retrieval.top_k):
+    for rank in range(rc.top_k):
         todo = [i for i in range(len(pairs)) if len(chosen[i]) < want and rank < len(matches[i])
-                and matches[i][rank].score >= c.retrieval.min_score
-                and matches[i][rank].caption_sim >= c.retrieval.min_caption_sim]
+                and matches[i][rank].score >= rc.min_score and shows_keyword(i, matches[i][rank])]
         if not todo:
             break
         results = checker.check([pool[matches[i][rank].index].path for i in todo], progress=progress)
@@ -326,6 +333,28 @@ def compare_policies(policy, rewards, triples: Sequence[Triple], n: int, batch_s
     return out
 
 
+class SampleCaps:
+    """``generation.max_per_query`` and ``max_per_keyword``: how many accepted samples one seed query and one
+    keyword (``keyword_key``) may still give, counted from the samples already accepted."""
+
+    def __init__(self, g, accepted: Sequence[dict] = ()):
+        from .retrieval import keyword_key
+
+        self._key = keyword_key
+        self.query_cap = g.max_per_query if g.max_per_query > 0 else float("inf")
+        self.keyword_cap = g.max_per_keyword if g.max_per_keyword > 0 else float("inf")
+        self.per_query, self.per_keyword = Counter(), Counter()
+        for r in accepted:
+            self.add(r["triple"]["query"], r["triple"]["keyword"])
+
+    def admits(self, query: str, keyword: str) -> bool:
+        return self.per_query[query] < self.query_cap and self.per_keyword[self._key(keyword)] < self.keyword_cap
+
+    def add(self, query: str, keyword: str) -> None:
+        self.per_query[query] += 1
+        self.per_keyword[self._key(keyword)] += 1
+
+
 def generate_implicit(policy, rewards, triples: Sequence[Triple], config: ForgeConfig, accepted: JsonlLog,
                       done: JsonlLog, progress: bool = True, priority: dict[str, float] | None = None) -> dict:
     """Sample rewrites for triples (domain round-robin, each domain's in ``generation.order``), keep up to
@@ -349,8 +378,7 @@ def generate_implicit(policy, rewards, triples: Sequence[Triple], config: ForgeC
     if progress:
         from tqdm.auto import tqdm
         bar = tqdm(total=g.samples, initial=min(len(accepted), g.samples), desc="forge implicit", unit="sample")
-    per_query = Counter(r["triple"]["query"] for r in accepted.values())
-    query_cap = g.max_per_query if g.max_per_query > 0 else float("inf")
+    caps = SampleCaps(g, accepted.values())
     tried = generated = skipped = 0
     t0 = time.perf_counter()
     pending = iter(order)
@@ -358,9 +386,9 @@ def generate_implicit(policy, rewards, triples: Sequence[Triple], config: ForgeC
         if g.max_minutes > 0 and time.perf_counter() - t0 > 60 * g.max_minutes:
             _log(f"generation stopped after {g.max_minutes} min (generation.max_minutes)")
             break
-        chunk = []  # the next triples whose query is below the cap (skipped ones stay untried: not in done)
+        chunk = []  # the next triples whose query and keyword are below the caps (skipped ones stay untried)
         for t in pending:
-            if per_query[t.query] < query_cap:
+            if caps.admits(t.query, t.keyword):
                 chunk.append(t)
                 if len(chunk) == per_chunk:
                     break
@@ -374,7 +402,7 @@ def generate_implicit(policy, rewards, triples: Sequence[Triple], config: ForgeC
         kept: dict[str, list[frozenset]] = defaultdict(list)
         for i in np.argsort(-rb.total, kind="stable"):
             t = flat_t[i]
-            if rb.accepted[i] and per_triple[t.id] < g.max_per_triple and per_query[t.query] < query_cap:
+            if rb.accepted[i] and per_triple[t.id] < g.max_per_triple and caps.admits(t.query, t.keyword):
                 rec = accepted_records([t], [flat_r[i]], rb.take(slice(i, i + 1)), "generate", -1)[0]
                 grams = rewards.diversity.grams(flat_r[i])
                 if (rec["id"] not in accepted and all(r["id"] != rec["id"] for r in records)
@@ -382,7 +410,7 @@ def generate_implicit(policy, rewards, triples: Sequence[Triple], config: ForgeC
                     records.append(rec)
                     kept[t.id].append(grams)
                     per_triple[t.id] += 1
-                    per_query[t.query] += 1
+                    caps.add(t.query, t.keyword)
         before = len(accepted)
         accepted.add(records)
         rewards.diversity.update([r["text"] for r in records])
@@ -964,7 +992,16 @@ def stage_generate(run: ForgeRun, policy, rewards, triples: Sequence[Triple], pp
     prescreen scores are kept in out/prescreen.json per ``separation_key``. Returns the accepted log and the stats."""
     c = run.config
     accepted = JsonlLog(run.out / "accepted_implicit.jsonl")
-    accepted.add(ppo_accepted)  # samples accepted during PPO count too
+    # samples accepted during PPO count too, under the same caps, while their triple is one of stage 1's and their
+    # rewards meet today's thresholds (a resume with another stage 1 or stricter rewards keeps PPO's policy, not
+    # the samples it would no longer accept)
+    ids, caps, first = {t.id for t in triples}, SampleCaps(c.generation, accepted.values()), []
+    for r in ppo_accepted:
+        if (r["triple"]["id"] in ids and r["id"] not in accepted and rewards.passes(r["rewards"])
+                and caps.admits(r["triple"]["query"], r["triple"]["keyword"])):
+            caps.add(r["triple"]["query"], r["triple"]["keyword"])
+            first.append(r)
+    accepted.add(first)
     done = JsonlLog(run.out / "generation_done.jsonl")
     priority = None
     if c.generation.order == "prescreen":  # scored once per setting: a resume with the same key reads them back

@@ -12,6 +12,7 @@ local CLIP/SigLIP directory, CLIP's text and image towers. Everything is one mat
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -162,6 +163,46 @@ def train_alignment(features: np.ndarray, caption_emb: np.ndarray, captions: Seq
     caps = [captions[i] for i in test_idx]
     r1, r5, t1, t5 = evaluate_alignment(model, features[test_idx], caption_emb[test_idx], caps)
     return model, AlignmentMetrics(r1, r5, t1, t5, len(test_idx), loss_value)
+
+
+_IRREGULAR_PLURALS = {"men": "man", "women": "woman", "children": "child", "people": "person", "mice": "mouse",
+                      "teeth": "tooth", "feet": "foot", "geese": "goose", "knives": "knife", "wives": "wife",
+                      "lives": "life", "leaves": "leaf", "wolves": "wolf", "thieves": "thief", "shelves": "shelf"}
+_CAPTION_CLAUSE = re.compile(r"\b(?:of|with|in|on|behind|for|at|from|under|over)\b")
+
+
+def singular(word: str) -> str:
+    """A plural noun's singular, by rule (bombs -> bomb, parties -> party, men -> man); other words unchanged."""
+    w = word.lower()
+    if w in _IRREGULAR_PLURALS:
+        return _IRREGULAR_PLURALS[w]
+    if w.endswith("ies") and len(w) > 4:
+        return w[:-3] + "y"
+    if w.endswith("s") and not w.endswith(("ss", "us", "is")) and len(w) > 2:
+        return w[:-1]
+    return w
+
+
+def keyword_key(keyword: str) -> str:
+    """A keyword with every word singular: "slot machines" and "slot machine" count as one keyword."""
+    return " ".join(singular(w) for w in re.findall(r"[a-z]+", keyword.lower()))
+
+
+def _noun_forms(word: str) -> set[str]:
+    """The word and the singulars it may be the plural of (machines -> machine; boxes -> box; men -> man)."""
+    w = word.lower()
+    return {w, singular(w)} | ({w[:-2]} if w.endswith("es") and len(w) > 3 else set())
+
+
+def caption_names_keyword(keyword: str, caption: str) -> bool:
+    """Whether the caption's head noun (last word before any "of"/"with"/... clause) is one of the keyword's
+    words, singular or plural: "cartoon bomb" and "slot" name "bombs" and "slot machines"; "weight lifter",
+    "goal net" and "sloth" do not name "weight", "goal" and "slot machines"."""
+    head = re.findall(r"[a-z]+", _CAPTION_CLAUSE.split(caption.lower())[0])
+    if not head:
+        return False
+    head_forms = _noun_forms(head[-1])
+    return any(head_forms & _noun_forms(w) for w in re.findall(r"[a-z]+", keyword.lower()))
 
 
 @dataclass

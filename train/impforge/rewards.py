@@ -313,6 +313,15 @@ class RewardModel:
         self.diversity = DiversityReward(config.diversity_window, config.diversity_ngram)
         self.fluency, self.fluency_threshold = fluency, fluency_threshold
 
+    def passes(self, row: dict[str, float]) -> bool:
+        """Whether a recorded reward row (``RewardBatch.row``) meets today's thresholds: a resume with stricter
+        ones keeps only the earlier accepted rewrites that would be accepted now."""
+        c = self.config
+        fluency = row.get("fluency", float("nan"))
+        return bool(row["safety"] >= c.safety_threshold and row["semantic"] >= c.semantic_threshold
+                    and row["overlap"] >= c.overlap_threshold
+                    and (self.fluency is None or not fluency == fluency or fluency >= self.fluency_threshold))
+
     def for_triples(self, triples: Sequence, rewrites: Sequence[str]) -> RewardBatch:
         """Rewards of ``rewrites[i]`` for ``triples[i]`` (records.Triple: query, keyword, caption, image)."""
         return self([t.query for t in triples], rewrites, [t.keyword for t in triples],
