@@ -57,14 +57,15 @@ VOCAB_WORDS = sorted(set(" ".join(HARMFUL + BENIGN).split()) | set(
     "keeping same goal answer only one sentence user will also send an image object shows".split()))
 
 
-def tiny_lm(seed: int = 0):
-    """(model, tokenizer): a 2-layer Llama (hidden 32) + word-level tokenizer; no chat template."""
+def tiny_lm(seed: int = 0, extra_tokens: tuple[str, ...] = ()):
+    """(model, tokenizer): a 2-layer Llama (hidden 32) + word-level tokenizer; no chat template. ``extra_tokens``
+    join the vocabulary (e.g. a line break, which the model can then sample and the tokenizer decode)."""
     import torch
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
     specials = ["<pad>", "<unk>", "<eos>"]
-    vocab = {w: i for i, w in enumerate(specials + VOCAB_WORDS)}
+    vocab = {w: i for i, w in enumerate(specials + VOCAB_WORDS + list(extra_tokens))}
     tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", unk_token="<unk>",

@@ -42,3 +42,11 @@ def test_shipped_seed_picks_the_own_split_tables(tmp_path):
     assert model_card.main(["--train", str(tmp_path), "--card", str(card), "--shipped-seed", "1"]) == 0
     text = card.read_text()
     assert "(seed 1)" in text and "| advbench | 51 | 0.900 | n/a |" in text and "0.500" not in text
+
+
+def test_real_benign_held_out_pools_the_validation_and_test_rows():
+    report = {"val_by_group": {"benign:self_instruct": {"n": 40, "false_refusal": 0.1}},
+              "test_by_group": {"benign:self_instruct": {"n": 60, "false_refusal": 0.2},
+                                "benign:templates": {"n": 500, "false_refusal": 0.0}}}
+    assert model_card.real_benign_held_out(report) == {"n": 100, "false_refusal": 0.16, "splits": ["val", "test"]}
+    assert model_card.real_benign_held_out({"test_by_group": {}}) is None  # a report from before the measure

@@ -59,6 +59,20 @@ def group_table(groups: dict[str, Any]) -> str:
     return "\n".join(rows)
 
 
+def real_benign_held_out(report: dict[str, Any]) -> dict[str, Any] | None:
+    """False refusals on the real benign requests (corpus rows, ``benign:self_instruct``) of the validation and test
+    splits together: benign text this project did not write and the model never trained on."""
+    n = refused = 0
+    splits = []
+    for split in ("val", "test"):
+        r = report.get(f"{split}_by_group", {}).get("benign:self_instruct")
+        if r:
+            n += r["n"]
+            refused += round(r["false_refusal"] * r["n"])
+            splits.append(split)
+    return {"n": n, "false_refusal": refused / n, "splits": splits} if n else None
+
+
 def shipped_report(train_dir: Path, shipped_seed: int | None = None) -> Path:
     """The shipped seed's report.json: ``seed{shipped_seed}/``, else the first seed folder, else the run's own."""
     if shipped_seed is not None:
@@ -79,6 +93,10 @@ def render(train_dir: Path, loso: dict | None, dev_bundle: dict | None, shipped_
     mean = (seeds or {}).get("mean", {})
     parts += [f"### Dev sets (never trained or tuned on){' - seeds ' + ', '.join(map(str, seeds['seeds'])) if seeds else ''}",
               "", dev_table(dev_bundle, mean.get("dev") or report.get("dev")), ""]
+    real = real_benign_held_out(report)
+    if real:
+        parts += [f"Real benign requests held out (Self-Instruct, {' and '.join(real['splits'])} split rows, "
+                  f"{real['n']}): false refusals {real['false_refusal']:.3f}.", ""]
     groups = report.get("test_by_group", {})
     which = f"seed {shipped_seed}" if shipped_seed is not None else "the shipped seed"
     parts += [f"### Own test split by row group ({which})", "", group_table(groups), "",

@@ -142,8 +142,27 @@ def build(config: GuardTrainConfig, resources: Resources, progress: bool = True)
                                                                        list(pictures.kind), list(pictures.captions))
     render = renderer(pictures, resources.render_cache, resources.concepts, composition, progress)
     embed = CachedEmbed(default_embed(), resources.render_cache.folder.parent / "minilm_texts")
-    return build_rows(config.recipe, resources.items, pictures, render, concept_finder(resources.pool, pictures),
+    items = resources.items + bootstrapped_items(config.recipe, resources, progress)
+    return build_rows(config.recipe, items, pictures, render, concept_finder(resources.pool, pictures),
                       phrase_finder(resources.pool, embed))
+
+
+def bootstrapped_items(recipe: RecipeConfig, resources: Resources, progress: bool = True) -> list:
+    """``recipe.bootstrapped_benign`` benign instructions bootstrapped from the train split of Self-Instruct (never
+    near one of its validation or test requests), as corpus items; cached beside the render cache."""
+    if recipe.bootstrapped_benign <= 0:
+        return []
+    from crossguard.train.corpora import TextItem
+    from crossguard.train.instruction_bootstrap import cached_bootstrap
+
+    from .recipe import _split
+
+    real = [i for i in resources.items if i.corpus == "self_instruct"]
+    examples = [i.text for i in real if _split(i.id) == "train"]
+    texts = cached_bootstrap(examples, recipe.bootstrapped_benign, seed=0,
+                             cache_dir=resources.render_cache.folder.parent / "bootstrap",
+                             avoid=[i.text for i in real if _split(i.id) != "train"], progress=progress)
+    return [TextItem(f"self_instruct_bootstrap:{k}", t, False, "self_instruct_bootstrap") for k, t in enumerate(texts)]
 
 
 # ---------------------------------------------------------------------------------------------- metrics
@@ -244,6 +263,7 @@ def train_guard(config: GuardTrainConfig, resources: Resources, rows: RowSet | N
         "val": rates(rows.val, val_scores, threshold),
         "test": rates(rows.test, test_scores, threshold),
         "test_by_group": by_group(rows.test, test_scores, threshold),
+        "val_by_group": by_group(rows.val, val_scores, threshold),
         "concepts": resources.concept_report,
         "seconds": {"build": round(built, 1), "total": round(time.perf_counter() - t0, 1)},
     }

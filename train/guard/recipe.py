@@ -76,6 +76,9 @@ class RecipeConfig:
     harmful_rephrasings: int = 0  # harmful requests rephrased into past / future tense or a first-person question;
     # off: with 1,500 of each kind the leave-one-out folds moved both ways (train/default_guard/README.md)
     benign_rephrasings: int = 0  # benign requests rephrased the same ways (so the grammar carries no label)
+    bootstrapped_benign: int = 0  # benign instructions an instruct LM bootstraps from Self-Instruct's train split
+    # (train/instruction_bootstrap.py; one cached set, whatever the seed), as the corpus self_instruct_bootstrap;
+    # off: 1,000 left held-out Self-Instruct refusals where they were (train/default_guard/README.md)
 
     @classmethod
     def from_dict(cls, d: dict) -> RecipeConfig:
