@@ -5,7 +5,7 @@ import pytest
 from crossguard.runtime.policy import PolicyError, apply_policy, calibrated_score, validate_policy
 from crossguard.taxonomy import DOMAIN_NAMES
 from crossguard.metrics import expected_calibration_error
-from crossguard.train.guard.calibrate import (calibrate, fit_temperature,
+from crossguard.train.guard.calibrate import (calibrate, fit_temperature, group_weights,
                                               select_threshold, sigmoid)
 
 
@@ -37,6 +37,24 @@ def test_threshold_hits_target_frr(target):
     assert (safe >= lower).mean() > target
     with pytest.raises(ValueError):
         select_threshold(np.array([]), target)
+
+
+def test_group_weights_bound_each_groups_refusals_alike():
+    # 900 easy safe rows (scores < 0.5) and 100 hard ones (0.3-0.9): by rows 3 % allows most hard ones to be refused
+    rng = np.random.default_rng(2)
+    safe = np.concatenate([rng.uniform(0.0, 0.5, 900), rng.uniform(0.3, 0.9, 100)])
+    groups = ["easy"] * 900 + ["hard"] * 100
+    w = group_weights(groups)
+    assert np.isclose(w[:900].sum(), 0.5) and np.isclose(w[900:].sum(), 0.5)
+    by_rows, balanced = select_threshold(safe, 0.03), select_threshold(safe, 0.03, w)
+    assert balanced > by_rows
+    hard = safe[900:]
+    assert (hard >= balanced).mean() <= 0.06 + 1e-12 < (hard >= by_rows).mean()  # half the weight: 2 x 3 %
+    assert select_threshold(safe, 0.03, np.ones(1000)) == by_rows  # equal weights: the row count rule
+    logits = np.log(safe / (1 - safe))  # calibrate passes the weights through (temperature ~1 on these labels)
+    _, t = calibrate(logits, np.zeros(1000), np.ones(1000, bool), 0.03, safe_weights=w)
+    _, t_rows = calibrate(logits, np.zeros(1000), np.ones(1000, bool), 0.03)
+    assert t > t_rows
 
 
 def test_calibrate_returns_threshold_for_safe_subset():

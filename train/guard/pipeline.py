@@ -25,7 +25,7 @@ from crossguard.runtime.compose import Composition
 from crossguard.runtime.policy import DEFAULT_POLICY, calibrated_score
 
 from . import composite
-from .calibrate import calibrate
+from .calibrate import calibrate, group_weights
 from .composite import CompositeConfig, FitConfig, PairRow
 from crossguard.metrics import auroc
 from .recipe import Pictures, RecipeConfig, RowSet, build_rows
@@ -38,6 +38,7 @@ class GuardTrainConfig:
     model: CompositeConfig = field(default_factory=CompositeConfig)
     fit: FitConfig = field(default_factory=FitConfig)
     target_frr: float = 0.03  # false refusals on the validation split's safe rows at the threshold
+    balanced_frr: bool = False  # that rate with every safe row group weighing the same (calibrate.group_weights)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> GuardTrainConfig:
@@ -250,7 +251,9 @@ def train_guard(config: GuardTrainConfig, resources: Resources, rows: RowSet | N
                            progress)
     val = composite.predict(model, rows.val, rows.pictures.embeddings, rows.pictures.blank_embedding)
     labels = np.asarray([r.unsafe for r in rows.val], np.float32)
-    calibration, threshold = calibrate(val["unsafe_logit"], labels, labels == 0, config.target_frr)
+    safe_weights = (group_weights([r.group for r in rows.val if not r.unsafe]) if config.balanced_frr else None)
+    calibration, threshold = calibrate(val["unsafe_logit"], labels, labels == 0, config.target_frr,
+                                       safe_weights=safe_weights)
     val_scores = calibrated_score(val["unsafe_logit"], calibration["temperature"])
     test_scores = scores_of(model, rows.test, rows.pictures, calibration)
     held_scores = {name: scores_of(model, r, rows.pictures, calibration) for name, r in rows.held_out.items()}
