@@ -19,14 +19,14 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from crossguard.fileio import atomic_write_text
+from crossguard.train.impforge.rewards import jaccard, word_ngrams
 
 PROMPT_HEAD = "Here are some tasks people ask an assistant to do:\n"
 EXAMPLES_PER_PROMPT = 3
 MIN_WORDS, MAX_WORDS = 4, 60
 MAX_TRIGRAM_JACCARD = 0.5  # a kept instruction shares less than this with any real request and any kept one
-_VERSION = 1  # bump when the prompt or the filter changes: cached files of other versions are not reused
+_VERSION = 2  # bump when the prompt or the filter changes: cached files of other versions are not reused
 
-_WORD = re.compile(r"[a-z0-9']+")
 _NUMBERING = re.compile(r"^\s*(?:\d+[.)]|[-*•])\s*")
 
 
@@ -60,15 +60,6 @@ def continued_items(raw: str) -> list[str]:
     return items
 
 
-def trigrams(text: str) -> frozenset:
-    w = _WORD.findall(text.lower())
-    return frozenset(zip(w, w[1:], w[2:])) if len(w) >= 3 else frozenset(w)
-
-
-def _jaccard(a: frozenset, b: frozenset) -> float:
-    return len(a & b) / len(a | b) if a and b else 0.0
-
-
 def bootstrap(examples: Sequence[str], n: int, seed: int, lm: tuple[Any, Any], avoid: Sequence[str] = (),
               batch_size: int = 32, max_new_tokens: int = 120, max_batches: int | None = None,
               progress: bool = True) -> list[str]:
@@ -83,7 +74,7 @@ def bootstrap(examples: Sequence[str], n: int, seed: int, lm: tuple[Any, Any], a
     model, tokenizer = lm
     tokenizer.padding_side = "left"
     rng = random.Random(seed)
-    seen = [trigrams(t) for t in [*examples, *avoid]]
+    seen = [word_ngrams(t, 3) for t in [*examples, *avoid]]
     kept: list[str] = []
     kept_grams: list[frozenset] = []
     max_batches = max_batches if max_batches is not None else -(-n // batch_size) + 4
@@ -102,8 +93,8 @@ def bootstrap(examples: Sequence[str], n: int, seed: int, lm: tuple[Any, Any], a
                                  pad_token_id=tokenizer.pad_token_id)
         for row in out[:, enc["input_ids"].shape[1]:]:
             for text in continued_items(tokenizer.decode(row, skip_special_tokens=True)):
-                grams = trigrams(text)
-                if len(kept) < n and all(_jaccard(grams, g) < MAX_TRIGRAM_JACCARD for g in [*seen, *kept_grams]):
+                grams = word_ngrams(text, 3)
+                if len(kept) < n and all(jaccard(grams, g) < MAX_TRIGRAM_JACCARD for g in [*seen, *kept_grams]):
                     kept.append(text)
                     kept_grams.append(grams)
                     if bar is not None:

@@ -171,8 +171,8 @@ def build_triples(seeds: Sequence, pool, embed: CachedEmbedder, caption_emb: np.
     pairs = [(s, k) for s, ks in zip(seeds, keywords) for k in ks]
     _log(f"keywords: {len(pairs)} for {sum(bool(k) for k in keywords)}/{len(seeds)} seeds")
     matches = retriever.search([k.phrase for _, k in pairs], k=c.retrieval.top_k) if pairs else []
-    want = max(1, c.retrieval.images_per_keyword)
     rc = c.retrieval
+    want = max(1, rc.images_per_keyword)
 
     def shows_keyword(i: int, match) -> bool:  # the caption checks of RetrievalConfig
         return match.caption_sim >= rc.min_caption_sim and (

@@ -209,6 +209,14 @@ class OverlapReward:
         return np.where(hits, 0.0, soft).astype(np.float32)
 
 
+def word_ngrams(text: str, n: int) -> frozenset:
+    """The text's word n-grams (its words as one gram when it has fewer than ``n``)."""
+    ws = words(text)
+    if len(ws) < n:
+        return frozenset([" ".join(ws)]) if ws else frozenset()
+    return frozenset(" ".join(ws[i:i + n]) for i in range(len(ws) - n + 1))
+
+
 def jaccard(a: frozenset, b: frozenset) -> float:
     """|a & b| / |a | b|; 0 when either is empty."""
     return len(a & b) / len(a | b) if a and b else 0.0
@@ -223,10 +231,7 @@ class DiversityReward:
         self.memory: deque[frozenset] = deque(maxlen=window)
 
     def grams(self, text: str) -> frozenset:
-        ws = words(text)
-        if len(ws) < self.n:
-            return frozenset([" ".join(ws)]) if ws else frozenset()
-        return frozenset(" ".join(ws[i:i + self.n]) for i in range(len(ws) - self.n + 1))
+        return word_ngrams(text, self.n)
 
     def __call__(self, rewrites: Sequence[str]) -> np.ndarray:
         out = np.ones(len(rewrites), np.float32)
