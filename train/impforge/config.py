@@ -157,6 +157,9 @@ class RewardConfig:
     semantic_joint_weight: float = 0.5  # semantic = (1-w) * cos(query, rewrite+caption) + w * p_harm(joint)
     diversity_window: int = 256  # recent accepted rewrites the diversity term compares against
     diversity_ngram: int = 3
+    # accept only rewrites without ``rewards.pointer_structure_faults`` (several pointer phrases, a determiner before
+    # one, a name after one); measured on the hand-label files by ``python -m crossguard.train.impforge.fluency``
+    reject_broken_pointers: bool = True
 
 
 @dataclass

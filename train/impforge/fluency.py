@@ -29,7 +29,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from .rewards import count_pointers, resolve_pointers, words
+from .rewards import count_pointers, pointer_structure_faults, resolve_pointers, words
 
 DATA = Path(__file__).with_name("data")
 HAND_LABEL_GLOB = "hand_labels_forge_*.jsonl"
@@ -177,6 +177,16 @@ def fit_penalties(features: dict, garbled: np.ndarray, groups: np.ndarray | None
     return out
 
 
+def structure_counts(rows: Sequence[dict]) -> dict[str, tuple[int, int]]:
+    """Per hand label (``detail``: implicit, explicit, harmless, garbled): how many rewrites the structure check
+    (``rewards.pointer_structure_faults``) flags, of how many."""
+    out: dict[str, tuple[int, int]] = {}
+    for row in rows:
+        flagged, total = out.get(row["detail"], (0, 0))
+        out[row["detail"]] = (flagged + bool(pointer_structure_faults(row["text"])), total + 1)
+    return dict(sorted(out.items()))
+
+
 def threshold_table(scores: np.ndarray, garbled: np.ndarray, thresholds: Sequence[float]) -> list[dict]:
     """Per threshold: the share of garbled rewrites rejected (score below) and of the others kept."""
     garbled = np.asarray(garbled, bool)
@@ -205,6 +215,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (OSError, ValueError) as e:
         print(f"fluency: {e}", file=sys.stderr)
         return 2
+    print("structure check flags: " + ", ".join(f"{k} {a}/{b}" for k, (a, b) in structure_counts(rows).items()))
     model, tokenizer = backbones.generator(args.policy)
     check = FluencyCheck(LanguageModelScore(model.eval(), tokenizer), FluencyConfig())
     feats = check.features([r["query"] for r in rows], [r["text"] for r in rows],

@@ -997,7 +997,7 @@ def stage_generate(run: ForgeRun, policy, rewards, triples: Sequence[Triple], pp
     # the samples it would no longer accept)
     ids, caps, first = {t.id for t in triples}, SampleCaps(c.generation, accepted.values()), []
     for r in ppo_accepted:
-        if (r["triple"]["id"] in ids and r["id"] not in accepted and rewards.passes(r["rewards"])
+        if (r["triple"]["id"] in ids and r["id"] not in accepted and rewards.passes(r["rewards"], r["text"])
                 and caps.admits(r["triple"]["query"], r["triple"]["keyword"])):
             caps.add(r["triple"]["query"], r["triple"]["keyword"])
             first.append(r)

@@ -23,7 +23,8 @@ p(.) = the text judge's harm probability.
                        earlier rewrites of the same batch (no collapse onto one template)
 
 ``RewardModel`` sums them with the config weights and decides acceptance: S, M and O must each pass
-their threshold (diversity only shapes the RL reward), and, with a fluency check (``fluency.FluencyCheck``), its
+their threshold (diversity only shapes the RL reward), the rewrite must have no ``pointer_structure_faults``
+(``reject_broken_pointers``), and, with a fluency check (``fluency.FluencyCheck``), its
 score F must too; F is computed only for rewrites that pass the other three (it runs the base LM).
 """
 from __future__ import annotations
@@ -107,6 +108,32 @@ def resolve_pointers(rewrite: str, caption: str) -> str:
 def count_pointers(rewrite: str) -> int:
     """How many pointer phrases at the picture the rewrite has."""
     return len(POINTER.findall(rewrite))
+
+
+# A determiner, possessive, quantifier or subject pronoun cannot stand right before a pointer phrase: there the
+# pointer replaced only the head noun of a noun phrase ("block certain the one in the photo", "Why can't I the
+# thing in this picture ..."). Object pronouns ("give me the thing ...") and "that" ("agree that the one ...") can.
+_NOT_BEFORE_POINTER = frozenset(
+    "a an the my your his our their its some certain specific particular any each every such several various own no "
+    "i we they he she".split())
+# a pointer followed by ", Name": it replaced a relation noun of an apposition ("my co-worker, Claire" -> "the one
+# in the picture, Claire"), which reads as addressing the picture or naming a second person
+_NAME_AFTER_POINTER = re.compile(r"\s*,\s*[A-Z][a-z]+")
+
+
+def pointer_structure_faults(rewrite: str) -> list[str]:
+    """How the sentence breaks around the rewrite's pointer phrases, as short labels ("several pointers",
+    "determiner before pointer: certain", "name after pointer"); empty when it does not. One picture carries one
+    thing: a second pointer ("... less than the ones in this picture") is a second referent the picture lacks."""
+    found = list(POINTER.finditer(rewrite))
+    faults = ["several pointers"] if len(found) > 1 else []
+    for m in found:
+        before = re.findall(r"[A-Za-z']+", rewrite[:m.start()])
+        if before and before[-1].lower() in _NOT_BEFORE_POINTER:
+            faults.append(f"determiner before pointer: {before[-1].lower()}")
+        if _NAME_AFTER_POINTER.match(rewrite, m.end()):
+            faults.append("name after pointer")
+    return faults
 
 
 class SafetyReward:
@@ -318,14 +345,20 @@ class RewardModel:
         self.diversity = DiversityReward(config.diversity_window, config.diversity_ngram)
         self.fluency, self.fluency_threshold = fluency, fluency_threshold
 
-    def passes(self, row: dict[str, float]) -> bool:
-        """Whether a recorded reward row (``RewardBatch.row``) meets today's thresholds: a resume with stricter
-        ones keeps only the earlier accepted rewrites that would be accepted now."""
+    def passes(self, row: dict[str, float], rewrite: str | None = None) -> bool:
+        """Whether a recorded reward row (``RewardBatch.row``) of ``rewrite`` meets today's thresholds (and, with
+        ``rewrite``, today's structure check): a resume with stricter ones keeps only the earlier accepted rewrites
+        that would be accepted now."""
         c = self.config
         fluency = row.get("fluency", float("nan"))
         return bool(row["safety"] >= c.safety_threshold and row["semantic"] >= c.semantic_threshold
                     and row["overlap"] >= c.overlap_threshold
-                    and (self.fluency is None or not fluency == fluency or fluency >= self.fluency_threshold))
+                    and (self.fluency is None or not fluency == fluency or fluency >= self.fluency_threshold)
+                    and (rewrite is None or self.well_formed(rewrite)))
+
+    def well_formed(self, rewrite: str) -> bool:
+        """False when ``reject_broken_pointers`` is on and the rewrite has ``pointer_structure_faults``."""
+        return not (self.config.reject_broken_pointers and pointer_structure_faults(rewrite))
 
     def for_triples(self, triples: Sequence, rewrites: Sequence[str]) -> RewardBatch:
         """Rewards of ``rewrites[i]`` for ``triples[i]`` (records.Triple: query, keyword, caption, image)."""
@@ -342,7 +375,9 @@ class RewardModel:
         d = self.diversity(rewrites)
         total = c.weight_safety * s + c.weight_semantic * m + c.weight_overlap * o + c.weight_diversity * d
         nonempty = np.array([len(words(r)) >= 3 for r in rewrites], bool)
-        accepted = (s >= c.safety_threshold) & (m >= c.semantic_threshold) & (o >= c.overlap_threshold) & nonempty
+        formed = np.array([self.well_formed(r) for r in rewrites], bool)
+        accepted = ((s >= c.safety_threshold) & (m >= c.semantic_threshold) & (o >= c.overlap_threshold) & nonempty
+                    & formed)
         f = np.full(len(rewrites), np.nan, np.float32)
         if self.fluency is not None and accepted.any():
             idx = np.flatnonzero(accepted)
