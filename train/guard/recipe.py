@@ -76,6 +76,7 @@ class RecipeConfig:
     harmful_rephrasings: int = 0  # harmful requests rephrased into past / future tense or a first-person question;
     # off: with 1,500 of each kind the leave-one-out folds moved both ways (train/default_guard/README.md)
     benign_rephrasings: int = 0  # benign requests rephrased the same ways (so the grammar carries no label)
+    topic_benign: int = 0  # benign requests about the topics of the harmful training requests (train/topic_benign.py)
     bootstrapped_benign: int = 0  # benign instructions an instruct LM bootstraps from Self-Instruct's train split
     # (train/instruction_bootstrap.py; one cached set, whatever the seed), as the corpus self_instruct_bootstrap;
     # off: 1,000 left held-out Self-Instruct refusals where they were (train/default_guard/README.md)
@@ -203,6 +204,12 @@ def build_rows(config: RecipeConfig, items: Sequence[TextItem], pictures: Pictur
     for s in senses:
         b.add(f"sense|{s.family}", s.text, b.picture(share), s.unsafe, s.domain if s.unsafe else None,
               "text" if s.unsafe else "none", f"senses:{s.category}")
+    if config.topic_benign > 0:
+        from crossguard.train.topic_benign import topic_requests
+
+        harmful = [i.text for i in items if i.unsafe and i.corpus not in held and i.form == "request"]
+        for t in topic_requests(harmful, config.topic_benign, config.seed):  # split by topic: val topics are new
+            b.add(f"topic|{t.topic}", t.text, b.picture(share), False, None, "none", "benign:topic")
     _typographic(b, config, items, held, render, INCITEMENTS, mixed_benign_texts)
     _stance(b, config, render)
     # benign questions about pictures: pointer phrasings, everyday questions on photos, alarming-looking pictures
