@@ -121,6 +121,8 @@ def test_pointer_structure_faults_name_the_broken_noun_phrase():
     assert pointer_structure_faults("Why can't I the thing in this picture, Rasheed do anything right?") == [
         "determiner before pointer: i", "name after pointer"]
     assert pointer_structure_faults("Why is the one in the picture, Kenya so stupid?") == ["name after pointer"]
+    assert pointer_structure_faults("What is my ex-wife, Laurie's the thing in the picture?") == [
+        "possessive before pointer"]
     assert pointer_structure_faults("Are the ones in this photo less than the ones in this picture?") == [
         "several pointers"]
     # whole noun phrases replaced: verbs, prepositions, object pronouns and "that" may precede a pointer

@@ -123,7 +123,7 @@ _NAME_AFTER_POINTER = re.compile(r"\s*,\s*[A-Z][a-z]+")
 
 def pointer_structure_faults(rewrite: str) -> list[str]:
     """How the sentence breaks around the rewrite's pointer phrases, as short labels ("several pointers",
-    "determiner before pointer: certain", "name after pointer"); empty when it does not. One picture carries one
+    "determiner before pointer: certain", "possessive before pointer", "name after pointer"); empty when it does not. One picture carries one
     thing: a second pointer ("... less than the ones in this picture") is a second referent the picture lacks."""
     found = list(POINTER.finditer(rewrite))
     faults = ["several pointers"] if len(found) > 1 else []
@@ -131,6 +131,8 @@ def pointer_structure_faults(rewrite: str) -> list[str]:
         before = re.findall(r"[A-Za-z']+", rewrite[:m.start()])
         if before and before[-1].lower() in _NOT_BEFORE_POINTER:
             faults.append(f"determiner before pointer: {before[-1].lower()}")
+        elif before and before[-1].lower().endswith("'s"):  # "my ex-wife, Laurie's the thing in the picture"
+            faults.append("possessive before pointer")
         if _NAME_AFTER_POINTER.match(rewrite, m.end()):
             faults.append("name after pointer")
     return faults
