@@ -100,7 +100,7 @@ def test_recipe_bootstraps_from_the_train_split_and_avoids_the_held_out_requests
 
     from crossguard.train.corpora import TextItem
     from crossguard.train.guard.pipeline import bootstrapped_items
-    from crossguard.train.guard.recipe import RecipeConfig, _split
+    from crossguard.train.guard.recipe import RecipeConfig, split_of_key
 
     real = [TextItem(f"self_instruct:{i}", f"benign task number {i}", False, "self_instruct") for i in range(40)]
     harmful = [TextItem("advbench:0", "a harmful request", True, "advbench")]
@@ -116,6 +116,6 @@ def test_recipe_bootstraps_from_the_train_split_and_avoids_the_held_out_requests
     items = bootstrapped_items(RecipeConfig(bootstrapped_benign=5), resources, progress=False)
     assert [i.text for i in items] == [f"new task {k}" for k in range(5)]
     assert all(not i.unsafe and i.corpus == "self_instruct_bootstrap" for i in items)
-    train = {i.text for i in real if _split(i.id) == "train"}
+    train = {i.text for i in real if split_of_key(i.id) == "train"}
     assert seen["examples"] == train and seen["avoid"] == {i.text for i in real} - train and seen["avoid"]
     assert seen["cache_dir"] == tmp_path / "bootstrap"

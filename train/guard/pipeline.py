@@ -156,13 +156,13 @@ def bootstrapped_items(recipe: RecipeConfig, resources: Resources, progress: boo
     from crossguard.train.corpora import TextItem
     from crossguard.train.instruction_bootstrap import cached_bootstrap
 
-    from .recipe import _split
+    from .recipe import split_of_key
 
     real = [i for i in resources.items if i.corpus == "self_instruct"]
-    examples = [i.text for i in real if _split(i.id) == "train"]
+    examples = [i.text for i in real if split_of_key(i.id) == "train"]
     texts = cached_bootstrap(examples, recipe.bootstrapped_benign, seed=0,
                              cache_dir=resources.render_cache.folder.parent / "bootstrap",
-                             avoid=[i.text for i in real if _split(i.id) != "train"], progress=progress)
+                             avoid=[i.text for i in real if split_of_key(i.id) != "train"], progress=progress)
     return [TextItem(f"self_instruct_bootstrap:{k}", t, False, "self_instruct_bootstrap") for k, t in enumerate(texts)]
 
 

@@ -130,7 +130,8 @@ class RowSet:
                 "held_out": {k: len(v) for k, v in self.held_out.items()}, "by_group_train": count(self.train)}
 
 
-def _split(key: str) -> str:
+def split_of_key(key: str) -> str:
+    """The recipe split (train / val / test) of a row key or corpus item id: by hash, ``SPLIT_FRACTIONS``."""
     return split_of(key, SPLIT_FRACTIONS)
 
 
@@ -156,7 +157,8 @@ class _Builder:
             split: str | None = None) -> None:
         words = self.pictures.blank_words if image < 0 else self.pictures.words[image]
         ocr = "" if image < 0 else self.pictures.ocr[image]
-        self.rows[split or _split(key)].append(PairRow(text, words, ocr, image, unsafe, domain, modality, group))
+        row = PairRow(text, words, ocr, image, unsafe, domain, modality, group)
+        self.rows[split or split_of_key(key)].append(row)
 
 
 def build_rows(config: RecipeConfig, items: Sequence[TextItem], pictures: Pictures,
@@ -237,7 +239,7 @@ def build_rows(config: RecipeConfig, items: Sequence[TextItem], pictures: Pictur
     # benign pointer requests on the same pictures (their twins)
     for req in intent_requests(config.intent_variants, config.situation_intents):
         found = concept_pictures(req.concept, config.implicit_pictures)
-        split = _split(f"intent|{req.family}")
+        split = split_of_key(f"intent|{req.family}")
         for image in found:
             b.add("", req.text, image, True, req.domain, "joint", "implicit:object_intent", split=split)
             text, family = picture_request(b.rng)
@@ -274,7 +276,7 @@ def _rephrasings(b: _Builder, config: RecipeConfig, sources: list[tuple[str, str
             continue
         new, form = made
         b.add("", new, b.picture(config.alarming_share), unsafe, domain, "text" if unsafe else "none",
-              f"rephrase:{form}" if unsafe else f"benign:rephrase:{form}", split=_split(key))
+              f"rephrase:{form}" if unsafe else f"benign:rephrase:{form}", split=split_of_key(key))
         want[unsafe] -= 1
 
 
@@ -300,7 +302,7 @@ def _referent_rewrites(b: _Builder, config: RecipeConfig, items, held, showable)
                                      b.rng.choice(REFERENTS))
         if text is None:
             continue
-        split = _split(item.id)
+        split = split_of_key(item.id)
         b.add("", text, image, True, item.domain, "joint", "implicit:referent", split=split)
         twin, _ = picture_request(b.rng)
         b.add("", twin, image, False, item.domain, "none", "benign:referent_twin", split=split)
@@ -329,6 +331,6 @@ def _stance(b: _Builder, config: RecipeConfig, render) -> None:
             for side, poster in (("against", p.against), ("for", p.for_))]
     indices = render(jobs)
     for i, p in enumerate(pairs):
-        split = _split(f"stance|{p.topic}")
+        split = split_of_key(f"stance|{p.topic}")
         b.add("", p.request, indices[2 * i], False, p.domain, "none", "benign:stance_against", split=split)
         b.add("", p.request, indices[2 * i + 1], True, p.domain, "image", "stance_for", split=split)
