@@ -123,15 +123,17 @@ _NAME_AFTER_POINTER = re.compile(r"\s*,\s*[A-Z][a-z]+")
 
 def pointer_structure_faults(rewrite: str) -> list[str]:
     """How the sentence breaks around the rewrite's pointer phrases, as short labels ("several pointers",
-    "determiner before pointer: certain", "possessive before pointer", "name after pointer"); empty when it does not. One picture carries one
-    thing: a second pointer ("... less than the ones in this picture") is a second referent the picture lacks."""
+    "determiner before pointer: certain", "possessive before pointer", "name after pointer"); empty when it does
+    not. One picture carries one thing: a second pointer ("... less than the ones in this picture") is a second
+    referent the picture lacks."""
     found = list(POINTER.finditer(rewrite))
     faults = ["several pointers"] if len(found) > 1 else []
     for m in found:
         before = re.findall(r"[A-Za-z']+", rewrite[:m.start()])
-        if before and before[-1].lower() in _NOT_BEFORE_POINTER:
-            faults.append(f"determiner before pointer: {before[-1].lower()}")
-        elif before and before[-1].lower().endswith("'s"):  # "my ex-wife, Laurie's the thing in the picture"
+        word = before[-1].lower() if before else ""
+        if word in _NOT_BEFORE_POINTER:
+            faults.append(f"determiner before pointer: {word}")
+        elif word.endswith("'s"):  # "my ex-wife, Laurie's the thing in the picture"
             faults.append("possessive before pointer")
         if _NAME_AFTER_POINTER.match(rewrite, m.end()):
             faults.append("name after pointer")
@@ -351,12 +353,15 @@ class RewardModel:
         """Whether a recorded reward row (``RewardBatch.row``) of ``rewrite`` meets today's thresholds (and, with
         ``rewrite``, today's structure check): a resume with stricter ones keeps only the earlier accepted rewrites
         that would be accepted now."""
-        c = self.config
         fluency = row.get("fluency", float("nan"))
-        return bool(row["safety"] >= c.safety_threshold and row["semantic"] >= c.semantic_threshold
-                    and row["overlap"] >= c.overlap_threshold
+        return bool(self.meets_thresholds(row["safety"], row["semantic"], row["overlap"])
                     and (self.fluency is None or not fluency == fluency or fluency >= self.fluency_threshold)
                     and (rewrite is None or self.well_formed(rewrite)))
+
+    def meets_thresholds(self, safety, semantic, overlap):
+        """S >= t_s and M >= t_m and O >= t_o, for single rewards or arrays of them."""
+        c = self.config
+        return (safety >= c.safety_threshold) & (semantic >= c.semantic_threshold) & (overlap >= c.overlap_threshold)
 
     def well_formed(self, rewrite: str) -> bool:
         """False when ``reject_broken_pointers`` is on and the rewrite has ``pointer_structure_faults``."""
@@ -378,8 +383,7 @@ class RewardModel:
         total = c.weight_safety * s + c.weight_semantic * m + c.weight_overlap * o + c.weight_diversity * d
         nonempty = np.array([len(words(r)) >= 3 for r in rewrites], bool)
         formed = np.array([self.well_formed(r) for r in rewrites], bool)
-        accepted = ((s >= c.safety_threshold) & (m >= c.semantic_threshold) & (o >= c.overlap_threshold) & nonempty
-                    & formed)
+        accepted = self.meets_thresholds(s, m, o) & nonempty & formed
         f = np.full(len(rewrites), np.nan, np.float32)
         if self.fluency is not None and accepted.any():
             idx = np.flatnonzero(accepted)
