@@ -18,7 +18,9 @@ def test_card_block_is_generated_from_the_runs(tmp_path):
     loso = tmp_path / "loso.json"
     loso.write_text(json.dumps({"advbench": {"held_out": {"n": 520, "detection": 0.975}, "threshold": 0.7}}))
     loso2 = tmp_path / "loso2.json"  # folds of a second run are merged
-    loso2.write_text(json.dumps({"catqa": {"held_out": {"n": 550, "detection": 0.99}, "threshold": 0.71}}))
+    loso2.write_text(json.dumps({"catqa": {"held_out": {"n": 550, "detection": 0.99}, "threshold": 0.71},
+                                 "hh_rlhf": {"held_out": {"n": 2000, "detection": 0.8, "false_refusal": 0.3,
+                                                          "auroc": 0.75}, "threshold": 0.72}}))
     dev = tmp_path / "dev.json"
     dev.write_text(json.dumps({"xstest": {"n": 450, "detection": 0.94, "false_refusal": 0.09, "auroc": 0.96}}))
     card = tmp_path / "README.md"
@@ -27,7 +29,8 @@ def test_card_block_is_generated_from_the_runs(tmp_path):
                             "--card", str(card)]) == 0
     text = card.read_text()
     assert text.startswith("# Card\n\nhand-written") and text.rstrip().endswith("tail") and "STALE" not in text
-    assert "| advbench | 520 | 0.975 | 0.700 |" in text and "| catqa | 550 | 0.990 | 0.710 |" in text
+    assert "| advbench | 520 | 0.975 | - | - | 0.700 |" in text and "| catqa | 550 | 0.990 | - | - | 0.710 |" in text
+    assert "| hh_rlhf | 2000 | 0.800 | 0.300 | 0.750 | 0.720 |" in text  # a corpus of both labels
     assert "| xstest (n=450) | detection | >= 0.90 | 0.940 | 0.920 (0.910-0.930) |" in text
     assert "| advbench | 51 | 1.000 | n/a |" in text
 
@@ -50,3 +53,4 @@ def test_real_benign_held_out_pools_the_validation_and_test_rows():
                                 "benign:templates": {"n": 500, "false_refusal": 0.0}}}
     assert model_card.real_benign_held_out(report) == {"n": 100, "false_refusal": 0.16, "splits": ["val", "test"]}
     assert model_card.real_benign_held_out({"test_by_group": {}}) is None  # a report from before the measure
+    assert model_card.real_benign_held_out(report, "benign:hh_rlhf") is None

@@ -77,6 +77,19 @@ def test_held_out_corpus_never_reaches_training():
         _build(held_out=["nope"])
 
 
+def test_hh_rlhf_rows_only_with_the_option_and_both_labels_held_out():
+    hh = [TextItem(f"hh_rlhf:{i}", f"real question {i}", i % 3 == 0, "hh_rlhf", "hand label",
+                   "violence" if i % 3 == 0 else None) for i in range(30)]
+    rows, _ = _build(_items() + hh)
+    assert not any(r.group.endswith("hh_rlhf") for r in rows.train + rows.val + rows.test)
+    assert not RecipeConfig().uses("hh_rlhf") and RecipeConfig(hh_rlhf=True).uses("hh_rlhf")
+    rows, _ = _build(_items() + hh, hh_rlhf=True)
+    groups = Counter(r.group for r in rows.train + rows.val + rows.test)
+    assert groups["hh_rlhf"] == 10 and groups["benign:hh_rlhf"] == 20
+    rows, _ = _build(_items() + hh, hh_rlhf=True, held_out=["hh_rlhf"])
+    assert Counter(r.unsafe for r in rows.held_out["hh_rlhf"]) == {True: 10, False: 20}
+
+
 def test_rephrasings_keep_label_and_split_and_skip_held_out():
     import re
 

@@ -22,16 +22,22 @@ donotanswer               unsafe  Do-Not-Answer's harmful requests (its "treat t
                                   are not harmful and are left out)
 inthewild                 unsafe  666 in-the-wild jailbreak prompts (no harm domain: they ask to drop the rules)
 self_instruct             safe    Self-Instruct user-oriented instructions and seed tasks (427)
+hh_rlhf                   both    the first human turn of HH-RLHF's 2,312 red-team dialogues (harmless-base test),
+                                  labelled by hand (``data/hh_rlhf_labels.jsonl``; ``unclear`` ones left out): real
+                                  conversational harmful requests and real benign questions that touch harm
 xstest                    both    XSTest (250 safe prompts that look unsafe, 200 unsafe): evaluation only
 ========================  ======  ==========================================================================
 
 Left out on purpose: the slur and RealToxicityPrompts prefixes (sentence starts that invite a toxic completion,
 not requests an assistant is asked), the Chinese and Vietnamese CategoricalHarmfulQA (the text encoder is
-English-only) and the HH-RLHF red-team dialogues (no per-prompt label).
+English-only). HH-RLHF has no per-prompt label: its labels are ours, read one by one (not by a model), stored by
+index with a hash of the text so that a different copy of the file is an error rather than silent mislabelling.
 """
 from __future__ import annotations
 
 import csv
+import gzip
+import hashlib
 import json
 import re
 from collections import Counter
@@ -69,9 +75,10 @@ JBB_CATEGORIES: dict[str, str | None] = {
     "expert advice": None, "government decision-making": None,
 }
 
-# Leave-one-source-out groups whose detection the guard is judged on (README, model card).
+# Leave-one-source-out groups the guard is judged on (README, model card): detection on each harmful corpus, and on
+# hh_rlhf (both labels) detection, false refusals and AUROC.
 HELD_OUT_CORPORA = ("advbench", "harmfulqa", "catqa", "dangerousqa", "simplesafetytests", "jailbreakbench",
-                    "donotanswer")
+                    "donotanswer", "hh_rlhf")
 
 
 class CorpusError(ValueError):
@@ -291,11 +298,62 @@ def read_xstest(root: Path) -> list[TextItem]:
             for i, r in enumerate(rows)]
 
 
+HH_RLHF_LABELS = Path(__file__).parent / "data" / "hh_rlhf_labels.jsonl"
+HH_RLHF_LABEL_VALUES = ("safe", "unsafe", "unclear")
+
+
+def text_key(text: str) -> str:
+    """A short hash of a text's ``normalised`` form: ties a label file's row to the text it was given for."""
+    return hashlib.sha1(normalised(text).encode("utf-8")).hexdigest()[:12]
+
+
+def hh_rlhf_first_turns(root: Path) -> list[str]:
+    """The first human turn of every HH-RLHF harmless-base test dialogue (``chosen`` transcript), in file order."""
+    path = root / "text_safety" / "hh_rlhf_harmless" / "test.jsonl.gz"
+    if not path.is_file():
+        raise CorpusError(f"{path}: not found")
+    turns = []
+    try:
+        with gzip.open(path, "rt", encoding="utf-8") as f:
+            for n, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                transcript = json.loads(line).get("chosen")
+                if not isinstance(transcript, str) or "Human:" not in transcript:
+                    raise CorpusError(f"{path}:{n}: no 'chosen' transcript with a 'Human:' turn")
+                turns.append(_clean(transcript.split("Human:", 1)[1].split("Assistant:", 1)[0]))
+    except (OSError, EOFError, json.JSONDecodeError, AttributeError) as e:
+        raise CorpusError(f"{path}: not a gzipped JSON-lines file of dialogues ({e})") from None
+    return turns
+
+
+def read_hh_rlhf(root: Path, labels: Path | None = None) -> list[TextItem]:
+    """HH-RLHF first turns with the hand labels of ``labels`` (JSON lines ``{"i", "key", "label"}``: the turn's
+    index, ``text_key`` of its text, ``safe`` / ``unsafe`` / ``unclear``; default ``HH_RLHF_LABELS``); ``unclear`` turns are left out."""
+    labels = Path(labels) if labels is not None else HH_RLHF_LABELS
+    turns = hh_rlhf_first_turns(root)
+    records = _jsonl(labels)
+    if len(records) != len(turns):
+        raise CorpusError(f"{labels}: {len(records)} labels for {len(turns)} dialogues in {root}")
+    labelled: dict[int, str] = {}
+    for n, r in enumerate(records, 1):
+        i, label = r.get("i"), r.get("label")
+        if not isinstance(i, int) or not 0 <= i < len(turns) or i in labelled or label not in HH_RLHF_LABEL_VALUES:
+            raise CorpusError(f"{labels}:{n}: expected {{'i': <a new index>, 'key': ..., 'label': one of "
+                              f"{HH_RLHF_LABEL_VALUES}}}")
+        if r.get("key") != text_key(turns[i]):
+            raise CorpusError(f"{labels}:{n}: the text of dialogue {i} is not the one labelled (another copy of "
+                              "the HH-RLHF file?)")
+        labelled[i] = label
+    return [TextItem(f"hh_rlhf:{i}", turns[i], label == "unsafe", "hh_rlhf", "hand label")
+            for i, label in sorted(labelled.items()) if label != "unclear" and turns[i]]
+
+
 CORPORA: dict[str, Callable[[Path], list[TextItem]]] = {
     "advbench": read_advbench, "harmfulqa": read_harmfulqa, "catqa": read_catqa, "dangerousqa": read_dangerousqa,
     "adversarialqa": read_adversarialqa, "simplesafetytests": read_simplesafetytests,
     "jailbreakbench": read_jailbreakbench, "donotanswer": read_donotanswer, "inthewild": read_inthewild,
-    "self_instruct": read_self_instruct,
+    "self_instruct": read_self_instruct, "hh_rlhf": read_hh_rlhf,
 }
 EVALUATION_ONLY: dict[str, Callable[[Path], list[TextItem]]] = {"xstest": read_xstest}
 

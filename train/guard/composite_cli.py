@@ -71,7 +71,8 @@ def run(args: argparse.Namespace) -> int:
     resources = P.prepare(data_root(args.data), composition=composition, progress=progress)
     dev = None if args.no_dev else P.DevScreen(resources, composition)
     if args.leave_one_out:
-        corpora = args.corpora.split(",") if args.corpora else list(HELD_OUT_CORPORA)
+        corpora = (args.corpora.split(",") if args.corpora
+                   else [c for c in HELD_OUT_CORPORA if config.recipe.uses(c)])
         P.leave_one_out(config, resources, corpora, dev=dev, progress=progress, out=args.out)
     else:
         seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else [config.fit.seed]

@@ -31,10 +31,13 @@ def _fmt(v: Any) -> str:
 
 
 def loso_table(loso: dict[str, Any]) -> str:
-    rows = ["| corpus left out | its requests | detection at that run's threshold | threshold |", "|---|---|---|---|"]
+    rows = ["| corpus left out | its texts | detection at that run's threshold | false refusals | AUROC | threshold |",
+            "|---|---|---|---|---|---|"]
     for corpus, r in loso.items():
-        rows.append(f"| {corpus} | {r['held_out']['n']} | {_fmt(r['held_out'].get('detection'))} | "
-                    f"{_fmt(r['threshold'])} |")
+        held = r["held_out"]
+        rows.append(f"| {corpus} | {held['n']} | {_fmt(held.get('detection'))} | "
+                    f"{_fmt(held['false_refusal']) if 'false_refusal' in held else '-'} | "
+                    f"{_fmt(held['auroc']) if 'auroc' in held else '-'} | {_fmt(r['threshold'])} |")
     return "\n".join(rows)
 
 
@@ -59,13 +62,16 @@ def group_table(groups: dict[str, Any]) -> str:
     return "\n".join(rows)
 
 
-def real_benign_held_out(report: dict[str, Any]) -> dict[str, Any] | None:
-    """False refusals on the real benign requests (corpus rows, ``benign:self_instruct``) of the validation and test
-    splits together: benign text this project did not write and the model never trained on."""
+REAL_BENIGN_GROUPS = {"benign:self_instruct": "Self-Instruct", "benign:hh_rlhf": "HH-RLHF benign first turns"}
+
+
+def real_benign_held_out(report: dict[str, Any], group: str = "benign:self_instruct") -> dict[str, Any] | None:
+    """False refusals on the real benign requests of ``group`` (corpus rows) of the validation and test splits
+    together: benign text this project did not write and the model never trained on."""
     n = refused = 0
     splits = []
     for split in ("val", "test"):
-        r = report.get(f"{split}_by_group", {}).get("benign:self_instruct")
+        r = report.get(f"{split}_by_group", {}).get(group)
         if r:
             n += r["n"]
             refused += round(r["false_refusal"] * r["n"])
@@ -93,10 +99,11 @@ def render(train_dir: Path, loso: dict | None, dev_bundle: dict | None, shipped_
     mean = (seeds or {}).get("mean", {})
     parts += [f"### Dev sets (never trained or tuned on){' - seeds ' + ', '.join(map(str, seeds['seeds'])) if seeds else ''}",
               "", dev_table(dev_bundle, mean.get("dev") or report.get("dev")), ""]
-    real = real_benign_held_out(report)
-    if real:
-        parts += [f"Real benign requests held out (Self-Instruct, {' and '.join(real['splits'])} split rows, "
-                  f"{real['n']}): false refusals {real['false_refusal']:.3f}.", ""]
+    for group, name in REAL_BENIGN_GROUPS.items():
+        real = real_benign_held_out(report, group)
+        if real:
+            parts += [f"Real benign requests held out ({name}, {' and '.join(real['splits'])} split rows, "
+                      f"{real['n']}): false refusals {real['false_refusal']:.3f}.", ""]
     groups = report.get("test_by_group", {})
     which = f"seed {shipped_seed}" if shipped_seed is not None else "the shipped seed"
     parts += [f"### Own test split by row group ({which})", "", group_table(groups), "",

@@ -76,6 +76,8 @@ class RecipeConfig:
     harmful_rephrasings: int = 0  # harmful requests rephrased into past / future tense or a first-person question;
     # off: with 1,500 of each kind the leave-one-out folds moved both ways (train/default_guard/README.md)
     benign_rephrasings: int = 0  # benign requests rephrased the same ways (so the grammar carries no label)
+    hh_rlhf: bool = False  # the hand-labelled HH-RLHF first turns (corpora.read_hh_rlhf): real conversational
+    # harmful requests and real benign questions that touch harm, as corpus rows like any other corpus
     topic_benign: int = 0  # benign requests about the topics of the harmful training requests (train/topic_benign.py)
     bootstrapped_benign: int = 0  # benign instructions an instruct LM bootstraps from Self-Instruct's train split
     # (train/instruction_bootstrap.py; one cached set, whatever the seed), as the corpus self_instruct_bootstrap;
@@ -86,6 +88,10 @@ class RecipeConfig:
         from crossguard.configs import from_dict_strict
 
         return from_dict_strict(cls, d, "recipe config")
+
+    def uses(self, corpus: str) -> bool:
+        """Whether the recipe reads ``corpus`` at all (``hh_rlhf`` only with the ``hh_rlhf`` option)."""
+        return corpus != "hh_rlhf" or self.hh_rlhf
 
 
 @dataclass
@@ -179,6 +185,7 @@ def build_rows(config: RecipeConfig, items: Sequence[TextItem], pictures: Pictur
     from crossguard.train.typography import INCITEMENTS
 
     b = _Builder(config, pictures)
+    items = [i for i in items if config.uses(i.corpus)]
     held = set(config.held_out)
     unknown = held - {i.corpus for i in items}
     if unknown:

@@ -6,7 +6,8 @@ The shipped guard judging the data the next guard trains on teaches the guard wh
 
 - harmful: the real corpora's items (``crossguard.train.corpora``) whose ``split_of(item.id, (0.8, 0.1, 0.1))`` is
   "val" or "test" (the guard's recipe trains on the "train" split of every corpus);
-- benign: Self-Instruct items of the same val/test split, ``benign_text.mixed_benign_texts``, long benign tasks
+- benign: the benign corpus items (Self-Instruct, HH-RLHF's hand-labelled benign first turns) of the same split,
+  ``benign_text.mixed_benign_texts``, long benign tasks
   (``benign_text.long_benign_texts``: a long text is not a jailbreak by its length) and the safe-sense minimal pairs
   (``safe_senses.generate``, their harmful halves as harmful), all with the judge's seed;
 - no implicit, forge or object-intent rows. A share of rows carries the picture words and embedding of a random pool
@@ -94,8 +95,6 @@ def judge_rows(items: Sequence, pictures, settings) -> JudgeData:
 
     judged, measure = [], []
     for item in items:
-        if not item.unsafe and item.corpus != "self_instruct":
-            continue
         group = item.corpus if item.unsafe else f"benign:{item.corpus}"
         if judge_split(item.id) in JUDGE_SPLITS:
             judged.append(row(item.text, item.unsafe, item.domain, group))
