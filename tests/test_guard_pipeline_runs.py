@@ -85,3 +85,13 @@ def test_misses_lists_what_a_held_out_corpus_lost():
             [("a", True, "violence"), ("b", True, "violence"), ("c", True, None), ("d", False, None)]]
     got = P.misses(rows, np.array([0.9, 0.2, 0.1, 0.0]), threshold=0.5, lowest=2)
     assert got == {"by_domain": {"-": [1, 1], "violence": [1, 2]}, "lowest": [[0.1, "c"], [0.2, "b"]]}
+
+
+def test_threshold_rows_are_the_safe_rows_outside_the_ignored_groups():
+    from crossguard.train.guard.composite import PairRow
+
+    rows = [PairRow("a", "", "", -1, True, group="advbench"), PairRow("b", "", "", -1, False, group="benign:templates"),
+            PairRow("c", "", "", -1, False, group="benign:hh_rlhf"), PairRow("d", "", "", -1, True, group="hh_rlhf")]
+    assert P.threshold_rows(rows, []).tolist() == [False, True, True, False]
+    assert P.threshold_rows(rows, ["benign:hh_rlhf"]).tolist() == [False, True, False, False]
+    assert P.GuardTrainConfig.from_dict({"threshold_ignores": ["benign:hh_rlhf"]}).threshold_ignores == ["benign:hh_rlhf"]

@@ -39,6 +39,8 @@ class GuardTrainConfig:
     fit: FitConfig = field(default_factory=FitConfig)
     target_frr: float = 0.03  # false refusals on the validation split's safe rows at the threshold
     balanced_frr: bool = False  # that rate with every safe row group weighing the same (calibrate.group_weights)
+    threshold_ignores: list[str] = field(default_factory=list)  # safe row groups left out of that rate (the
+    # temperature still sees them): a new kind of benign row changes the ranking without moving the operating point
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> GuardTrainConfig:
@@ -240,6 +242,11 @@ class DevScreen:
 
 # ---------------------------------------------------------------------------------------------- training
 
+def threshold_rows(rows: list[PairRow], ignores: list[str]) -> np.ndarray:
+    """Mask of the safe rows whose false-refusal rate sets the threshold: every safe row not in an ``ignores`` group."""
+    return np.asarray([not r.unsafe and r.group not in ignores for r in rows], bool)
+
+
 def train_guard(config: GuardTrainConfig, resources: Resources, rows: RowSet | None = None,
                 dev: DevScreen | None = None, progress: bool = True) -> tuple[Any, dict[str, Any]]:
     """Build the rows (unless given), fit, calibrate on the validation split, evaluate; returns (model, report)."""
@@ -251,8 +258,9 @@ def train_guard(config: GuardTrainConfig, resources: Resources, rows: RowSet | N
                            progress)
     val = composite.predict(model, rows.val, rows.pictures.embeddings, rows.pictures.blank_embedding)
     labels = np.asarray([r.unsafe for r in rows.val], np.float32)
-    safe_weights = (group_weights([r.group for r in rows.val if not r.unsafe]) if config.balanced_frr else None)
-    calibration, threshold = calibrate(val["unsafe_logit"], labels, labels == 0, config.target_frr,
+    counted = threshold_rows(rows.val, config.threshold_ignores)
+    safe_weights = (group_weights([r.group for r, c in zip(rows.val, counted) if c]) if config.balanced_frr else None)
+    calibration, threshold = calibrate(val["unsafe_logit"], labels, counted, config.target_frr,
                                        safe_weights=safe_weights)
     val_scores = calibrated_score(val["unsafe_logit"], calibration["temperature"])
     test_scores = scores_of(model, rows.test, rows.pictures, calibration)
