@@ -128,6 +128,10 @@ def test_hh_rlhf_labels_must_match_the_dialogues(data, tmp_path):
                              for i, t in enumerate(HH_TURNS)), encoding="utf-8")
     with pytest.raises(K.CorpusError, match="bad.jsonl:1"):
         K.read_hh_rlhf(data, bad)
+    (data / "text_safety/hh_rlhf_harmless/test.jsonl.gz").unlink()  # optional: all corpora but it, unless named
+    assert "hh_rlhf" not in {i.corpus for i in K.read_corpora(data)} and len(K.read_corpora(data)) > 10
+    with pytest.raises(K.CorpusError, match="not found"):
+        K.read_corpora(data, ["hh_rlhf"])
     (data / "text_safety/hh_rlhf_harmless/test.jsonl.gz").write_bytes(b"not gzip")
     with pytest.raises(K.CorpusError, match="not a gzipped JSON-lines file"):
         K.read_hh_rlhf(data)

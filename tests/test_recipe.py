@@ -86,8 +86,15 @@ def test_hh_rlhf_rows_only_with_the_option_and_both_labels_held_out():
     rows, _ = _build(_items() + hh, hh_rlhf=True)
     groups = Counter(r.group for r in rows.train + rows.val + rows.test)
     assert groups["hh_rlhf"] == 10 and groups["benign:hh_rlhf"] == 20
+    rows, _ = _build(_items() + hh, hh_rlhf=True, hh_rlhf_benign=False)
+    groups = Counter(r.group for r in rows.train + rows.val + rows.test)
+    assert groups["hh_rlhf"] == 10 and groups["benign:hh_rlhf"] == 0
     rows, _ = _build(_items() + hh, hh_rlhf=True, held_out=["hh_rlhf"])
     assert Counter(r.unsafe for r in rows.held_out["hh_rlhf"]) == {True: 10, False: 20}
+    import pytest
+
+    with pytest.raises(ValueError, match="hh_rlhf_harmless"):
+        _build(hh_rlhf=True)
 
 
 def test_rephrasings_keep_label_and_split_and_skip_held_out():

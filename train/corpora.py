@@ -363,6 +363,7 @@ CORPORA: dict[str, Callable[[Path], list[TextItem]]] = {
     "self_instruct": read_self_instruct, "hh_rlhf": read_hh_rlhf,
 }
 EVALUATION_ONLY: dict[str, Callable[[Path], list[TextItem]]] = {"xstest": read_xstest}
+OPTIONAL_CORPORA = ("hh_rlhf",)  # read when their files are there (no default recipe needs them)
 
 
 def normalised(text: str) -> str:
@@ -388,13 +389,20 @@ def deduplicate(items: Iterable[TextItem]) -> tuple[list[TextItem], Counter]:
 
 
 def read_corpora(root: str | Path, names: Sequence[str] | None = None) -> list[TextItem]:
-    """The named corpora (default: all of ``CORPORA``) read from ``root`` and deduplicated across them."""
+    """The named corpora (default: all of ``CORPORA``, skipping an ``OPTIONAL_CORPORA`` one whose file is missing)
+    read from ``root`` and deduplicated across them."""
     root = Path(root)
     unknown = sorted(set(names or ()) - set(CORPORA) - set(EVALUATION_ONLY))
     if unknown:
         raise CorpusError(f"unknown corpora {unknown}; known: {sorted(CORPORA)} (+ {sorted(EVALUATION_ONLY)})")
     readers = {**CORPORA, **EVALUATION_ONLY}
-    items = [item for name in (names or CORPORA) for item in readers[name](root)]
+    items = []
+    for name in names or CORPORA:
+        try:
+            items += readers[name](root)
+        except CorpusError as e:
+            if names or name not in OPTIONAL_CORPORA or not str(e).endswith("not found"):
+                raise
     return deduplicate(items)[0]
 
 

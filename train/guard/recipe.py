@@ -78,6 +78,7 @@ class RecipeConfig:
     benign_rephrasings: int = 0  # benign requests rephrased the same ways (so the grammar carries no label)
     hh_rlhf: bool = False  # the hand-labelled HH-RLHF first turns (corpora.read_hh_rlhf): real conversational
     # harmful requests and real benign questions that touch harm, as corpus rows like any other corpus
+    hh_rlhf_benign: bool = True  # with hh_rlhf: its benign turns too (False: the harmful ones only)
     topic_benign: int = 0  # benign requests about the topics of the harmful training requests (train/topic_benign.py)
     bootstrapped_benign: int = 0  # benign instructions an instruct LM bootstraps from Self-Instruct's train split
     # (train/instruction_bootstrap.py; one cached set, whatever the seed), as the corpus self_instruct_bootstrap;
@@ -185,7 +186,10 @@ def build_rows(config: RecipeConfig, items: Sequence[TextItem], pictures: Pictur
     from crossguard.train.typography import INCITEMENTS
 
     b = _Builder(config, pictures)
-    items = [i for i in items if config.uses(i.corpus)]
+    items = [i for i in items
+             if config.uses(i.corpus) and (i.unsafe or i.corpus != "hh_rlhf" or config.hh_rlhf_benign)]
+    if config.hh_rlhf and not any(i.corpus == "hh_rlhf" for i in items):
+        raise ValueError("recipe.hh_rlhf needs the HH-RLHF corpus (text_safety/hh_rlhf_harmless in the data folder)")
     held = set(config.held_out)
     unknown = held - {i.corpus for i in items}
     if unknown:
