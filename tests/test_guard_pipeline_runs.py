@@ -94,4 +94,5 @@ def test_threshold_rows_are_the_safe_rows_outside_the_ignored_groups():
             PairRow("c", "", "", -1, False, group="benign:hh_rlhf"), PairRow("d", "", "", -1, True, group="hh_rlhf")]
     assert P.threshold_rows(rows, []).tolist() == [False, True, True, False]
     assert P.threshold_rows(rows, ["benign:hh_rlhf"]).tolist() == [False, True, False, False]
-    assert P.GuardTrainConfig.from_dict({"threshold_ignores": ["benign:hh_rlhf"]}).threshold_ignores == ["benign:hh_rlhf"]
+    config = P.GuardTrainConfig.from_dict({"threshold_ignores": ["benign:hh_rlhf"]})
+    assert config.threshold_ignores == ["benign:hh_rlhf"]

@@ -305,6 +305,7 @@ def read_xstest(root: Path) -> list[TextItem]:
             for i, r in enumerate(rows)]
 
 
+HH_RLHF_FILE = Path("text_safety") / "hh_rlhf_harmless" / "test.jsonl.gz"
 HH_RLHF_LABELS = Path(__file__).parent / "data" / "hh_rlhf_labels.jsonl"
 HH_RLHF_LABEL_VALUES = ("safe", "unsafe", "unclear")
 
@@ -316,7 +317,7 @@ def text_key(text: str) -> str:
 
 def hh_rlhf_first_turns(root: Path) -> list[str]:
     """The first human turn of every HH-RLHF harmless-base test dialogue (``chosen`` transcript), in file order."""
-    path = root / "text_safety" / "hh_rlhf_harmless" / "test.jsonl.gz"
+    path = root / HH_RLHF_FILE
     if not path.is_file():
         raise CorpusError(f"{path}: not found")
     turns = []
@@ -335,8 +336,9 @@ def hh_rlhf_first_turns(root: Path) -> list[str]:
 
 
 def read_hh_rlhf(root: Path, labels: Path | None = None) -> list[TextItem]:
-    """HH-RLHF first turns with the hand labels of ``labels`` (JSON lines ``{"i", "key", "label"}``: the turn's
-    index, ``text_key`` of its text, ``safe`` / ``unsafe`` / ``unclear``; default ``HH_RLHF_LABELS``); ``unclear`` turns are left out."""
+    """HH-RLHF first turns with the hand labels of ``labels`` (default ``HH_RLHF_LABELS``; JSON lines
+    ``{"i", "key", "label"}``: the turn's index, ``text_key`` of its text, ``safe`` / ``unsafe`` / ``unclear``);
+    ``unclear`` turns are left out."""
     labels = Path(labels) if labels is not None else HH_RLHF_LABELS
     turns = hh_rlhf_first_turns(root)
     records = _jsonl(labels)
@@ -363,7 +365,8 @@ CORPORA: dict[str, Callable[[Path], list[TextItem]]] = {
     "self_instruct": read_self_instruct, "hh_rlhf": read_hh_rlhf,
 }
 EVALUATION_ONLY: dict[str, Callable[[Path], list[TextItem]]] = {"xstest": read_xstest}
-OPTIONAL_CORPORA = ("hh_rlhf",)  # read when their files are there (no default recipe needs them)
+# corpora read by default only when their file is in the data folder (no default recipe needs them)
+OPTIONAL_CORPORA: dict[str, Path] = {"hh_rlhf": HH_RLHF_FILE}
 
 
 def normalised(text: str) -> str:
@@ -396,14 +399,8 @@ def read_corpora(root: str | Path, names: Sequence[str] | None = None) -> list[T
     if unknown:
         raise CorpusError(f"unknown corpora {unknown}; known: {sorted(CORPORA)} (+ {sorted(EVALUATION_ONLY)})")
     readers = {**CORPORA, **EVALUATION_ONLY}
-    items = []
-    for name in names or CORPORA:
-        try:
-            items += readers[name](root)
-        except CorpusError as e:
-            if names or name not in OPTIONAL_CORPORA or not str(e).endswith("not found"):
-                raise
-    return deduplicate(items)[0]
+    names = names or [n for n in CORPORA if n not in OPTIONAL_CORPORA or (root / OPTIONAL_CORPORA[n]).is_file()]
+    return deduplicate(item for name in names for item in readers[name](root))[0]
 
 
 def assign_domains(items: Sequence[TextItem], embed) -> list[TextItem]:

@@ -94,6 +94,10 @@ class RecipeConfig:
         """Whether the recipe reads ``corpus`` at all (``hh_rlhf`` only with the ``hh_rlhf`` option)."""
         return corpus != "hh_rlhf" or self.hh_rlhf
 
+    def keeps(self, item: TextItem) -> bool:
+        """Whether a corpus item reaches the recipe (``hh_rlhf``'s benign turns only with ``hh_rlhf_benign``)."""
+        return self.uses(item.corpus) and (item.unsafe or item.corpus != "hh_rlhf" or self.hh_rlhf_benign)
+
 
 @dataclass
 class Pictures:
@@ -186,8 +190,7 @@ def build_rows(config: RecipeConfig, items: Sequence[TextItem], pictures: Pictur
     from crossguard.train.typography import INCITEMENTS
 
     b = _Builder(config, pictures)
-    items = [i for i in items
-             if config.uses(i.corpus) and (i.unsafe or i.corpus != "hh_rlhf" or config.hh_rlhf_benign)]
+    items = [i for i in items if config.keeps(i)]
     if config.hh_rlhf and not any(i.corpus == "hh_rlhf" for i in items):
         raise ValueError("recipe.hh_rlhf needs the HH-RLHF corpus (text_safety/hh_rlhf_harmless in the data folder)")
     held = set(config.held_out)
