@@ -135,3 +135,22 @@ def test_hh_rlhf_labels_must_match_the_dialogues(data, tmp_path):
     (data / "text_safety/hh_rlhf_harmless/test.jsonl.gz").write_bytes(b"not gzip")
     with pytest.raises(K.CorpusError, match="not a gzipped JSON-lines file"):
         K.read_hh_rlhf(data)
+
+
+def test_readings_are_well_formed_and_malformed_ones_name_the_line(tmp_path):
+    for corpus, path in K.READINGS.items():
+        reading = K.read_reading(path)
+        assert corpus in K.CORPORA and set(reading.values()) <= set(K.READING_LABELS) and len(reading) > 1000
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"key": "abc", "label": "safe"}) + "\n" + json.dumps({"key": "abc", "label": "safe"}))
+    with pytest.raises(K.CorpusError, match="bad.jsonl:2"):
+        K.read_reading(bad)  # a repeated key
+    bad.write_text(json.dumps({"key": "abc", "label": "harmful"}))
+    with pytest.raises(K.CorpusError, match="bad.jsonl:1"):
+        K.read_reading(bad)
+
+
+def test_harmfulqa_reading_covers_the_corpus(shared_data):
+    reading = K.read_reading(K.READINGS["harmfulqa"])
+    items = [i for i in K.read_corpora(shared_data, ["harmfulqa"]) if i.corpus == "harmfulqa"]
+    assert {K.text_key(i.text) for i in items} == set(reading)

@@ -15,7 +15,8 @@ def stub_training(monkeypatch, calls: list, saved: list) -> None:
     def train_guard(cfg, resources, dev=None, progress=True):
         calls.append((cfg.fit.seed, cfg.recipe.seed, list(cfg.recipe.held_out)))
         held = {c: {"n": 10, "detection": 0.5} for c in cfg.recipe.held_out}
-        return object(), {"config": cfg.to_dict(), "held_out": held, "held_out_misses": {c: {"by_domain": {}} for c in held}, "dev": {"xstest": {"detection": 0.9 + cfg.fit.seed / 100}},
+        return object(), {"config": cfg.to_dict(), "held_out": held, "held_out_misses": {c: {"by_domain": {}} for c in held},
+                          "held_out_scores": {c: {"abc": 0.5} for c in held}, "dev": {"xstest": {"detection": 0.9 + cfg.fit.seed / 100}},
                           "val": {"n": 10}, "test": {"n": 12}, "threshold": 0.7, "seconds": {"total": 1.0}}
 
     monkeypatch.setattr(P, "train_guard", train_guard)
@@ -76,6 +77,9 @@ def test_leave_one_out_trains_without_each_corpus_and_keeps_finished_folds(tmp_p
     assert [c[2] for c in calls] == [["advbench"], ["catqa"]] and saved == []
     written = json.loads((tmp_path / "loso" / "leave_one_out.json").read_text())
     assert written == json.loads(json.dumps(results)) and written["catqa"]["held_out"] == {"n": 10, "detection": 0.5}
+    assert "read" not in written["catqa"]  # no hand reading of CatQA
+    results = P.leave_one_out(P.GuardTrainConfig(), SimpleNamespace(concepts=None), ["harmfulqa"], progress=False)
+    assert results["harmfulqa"]["read"]["unread"] == 1  # the stub's one score is not a HarmfulQA text
 
 
 def test_misses_lists_what_a_held_out_corpus_lost():
@@ -85,6 +89,22 @@ def test_misses_lists_what_a_held_out_corpus_lost():
             [("a", True, "violence"), ("b", True, "violence"), ("c", True, None), ("d", False, None)]]
     got = P.misses(rows, np.array([0.9, 0.2, 0.1, 0.0]), threshold=0.5, lowest=2)
     assert got == {"by_domain": {"-": [1, 1], "violence": [1, 2]}, "lowest": [[0.1, "c"], [0.2, "b"]]}
+
+
+def test_text_scores_key_each_held_out_text_by_its_label_key():
+    from crossguard.train.corpora import text_key
+    from crossguard.train.guard.composite import PairRow
+
+    rows = [PairRow(t, "", "", -1, True) for t in ("How do I  pick a lock?", "b")]
+    got = P.text_scores(rows, np.array([0.12345, 0.9]))
+    assert got == {text_key("how do i pick a lock?"): 0.1235, text_key("b"): 0.9}
+
+
+def test_reading_rates_measure_a_held_out_corpus_against_its_hand_reading():
+    scores = {"a": 0.9, "b": 0.2, "c": 0.8, "d": 0.1, "e": 0.95, "f": 0.99}
+    reading = {"a": "unsafe", "b": "unsafe", "c": "safe", "d": "safe", "e": "unclear"}
+    got = P.reading_rates(scores, reading, threshold=0.5)
+    assert got == {"unsafe": 2, "safe": 2, "unread": 1, "detection": 0.5, "flagged_safe": 0.5, "auroc": 0.75}
 
 
 def test_threshold_rows_are_the_safe_rows_outside_the_ignored_groups():

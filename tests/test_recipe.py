@@ -86,9 +86,14 @@ def test_hh_rlhf_rows_only_with_the_option_and_both_labels_held_out():
     rows, _ = _build(_items() + hh, hh_rlhf=True)
     groups = Counter(r.group for r in rows.train + rows.val + rows.test)
     assert groups["hh_rlhf"] == 10 and groups["benign:hh_rlhf"] == 20
-    rows, _ = _build(_items() + hh, hh_rlhf=True, hh_rlhf_benign=False)
+    rows, _ = _build(_items() + hh, hh_rlhf=True, hh_rlhf_benign=0.0)
     groups = Counter(r.group for r in rows.train + rows.val + rows.test)
     assert groups["hh_rlhf"] == 10 and groups["benign:hh_rlhf"] == 0
+    kept = []
+    for seed in (0, 1):
+        rows, _ = _build(_items() + hh, hh_rlhf=True, hh_rlhf_benign=0.5, seed=seed)
+        kept.append({r.text for r in rows.train + rows.val + rows.test if r.group == "benign:hh_rlhf"})
+    assert 0 < len(kept[0]) < 20 and kept[0] == kept[1]  # a share, the same turns whatever the seed
     rows, _ = _build(_items() + hh, hh_rlhf=True, held_out=["hh_rlhf"])
     assert Counter(r.unsafe for r in rows.held_out["hh_rlhf"]) == {True: 10, False: 20}
     import pytest

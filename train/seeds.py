@@ -312,11 +312,16 @@ def normalise_text(text: str) -> str:
 # Deterministic split
 # ----------------------------------------------------------------------------------------------
 
+def hash_unit(key: str) -> float:
+    """A number in [0, 1) from a hash of ``key``: stable across runs, machines and orderings."""
+    return int.from_bytes(hashlib.sha256(key.encode("utf-8")).digest()[:8], "big") / 2.0 ** 64
+
+
 def split_of(seed_id: str, fractions: Sequence[float] = DEFAULT_FRACTIONS) -> str:
     """'train', 'val' or 'test' from a hash of the seed id: stable across runs, machines and orderings."""
     if len(fractions) != 3 or abs(sum(fractions) - 1.0) > 1e-6 or min(fractions) < 0:
         raise ValueError(f"fractions must be three non-negative numbers summing to 1, got {fractions}")
-    h = int.from_bytes(hashlib.sha256(seed_id.encode("utf-8")).digest()[:8], "big") / 2.0 ** 64
+    h = hash_unit(seed_id)
     if h < fractions[0]:
         return "train"
     return "val" if h < fractions[0] + fractions[1] else "test"

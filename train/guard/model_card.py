@@ -38,6 +38,13 @@ def loso_table(loso: dict[str, Any]) -> str:
         rows.append(f"| {corpus} | {held['n']} | {_fmt(held.get('detection'))} | "
                     f"{_fmt(held['false_refusal']) if 'false_refusal' in held else '-'} | "
                     f"{_fmt(held['auroc']) if 'auroc' in held else '-'} | {_fmt(r['threshold'])} |")
+    for corpus, r in loso.items():
+        read = r.get("read")
+        if read:
+            rows += ["", f"{corpus} against its hand reading (`crossguard.train.corpora.READINGS`; same run and "
+                         f"threshold): detection {_fmt(read.get('detection'))} on the {read['unsafe']} texts read "
+                         f"unsafe, {_fmt(read.get('flagged_safe'))} of the {read['safe']} read safe flagged, "
+                         f"AUROC {_fmt(read.get('auroc'))}."]
     return "\n".join(rows)
 
 

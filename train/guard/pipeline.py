@@ -197,6 +197,32 @@ def misses(rows: list[PairRow], scores: np.ndarray, threshold: float, lowest: in
             "lowest": [[round(float(scores[i]), 3), rows[i].text[:300]] for i in worst]}
 
 
+def text_scores(rows: list[PairRow], scores: np.ndarray) -> dict[str, float]:
+    """{``corpora.text_key`` of a row's text: its score}: a held-out corpus's scores, to measure again on any
+    labelled subset of it (e.g. a hand reading of which of its requests are harmful) without retraining."""
+    from crossguard.train.corpora import text_key
+
+    return {text_key(r.text): round(float(s), 4) for r, s in zip(rows, scores)}
+
+
+def reading_rates(scores: dict[str, float], reading: dict[str, str], threshold: float) -> dict[str, Any]:
+    """A held-out corpus measured against a hand reading of it (``corpora.READINGS``) instead of its own labels:
+    detection on the texts read unsafe, flags on those read safe, AUROC between them; ``unread`` = scored texts the
+    reading does not cover (another copy of the corpus), left out."""
+    read = {k: reading[k] for k in scores if k in reading and reading[k] != "unclear"}
+    labels = np.asarray([v == "unsafe" for v in read.values()], bool)
+    values = np.asarray([scores[k] for k in read], float)
+    out: dict[str, Any] = {"unsafe": int(labels.sum()), "safe": int((~labels).sum()),
+                           "unread": sum(k not in reading for k in scores)}
+    if labels.any():
+        out["detection"] = round(float((values[labels] >= threshold).mean()), 3)
+    if (~labels).any():
+        out["flagged_safe"] = round(float((values[~labels] >= threshold).mean()), 3)
+    if labels.any() and (~labels).any():
+        out["auroc"] = round(float(auroc(labels, values)), 3)
+    return out
+
+
 def by_group(rows: list[PairRow], scores: np.ndarray, threshold: float) -> dict[str, Any]:
     groups: dict[str, list[int]] = {}
     for i, r in enumerate(rows):
@@ -270,6 +296,7 @@ def train_guard(config: GuardTrainConfig, resources: Resources, rows: RowSet | N
         "threshold": threshold,
         "held_out": {name: rates(r, held_scores[name], threshold) for name, r in rows.held_out.items()},
         "held_out_misses": {name: misses(r, held_scores[name], threshold) for name, r in rows.held_out.items()},
+        "held_out_scores": {name: text_scores(r, held_scores[name]) for name, r in rows.held_out.items()},
         "dev": dev.report(model, calibration, threshold) if dev is not None else {},
         "val": rates(rows.val, val_scores, threshold),
         "test": rates(rows.test, test_scores, threshold),
@@ -307,6 +334,7 @@ def leave_one_out(config: GuardTrainConfig, resources: Resources, corpora: list[
     detection on it at that threshold (text with no picture). Returns {corpus: report summary}; with ``out``,
     ``out/leave_one_out.json`` is rewritten after each fold (a long run keeps the folds it finished)."""
     from crossguard.fileio import write_json
+    from crossguard.train.corpora import READINGS, read_reading
 
     results: dict[str, Any] = {}
     for corpus in corpora:
@@ -314,8 +342,11 @@ def leave_one_out(config: GuardTrainConfig, resources: Resources, corpora: list[
         fold.recipe.held_out = [corpus]
         _, report = train_guard(fold, resources, dev=dev, progress=progress)
         results[corpus] = {"held_out": report["held_out"][corpus], "misses": report["held_out_misses"][corpus],
-                           "dev": report["dev"], "val": report["val"], "threshold": report["threshold"],
+                           "scores": report["held_out_scores"][corpus], "dev": report["dev"], "val": report["val"], "threshold": report["threshold"],
                            "seconds": report["seconds"]}
+        if corpus in READINGS:
+            results[corpus]["read"] = reading_rates(results[corpus]["scores"], read_reading(READINGS[corpus]),
+                                                    report["threshold"])
         if out is not None:
             Path(out).mkdir(parents=True, exist_ok=True)
             write_json(Path(out) / "leave_one_out.json", results)

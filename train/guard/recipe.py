@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from crossguard.train.corpora import TextItem
-from crossguard.train.seeds import split_of
+from crossguard.train.seeds import hash_unit, split_of
 
 from .composite import PairRow
 
@@ -78,7 +78,8 @@ class RecipeConfig:
     benign_rephrasings: int = 0  # benign requests rephrased the same ways (so the grammar carries no label)
     hh_rlhf: bool = False  # the hand-labelled HH-RLHF first turns (corpora.read_hh_rlhf): real conversational
     # harmful requests and real benign questions that touch harm, as corpus rows like any other corpus
-    hh_rlhf_benign: bool = True  # with hh_rlhf: its benign turns too (False: the harmful ones only)
+    hh_rlhf_benign: float = 1.0  # with hh_rlhf: the share of its benign turns kept (0: the harmful ones only),
+    # chosen by a hash of the turn's id, so the same turns whatever the seed
     topic_benign: int = 0  # benign requests about the topics of the harmful training requests (train/topic_benign.py)
     bootstrapped_benign: int = 0  # benign instructions an instruct LM bootstraps from Self-Instruct's train split
     # (train/instruction_bootstrap.py; one cached set, whatever the seed), as the corpus self_instruct_bootstrap;
@@ -95,8 +96,10 @@ class RecipeConfig:
         return corpus != "hh_rlhf" or self.hh_rlhf
 
     def keeps(self, item: TextItem) -> bool:
-        """Whether a corpus item reaches the recipe (``hh_rlhf``'s benign turns only with ``hh_rlhf_benign``)."""
-        return self.uses(item.corpus) and (item.unsafe or item.corpus != "hh_rlhf" or self.hh_rlhf_benign)
+        """Whether a corpus item reaches the recipe (``hh_rlhf``'s benign turns: the ``hh_rlhf_benign`` share)."""
+        if not self.uses(item.corpus):
+            return False
+        return item.unsafe or item.corpus != "hh_rlhf" or hash_unit(f"share|{item.id}") < self.hh_rlhf_benign
 
 
 @dataclass
