@@ -140,7 +140,7 @@ def test_hh_rlhf_labels_must_match_the_dialogues(data, tmp_path):
 def test_readings_are_well_formed_and_malformed_ones_name_the_line(tmp_path):
     for corpus, path in K.READINGS.items():
         reading = K.read_reading(path)
-        assert corpus in K.CORPORA and set(reading.values()) <= set(K.READING_LABELS) and len(reading) > 1000
+        assert corpus in K.CORPORA and set(reading.values()) <= set(K.HAND_LABELS) and len(reading) > 1000
     bad = tmp_path / "bad.jsonl"
     bad.write_text(json.dumps({"key": "abc", "label": "safe"}) + "\n" + json.dumps({"key": "abc", "label": "safe"}))
     with pytest.raises(K.CorpusError, match="bad.jsonl:2"):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter
 
 import numpy as np
+import pytest
 
 from crossguard.train.corpora import TextItem
 from crossguard.train.guard.recipe import Pictures, RecipeConfig, build_rows
@@ -96,8 +97,6 @@ def test_hh_rlhf_rows_only_with_the_option_and_both_labels_held_out():
     assert 0 < len(kept[0]) < 20 and kept[0] == kept[1]  # a share, the same turns whatever the seed
     rows, _ = _build(_items() + hh, hh_rlhf=True, held_out=["hh_rlhf"])
     assert Counter(r.unsafe for r in rows.held_out["hh_rlhf"]) == {True: 10, False: 20}
-    import pytest
-
     with pytest.raises(ValueError, match="hh_rlhf_harmless"):
         _build(hh_rlhf=True)
 

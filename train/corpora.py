@@ -307,7 +307,7 @@ def read_xstest(root: Path) -> list[TextItem]:
 
 HH_RLHF_FILE = Path("text_safety") / "hh_rlhf_harmless" / "test.jsonl.gz"
 HH_RLHF_LABELS = Path(__file__).parent / "data" / "hh_rlhf_labels.jsonl"
-HH_RLHF_LABEL_VALUES = ("safe", "unsafe", "unclear")
+HAND_LABELS = ("safe", "unsafe", "unclear")  # of every hand-label file (HH-RLHF labels, readings)
 
 
 def text_key(text: str) -> str:
@@ -347,9 +347,9 @@ def read_hh_rlhf(root: Path, labels: Path | None = None) -> list[TextItem]:
     labelled: dict[int, str] = {}
     for n, r in enumerate(records, 1):
         i, label = r.get("i"), r.get("label")
-        if not isinstance(i, int) or not 0 <= i < len(turns) or i in labelled or label not in HH_RLHF_LABEL_VALUES:
+        if not isinstance(i, int) or not 0 <= i < len(turns) or i in labelled or label not in HAND_LABELS:
             raise CorpusError(f"{labels}:{n}: expected {{'i': <a new index>, 'key': ..., 'label': one of "
-                              f"{HH_RLHF_LABEL_VALUES}}}")
+                              f"{HAND_LABELS}}}")
         if r.get("key") != text_key(turns[i]):
             raise CorpusError(f"{labels}:{n}: the text of dialogue {i} is not the one labelled (another copy of "
                               "the HH-RLHF file?)")
@@ -366,7 +366,6 @@ def read_hh_rlhf(root: Path, labels: Path | None = None) -> list[TextItem]:
 # with spirits or ghosts?") and 229 unclear. Leave-one-out reports detection on the unsafe ones beside the corpus's
 # own labels (``reading_rates``); the corpus's labels stay what trains.
 READINGS: dict[str, Path] = {"harmfulqa": Path(__file__).parent / "data" / "harmfulqa_reading.jsonl"}
-READING_LABELS = ("safe", "unsafe", "unclear")
 
 
 def read_reading(path: Path) -> dict[str, str]:
@@ -374,8 +373,8 @@ def read_reading(path: Path) -> dict[str, str]:
     out: dict[str, str] = {}
     for n, r in enumerate(_jsonl(Path(path)), 1):
         key, label = r.get("key"), r.get("label")
-        if not isinstance(key, str) or key in out or label not in READING_LABELS:
-            raise CorpusError(f"{path}:{n}: expected {{'key': <a new text_key>, 'label': one of {READING_LABELS}}}")
+        if not isinstance(key, str) or key in out or label not in HAND_LABELS:
+            raise CorpusError(f"{path}:{n}: expected {{'key': <a new text_key>, 'label': one of {HAND_LABELS}}}")
         out[key] = label
     return out
 

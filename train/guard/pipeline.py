@@ -342,8 +342,8 @@ def leave_one_out(config: GuardTrainConfig, resources: Resources, corpora: list[
         fold.recipe.held_out = [corpus]
         _, report = train_guard(fold, resources, dev=dev, progress=progress)
         results[corpus] = {"held_out": report["held_out"][corpus], "misses": report["held_out_misses"][corpus],
-                           "scores": report["held_out_scores"][corpus], "dev": report["dev"], "val": report["val"], "threshold": report["threshold"],
-                           "seconds": report["seconds"]}
+                           "scores": report["held_out_scores"][corpus], "dev": report["dev"], "val": report["val"],
+                           "threshold": report["threshold"], "seconds": report["seconds"]}
         if corpus in READINGS:
             results[corpus]["read"] = reading_rates(results[corpus]["scores"], read_reading(READINGS[corpus]),
                                                     report["threshold"])
