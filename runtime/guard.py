@@ -369,12 +369,6 @@ class Guard:
         for p, reading in zip(items, readings):
             self.image_cache.put(p.image_key, reading)
         return readings
-        def encode(texts: list[str], pair_words: list[str], pair_ocr: list[str]) -> np.ndarray:
-            return encode_pairs(self._timed_runner(len(texts), timings), self.tokenizer, texts, pair_words, pair_ocr)
-
-        sentence = self.text_cache.encode(encode, [p.text for p in items], words, ocr_texts)
-        outputs = score_embeddings(self._timed_runner(n, timings), sentence, embedding)
-        return outputs, ocr_texts, words
 
     def _encode_fusion(self, items, pixel_jobs, pool, timings):
         """Image and user-text encoders (worker thread) beside the OCR, then the OCR texts' encoding, then fusion."""

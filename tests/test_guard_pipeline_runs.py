@@ -17,7 +17,8 @@ def stub_training(monkeypatch, calls: list, saved: list) -> None:
         held = {c: {"n": 10, "detection": 0.5} for c in cfg.recipe.held_out}
         return object(), {"config": cfg.to_dict(), "held_out": held, "held_out_misses": {c: {"by_domain": {}} for c in held},
                           "held_out_scores": {c: {"abc": 0.5} for c in held}, "dev": {"xstest": {"detection": 0.9 + cfg.fit.seed / 100}},
-                          "val": {"n": 10}, "test": {"n": 12}, "threshold": 0.7, "seconds": {"total": 1.0}}
+                          "val": {"n": 10}, "test": {"n": 12}, "threshold": 0.7, "seconds": {"total": 1.0},
+                          "val_safe_scores": {"benign:templates": [0.1, 0.8]}}
 
     monkeypatch.setattr(P, "train_guard", train_guard)
     def save_guard(model, report, out, concepts=None):
@@ -78,8 +79,18 @@ def test_leave_one_out_trains_without_each_corpus_and_keeps_finished_folds(tmp_p
     written = json.loads((tmp_path / "loso" / "leave_one_out.json").read_text())
     assert written == json.loads(json.dumps(results)) and written["catqa"]["held_out"] == {"n": 10, "detection": 0.5}
     assert "read" not in written["catqa"]  # no hand reading of CatQA
+    assert written["catqa"]["val_safe_scores"] == {"benign:templates": [0.1, 0.8]}  # the threshold can be redone
     results = P.leave_one_out(P.GuardTrainConfig(), SimpleNamespace(concepts=None), ["harmfulqa"], progress=False)
     assert results["harmfulqa"]["read"]["unread"] == 1  # the stub's one score is not a HarmfulQA text
+
+
+def test_safe_scores_by_group_keep_only_safe_rows_rounded():
+    from crossguard.train.guard.composite import PairRow
+
+    rows = [PairRow(t, "", "", -1, unsafe, None, "none", g) for t, unsafe, g in
+            [("a", False, "b:x"), ("b", True, "h"), ("c", False, "a:y"), ("d", False, "b:x")]]
+    got = P.safe_scores_by_group(rows, np.array([0.123456, 0.9, 0.5, 0.25]))
+    assert got == {"a:y": [0.5], "b:x": [0.1235, 0.25]} and list(got) == ["a:y", "b:x"]
 
 
 def test_misses_lists_what_a_held_out_corpus_lost():

@@ -101,6 +101,36 @@ def test_hh_rlhf_rows_only_with_the_option_and_both_labels_held_out():
         _build(hh_rlhf=True)
 
 
+def test_readings_relabel_training_rows_and_leave_held_out_labels(tmp_path, monkeypatch):
+    import json
+
+    from crossguard.train import corpora
+
+    items = _items()
+    qa = [i for i in items if i.corpus == "harmfulqa"]
+    labels = ["unsafe", "safe", "unclear", "unsafe"] * 10
+    reading = tmp_path / "reading.jsonl"
+    reading.write_text("".join(json.dumps({"key": corpora.text_key(i.text), "label": lab}) + "\n"
+                               for i, lab in zip(qa, labels)))
+    monkeypatch.setitem(corpora.READINGS, "harmfulqa", reading)
+
+    def groups(rows):
+        return Counter(r.group for r in rows.train + rows.val + rows.test)
+
+    assert groups(_build()[0])["harmfulqa"] == 40  # "corpus": its own labels
+    read = groups(_build(readings="read")[0])
+    assert read["harmfulqa"] == 20 and read["benign:harmfulqa"] == 10  # the unclear ten are left out
+    only = groups(_build(readings="unsafe_only")[0])
+    assert only["harmfulqa"] == 20 and only["benign:harmfulqa"] == 0
+    held, _ = _build(readings="read", held_out=["harmfulqa"])
+    assert len(held.held_out["harmfulqa"]) == 40 and all(r.unsafe for r in held.held_out["harmfulqa"])
+    with pytest.raises(ValueError, match="readings"):
+        _build(readings="maybe")
+    reading.write_text(reading.read_text().split("\n", 1)[1])  # one text unread
+    with pytest.raises(corpora.CorpusError, match="not in the hand reading"):
+        _build(readings="read")
+
+
 def test_rephrasings_keep_label_and_split_and_skip_held_out():
     import re
 

@@ -230,6 +230,16 @@ def by_group(rows: list[PairRow], scores: np.ndarray, threshold: float) -> dict[
     return {g: rates([rows[i] for i in idx], scores[idx], threshold) for g, idx in sorted(groups.items())}
 
 
+def safe_scores_by_group(rows: list[PairRow], scores: np.ndarray) -> dict[str, list[float]]:
+    """The safe rows' calibrated scores by row group (4 decimals): enough to redo the threshold choice offline with
+    other ``threshold_ignores`` or ``target_frr`` (``calibrate.select_threshold`` on the groups kept)."""
+    out: dict[str, list[float]] = {}
+    for r, score in zip(rows, np.asarray(scores, float)):
+        if not r.unsafe:
+            out.setdefault(r.group, []).append(round(float(score), 4))
+    return dict(sorted(out.items()))
+
+
 def scores_of(model, rows: list[PairRow], pictures: Pictures, calibration: dict) -> np.ndarray:
     out = composite.predict(model, rows, pictures.embeddings, pictures.blank_embedding)
     return calibrated_score(out["unsafe_logit"], calibration["temperature"])
@@ -302,6 +312,7 @@ def train_guard(config: GuardTrainConfig, resources: Resources, rows: RowSet | N
         "test": rates(rows.test, test_scores, threshold),
         "test_by_group": by_group(rows.test, test_scores, threshold),
         "val_by_group": by_group(rows.val, val_scores, threshold),
+        "val_safe_scores": safe_scores_by_group(rows.val, val_scores),
         "concepts": resources.concept_report,
         "seconds": {"build": round(built, 1), "total": round(time.perf_counter() - t0, 1)},
     }
@@ -343,6 +354,7 @@ def leave_one_out(config: GuardTrainConfig, resources: Resources, corpora: list[
         _, report = train_guard(fold, resources, dev=dev, progress=progress)
         results[corpus] = {"held_out": report["held_out"][corpus], "misses": report["held_out_misses"][corpus],
                            "scores": report["held_out_scores"][corpus], "dev": report["dev"], "val": report["val"],
+                           "val_safe_scores": report["val_safe_scores"],
                            "threshold": report["threshold"], "seconds": report["seconds"]}
         if corpus in READINGS:
             results[corpus]["read"] = reading_rates(results[corpus]["scores"], read_reading(READINGS[corpus]),

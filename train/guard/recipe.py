@@ -35,16 +35,17 @@ from __future__ import annotations
 import random
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from crossguard.train.corpora import TextItem
+from crossguard.train.corpora import READINGS, CorpusError, TextItem, read_reading, text_key
 from crossguard.train.seeds import hash_unit, split_of
 
 from .composite import PairRow
 
 SPLIT_FRACTIONS = (0.8, 0.1, 0.1)
+READING_CHOICES = ("corpus", "read", "unsafe_only")
 
 
 @dataclass
@@ -81,6 +82,9 @@ class RecipeConfig:
     hh_rlhf_benign: float = 1.0  # with hh_rlhf: the share of its benign turns kept (0: the harmful ones only),
     # chosen by a hash of the turn's id, so the same turns whatever the seed
     topic_benign: int = 0  # benign requests about the topics of the harmful training requests (train/topic_benign.py)
+    readings: str = "corpus"  # a corpus with a hand reading (corpora.READINGS): "corpus" trains on its own labels,
+    # "read" on the reading's (read-safe texts become benign rows, unclear ones are left out), "unsafe_only" keeps
+    # only the texts read unsafe; a held-out corpus is always measured on its own labels (and the reading beside them)
     bootstrapped_benign: int = 0  # benign instructions an instruct LM bootstraps from Self-Instruct's train split
     # (train/instruction_bootstrap.py; one cached set, whatever the seed), as the corpus self_instruct_bootstrap;
     # off: 1,000 left held-out Self-Instruct refusals where they were (train/default_guard/README.md)
@@ -100,6 +104,28 @@ class RecipeConfig:
         if not self.uses(item.corpus):
             return False
         return item.unsafe or item.corpus != "hh_rlhf" or hash_unit(f"share|{item.id}") < self.hh_rlhf_benign
+
+    def relabelled(self, items: list[TextItem]) -> list[TextItem]:
+        """``items`` with the ``readings`` choice applied to the training corpora that have a hand reading (the
+        ``held_out`` ones keep their own labels); a text the reading does not cover is a ``CorpusError``."""
+        if self.readings not in READING_CHOICES:
+            raise ValueError(f"recipe.readings must be one of {READING_CHOICES}, got {self.readings!r}")
+        if self.readings == "corpus":
+            return items
+        readings = {c: read_reading(path) for c, path in READINGS.items()
+                    if c not in self.held_out and any(i.corpus == c for i in items)}
+        out = []
+        for item in items:
+            reading = readings.get(item.corpus)
+            if reading is None:
+                out.append(item)
+                continue
+            label = reading.get(text_key(item.text))
+            if label is None:
+                raise CorpusError(f"{item.id}: not in the hand reading of {item.corpus} (another copy of the corpus?)")
+            if label == "unsafe" or (label == "safe" and self.readings == "read"):
+                out.append(replace(item, unsafe=label == "unsafe"))
+        return out
 
 
 @dataclass
@@ -193,7 +219,7 @@ def build_rows(config: RecipeConfig, items: Sequence[TextItem], pictures: Pictur
     from crossguard.train.typography import INCITEMENTS
 
     b = _Builder(config, pictures)
-    items = [i for i in items if config.keeps(i)]
+    items = config.relabelled([i for i in items if config.keeps(i)])
     if config.hh_rlhf and not any(i.corpus == "hh_rlhf" for i in items):
         raise ValueError("recipe.hh_rlhf needs the HH-RLHF corpus (text_safety/hh_rlhf_harmless in the data folder)")
     held = set(config.held_out)
