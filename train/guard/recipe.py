@@ -89,6 +89,10 @@ class RecipeConfig:
     # (train/instruction_bootstrap.py; one cached set, whatever the seed), as the corpus self_instruct_bootstrap;
     # off: 1,000 left held-out Self-Instruct refusals where they were (train/default_guard/README.md)
 
+    def __post_init__(self):
+        if self.readings not in READING_CHOICES:  # checked when the config is read, before any data is prepared
+            raise ValueError(f"recipe.readings must be one of {READING_CHOICES}, got {self.readings!r}")
+
     @classmethod
     def from_dict(cls, d: dict) -> RecipeConfig:
         from crossguard.configs import from_dict_strict
@@ -108,8 +112,6 @@ class RecipeConfig:
     def relabelled(self, items: list[TextItem]) -> list[TextItem]:
         """``items`` with the ``readings`` choice applied to the training corpora that have a hand reading (the
         ``held_out`` ones keep their own labels); a text the reading does not cover is a ``CorpusError``."""
-        if self.readings not in READING_CHOICES:
-            raise ValueError(f"recipe.readings must be one of {READING_CHOICES}, got {self.readings!r}")
         if self.readings == "corpus":
             return items
         readings = {c: read_reading(path) for c, path in READINGS.items()
