@@ -97,6 +97,8 @@ def test_hh_rlhf_rows_only_with_the_option_and_both_labels_held_out():
     assert 0 < len(kept[0]) < 20 and kept[0] == kept[1]  # a share, the same turns whatever the seed
     rows, _ = _build(_items() + hh, hh_rlhf=True, held_out=["hh_rlhf"])
     assert Counter(r.unsafe for r in rows.held_out["hh_rlhf"]) == {True: 10, False: 20}
+    rows, _ = _build(_items() + hh, hh_rlhf=True, hh_rlhf_benign=0.3, held_out=["hh_rlhf"])
+    assert Counter(r.unsafe for r in rows.held_out["hh_rlhf"]) == {True: 10, False: 20}  # held out: every turn
     with pytest.raises(ValueError, match="hh_rlhf_harmless"):
         _build(hh_rlhf=True)
 

@@ -104,10 +104,12 @@ class RecipeConfig:
         return corpus != "hh_rlhf" or self.hh_rlhf
 
     def keeps(self, item: TextItem) -> bool:
-        """Whether a corpus item reaches the recipe (``hh_rlhf``'s benign turns: the ``hh_rlhf_benign`` share)."""
+        """Whether a corpus item reaches the recipe (``hh_rlhf``'s benign turns: the ``hh_rlhf_benign`` share, unless
+        the corpus is held out: then every turn is measured)."""
         if not self.uses(item.corpus):
             return False
-        return item.unsafe or item.corpus != "hh_rlhf" or hash_unit(f"share|{item.id}") < self.hh_rlhf_benign
+        return (item.unsafe or item.corpus != "hh_rlhf" or item.corpus in self.held_out
+                or hash_unit(f"share|{item.id}") < self.hh_rlhf_benign)
 
     def relabelled(self, items: list[TextItem]) -> list[TextItem]:
         """``items`` with the ``readings`` choice applied to the training corpora that have a hand reading (the
