@@ -69,7 +69,8 @@ def group_table(groups: dict[str, Any]) -> str:
     return "\n".join(rows)
 
 
-REAL_BENIGN_GROUPS = {"benign:self_instruct": "Self-Instruct", "benign:hh_rlhf": "HH-RLHF benign first turns"}
+REAL_BENIGN_GROUPS = {"benign:self_instruct": "Self-Instruct", "benign:hh_rlhf": "HH-RLHF benign first turns",
+                      "benign:harmfulqa": "HarmfulQA questions read safe by hand"}
 
 
 def real_benign_held_out(report: dict[str, Any], group: str = "benign:self_instruct") -> dict[str, Any] | None:
