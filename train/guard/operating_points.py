@@ -48,11 +48,11 @@ def fold_points(folds: dict[str, Any], targets: Sequence[float], ignores: Sequen
 def head_points(run: Path, dev, targets: Sequence[float], ignores: Sequence[str] = ()) -> dict[str, Any]:
     """A trained run's (``report.json`` + ``guard/``) dev-set rates at each target's threshold."""
     from . import composite
-    from .pipeline import rates, scores_of
+    from .pipeline import rates
 
     report = json.loads((run / "report.json").read_text())
     model, meta = composite.load(run / "guard")
-    scores = {name: scores_of(model, rows, dev.pictures, meta["calibration"]) for name, rows in dev.rows.items()}
+    scores = dev.scores(model, meta["calibration"])
     thresholds = [rule_threshold(report["val_safe_scores"], t, ignores) for t in targets]
     return {"thresholds": thresholds,
             "dev": {name: [rates(dev.rows[name], s, t) for t in thresholds] for name, s in scores.items()}}

@@ -271,9 +271,12 @@ class DevScreen:
                                     index[s.image], s.unsafe, s.domain, s.modality, name) for s in samples]
                      for name, samples in self.sets.items()}
 
+    def scores(self, model, calibration: dict) -> dict[str, np.ndarray]:
+        """{dev set: the model's calibrated scores of its rows}."""
+        return {name: scores_of(model, rows, self.pictures, calibration) for name, rows in self.rows.items()}
+
     def report(self, model, calibration: dict, threshold: float) -> dict[str, Any]:
-        return {name: rates(rows, scores_of(model, rows, self.pictures, calibration), threshold)
-                for name, rows in self.rows.items()}
+        return {name: rates(self.rows[name], s, threshold) for name, s in self.scores(model, calibration).items()}
 
 
 # ---------------------------------------------------------------------------------------------- training
