@@ -103,9 +103,9 @@ def load_sets(manifests: Sequence[str] = (), devs: Sequence[str] = (),
     for name in devs:
         from crossguard.train.guard import dev_sets
 
-        if name not in dev_sets.DEV_SETS:
-            raise DetectionError(f"unknown dev set {name!r}; known: {', '.join(dev_sets.DEV_SETS)}")
-        reader = dev_sets.DEV_SETS[name]
+        if name not in dev_sets.SHORT_NAMES:
+            raise DetectionError(f"unknown dev set {name!r}; known: {', '.join(dev_sets.SHORT_NAMES)}")
+        reader = dev_sets.ALL_DEV_SETS[dev_sets.SHORT_NAMES[name]]
         sets.append(EvalSet(f"dev-{name}", reader(shared_data)))
     for name, path, options in readers:
         got = read_benchmark(name, path, **options)

@@ -157,9 +157,11 @@ def quantize_qdq(src: str | os.PathLike, dst: str | os.PathLike, setting: GraphS
     return dst
 
 
-def quantize_dynamic_matmul(src: str | os.PathLike, dst: str | os.PathLike, exclude: list[str] | None = None) -> Path:
+def quantize_dynamic_matmul(src: str | os.PathLike, dst: str | os.PathLike, exclude: list[str] | None = None,
+                            per_channel: bool = False) -> Path:
     """Dynamic INT8 of MatMul weights only (no ConvInteger): the usual win for transformer encoders.
-    ``exclude``: MatMul node names left in fp32."""
+    ``exclude``: MatMul node names left in fp32; ``per_channel``: one weight scale per output column instead of
+    one per matrix."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     dst = Path(dst)
@@ -167,7 +169,7 @@ def quantize_dynamic_matmul(src: str | os.PathLike, dst: str | os.PathLike, excl
     os.close(fd)
     try:
         quantize_dynamic(str(src), tmp, op_types_to_quantize=["MatMul"], weight_type=QuantType.QInt8,
-                         nodes_to_exclude=list(exclude or []))
+                         nodes_to_exclude=list(exclude or []), per_channel=per_channel)
         os.replace(tmp, dst)
     finally:
         Path(tmp).unlink(missing_ok=True)
@@ -225,7 +227,7 @@ def candidate_methods(setting: GraphSetting) -> list[str]:
     if setting.name == "image_encoder":
         return ["qdq_fp32_ends", "qdq", "qdq_fp32_ends_percentile"]
     if setting.name == "text_encoder":
-        return ["dynamic_matmul_fp32_ffn_down", "dynamic_matmul"]
+        return ["dynamic_matmul_per_channel_fp32_ffn_down", "dynamic_matmul_fp32_ffn_down", "dynamic_matmul"]
     return ["dynamic_matmul"]
 
 
@@ -242,6 +244,8 @@ def make_int8(method: str, src: Path, dst: Path, setting: GraphSetting, calibrat
         return quantize_dynamic_matmul(src, dst)
     if method == "dynamic_matmul_fp32_ffn_down":
         return quantize_dynamic_matmul(src, dst, exclude=gelu_fed_matmuls(src))
+    if method == "dynamic_matmul_per_channel_fp32_ffn_down":
+        return quantize_dynamic_matmul(src, dst, exclude=gelu_fed_matmuls(src), per_channel=True)
     raise ValueError(f"unknown int8 method {method!r}")
 
 

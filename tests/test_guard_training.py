@@ -379,3 +379,14 @@ def test_dev_set_readers(shared_data):
     assert all(s.text == FIGSTEP_INCITEMENT for s in fig)
     moss = mossbench_dev(shared_data)
     assert len(moss) == 95 and not any(s.unsafe for s in moss)
+
+
+@pytest.mark.shared
+def test_bench_detection_reads_every_dev_set_by_its_short_name(shared_data):
+    from crossguard.benchmarks.detection import DetectionError, load_sets
+
+    sets = load_sets([], ["siuo", "everyday", "xstest"], [], shared_data)
+    assert [(s.name, len(s.samples)) for s in sets] == [("dev-siuo", 62), ("dev-everyday", 190), ("dev-xstest", 450)]
+    assert sum(s.unsafe for s in sets[0].samples) == 31 and not any(s.unsafe for s in sets[1].samples)
+    with pytest.raises(DetectionError, match="known: figstep, mossbench, siuo, everyday, xstest"):
+        load_sets([], ["nope"], [], shared_data)

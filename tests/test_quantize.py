@@ -177,6 +177,30 @@ def test_ffn_down_projection_stays_fp32(exported):
     assert any(n.op_type in ("MatMulInteger", "DynamicQuantizeMatMul") for n in nodes)
 
 
+def test_per_channel_dynamic_int8_has_a_weight_scale_per_column_and_drifts_less(exported):
+    """``per_channel``: the quantised MatMul's weight scale is a vector over the output columns (a scalar without),
+    and the int8 graph stays at least as close to fp32 on the same inputs."""
+    import onnxruntime as ort
+
+    from crossguard.export.quantize import make_int8
+
+    _, paths, folder = exported
+    src = paths["text_encoder"]
+
+    def weight_scales(path):
+        model = onnx.load(str(path))
+        return [onnx.numpy_helper.to_array(i) for i in model.graph.initializer if i.name.endswith("_scale")]
+
+    tensor = make_int8("dynamic_matmul_fp32_ffn_down", src, folder / "t.pt.onnx", TEXT_ENCODER, [])
+    channel = make_int8("dynamic_matmul_per_channel_fp32_ffn_down", src, folder / "t.pc.onnx", TEXT_ENCODER, [])
+    assert all(v.ndim == 0 for v in weight_scales(tensor))
+    assert any(v.ndim == 1 and v.size > 1 for v in weight_scales(channel))
+    feeds = _calibration(TEXT_ENCODER, 1)[0]
+    runs = [ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]).run(None, feeds)[0]
+            for p in (src, tensor, channel)]
+    assert np.abs(runs[2] - runs[0]).mean() <= np.abs(runs[1] - runs[0]).mean() * 1.05
+
+
 def _fusion_outputs(unsafe_logit, domain, modality):
     n = len(unsafe_logit)
     dom = np.zeros((n, 14), np.float32)

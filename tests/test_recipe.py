@@ -213,3 +213,21 @@ def test_topics_are_repeated_noun_phrases_and_requests_are_deterministic():
     assert [m.text for m in made] == [m.text for m in topic_requests(harmful, 6, seed=3)]
     assert len(topic_requests(harmful, 10_000)) == len(found) * len(TEMPLATES)
     assert topic_requests([], 5) == []
+
+
+def test_poster_questions_are_safe_questions_on_rendered_posters_split_with_their_stance_topic():
+    from crossguard.train.guard.recipe import split_of_key
+    from crossguard.train.stance import POSTER_QUESTIONS, STANCE_SHARES, poster_questions
+
+    rows, rendered = _build()
+    assert not any(r.group.startswith("benign:poster_") for r in rows.train + rows.val + rows.test)  # off by default
+    rows, rendered = _build(poster_questions=200)
+    posters = [(s, r) for s in ("train", "val", "test") for r in getattr(rows, s) if r.group.startswith("benign:poster_")]
+    assert len(posters) == 200
+    assert all(not r.unsafe and r.text in POSTER_QUESTIONS and r.image >= 60 and r.ocr for _, r in posters)
+    assert {r.group for _, r in posters} == {f"benign:poster_{s}" for s, _ in STANCE_SHARES}
+    made = poster_questions(200, __import__("random").Random("0|posters"))
+    assert [p.question for p in made] == [r.text for _, r in sorted(posters, key=lambda x: x[1].image)]
+    for p, (split, r) in zip(made, sorted(posters, key=lambda x: x[1].image)):
+        assert split == split_of_key(f"stance|{p.topic}") and r.ocr == p.poster.upper()
+    assert sum(1 for _, _, style in rendered if style == "poster") >= 200

@@ -120,3 +120,6 @@ def xstest_dev(shared_data: str | os.PathLike | None = None, neutral_image: str 
 # every dev set, in the order ``dev_report.py`` prints them
 ALL_DEV_SETS = {"figstep-tiny": figstep_tiny, "mossbench-dev": mossbench_dev, "siuo-proxy-dev": siuo_proxy_dev,
                 "everyday-dev": everyday_dev, "xstest": xstest_dev}
+# the short names ``crossguard bench detection --dev`` takes
+SHORT_NAMES = {"figstep": "figstep-tiny", "mossbench": "mossbench-dev", "siuo": "siuo-proxy-dev",
+               "everyday": "everyday-dev", "xstest": "xstest"}

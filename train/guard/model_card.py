@@ -110,8 +110,9 @@ def render(train_dir: Path, loso: dict | None, dev_bundle: dict | None, shipped_
     for group, name in REAL_BENIGN_GROUPS.items():
         real = real_benign_held_out(report, group)
         if real:
-            parts += [f"Real benign requests held out ({name}, {' and '.join(real['splits'])} split rows, "
-                      f"{real['n']}): false refusals {real['false_refusal']:.3f}.", ""]
+            parts += [f"Real benign requests never trained on ({name}, {' and '.join(real['splits'])} split rows, "
+                      f"{real['n']}; the validation rows also set the threshold): false refusals "
+                      f"{real['false_refusal']:.3f}.", ""]
     groups = report.get("test_by_group", {})
     which = f"seed {shipped_seed}" if shipped_seed is not None else "the shipped seed"
     parts += [f"### Own test split by row group ({which})", "", group_table(groups), "",

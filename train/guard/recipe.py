@@ -15,6 +15,9 @@ What each part teaches (``RecipeConfig`` sets the sizes):
   alarming-looking pictures (a knife, pills) -> safe. So phrasing alone carries no label, nor does the picture.
 - **stance posters**: a poster against a harm with an advocacy request -> safe, the same request with a poster for
   the harm -> unsafe (``stance``): a harm named in the image is not a harm asked for.
+- **poster questions**: posters, signs and labels that name a harm (against it, neutral, for it) with a question
+  about the picture itself ("What font is this?") -> safe (``stance.poster_questions``): the text in a picture is
+  no request unless the user's words act on it.
 - **long benign text**: tasks over a passage and persona set-ups (long text is not a jailbreak by its length).
 - **implicit**: object-intent requests (harmless words, harmful about the object shown) with a picture of their
   object -> unsafe; the ones harmless with an ordinary picture also appear with one -> safe. And the real corpora's
@@ -63,6 +66,7 @@ class RecipeConfig:
     typographic_harmful: int = 1000
     typographic_benign: int = 800
     stance_pairs: int = 300
+    poster_questions: int = 0  # posters naming a harm with a question about the picture (safe)
     picture_questions: int = 2500  # on ordinary pictures; as many again on the implicit rows' pictures
     everyday_questions: int = 800
     hard_picture_questions: int = 1200
@@ -261,6 +265,7 @@ def build_rows(config: RecipeConfig, items: Sequence[TextItem], pictures: Pictur
             b.add(f"topic|{t.topic}", t.text, b.picture(share), False, None, "none", "benign:topic")
     _typographic(b, config, items, held, render, INCITEMENTS, mixed_benign_texts)
     _stance(b, config, render)
+    _poster_questions(b, config, render)
     # benign questions about pictures: pointer phrasings, everyday questions on photos, alarming-looking pictures
     for _ in range(config.picture_questions):
         text, family = picture_request(b.rng)
@@ -381,3 +386,16 @@ def _stance(b: _Builder, config: RecipeConfig, render) -> None:
         split = split_of_key(f"stance|{p.topic}")
         b.add("", p.request, indices[2 * i], False, p.domain, "none", "benign:stance_against", split=split)
         b.add("", p.request, indices[2 * i + 1], True, p.domain, "image", "stance_for", split=split)
+
+
+def _poster_questions(b: _Builder, config: RecipeConfig, render) -> None:
+    """Posters naming a harm with a question about the picture -> safe, split by topic like the stance pairs."""
+    from crossguard.train.stance import poster_questions
+
+    if config.poster_questions <= 0:
+        return
+    made = poster_questions(config.poster_questions, random.Random(f"{config.seed}|posters"))
+    indices = render([(f"poster|{p.stance}|{p.poster}", p.poster, "poster") for p in made])
+    for p, index in zip(made, indices):
+        b.add("", p.question, index, False, p.domain, "none", f"benign:poster_{p.stance}",
+              split=split_of_key(f"stance|{p.topic}"))
