@@ -127,8 +127,9 @@ def _detection_args(p: argparse.ArgumentParser) -> None:
                    help="an ImpForge run folder: its samples whose seed is in --forge-split (any number)")
     p.add_argument("--forge-split", default="test", choices=["train", "val", "test"],
                    help="which seed split of --forge runs to evaluate (default test: seeds never trained on)")
-    p.add_argument("--dev", action="append", default=[],
-                   choices=["figstep", "mossbench", "siuo", "everyday", "xstest"],
+    from crossguard.train.guard.dev_sets import SHORT_NAMES
+
+    p.add_argument("--dev", action="append", default=[], choices=list(SHORT_NAMES),
                    help="a development set from --data (any number)")
     p.add_argument("--reader", action="append", default=[],
                    choices=["siuo", "mmsafetybench", "jailbreakv", "vlguard", "mossbench", "figstep"],
