@@ -218,12 +218,9 @@ def build_rows(config: RecipeConfig, items: Sequence[TextItem], pictures: Pictur
     typographic renders to ``pictures`` and returns their indices; ``concept_pictures(concept, k)``: indices of ``k``
     pool pictures showing a concept; ``showable(phrases)``: the best pool picture of each phrase and its caption
     similarity (no referent rewrites without it). Held-out corpora come back under ``held_out`` (text with
-    ``held_out_image``)."""
-    from crossguard.train.benign_text import image_request, long_benign_texts, mixed_benign_texts
-    from crossguard.train.dataset_builder import HARD_CONCEPTS, HARD_TEXTS, SITUATION_CONCEPTS
-    from crossguard.train.object_intents import intent_requests
-    from crossguard.train.picture_questions import everyday_question, picture_request
-    from crossguard.train.safe_senses import generate
+    ``held_out_image``). The parts run in a fixed order: they share one random stream, so the same config gives
+    the same rows."""
+    from crossguard.train.benign_text import mixed_benign_texts
     from crossguard.train.typography import INCITEMENTS
 
     b = _Builder(config, pictures)
@@ -235,17 +232,51 @@ def build_rows(config: RecipeConfig, items: Sequence[TextItem], pictures: Pictur
     if unknown:
         raise ValueError(f"held_out names corpora that were not read: {sorted(unknown)}")
     rowset = RowSet([], [], [], pictures)
-    share = config.alarming_share
-    # explicit and benign text from the corpora
+    rowset.held_out = _corpus_rows(b, items, held, held_out_image)
+    templates, senses = _benign_text(b, config)
+    if config.topic_benign > 0:
+        _topic_benign(b, config, items, held)
+    _typographic(b, config, items, held, render, INCITEMENTS, mixed_benign_texts)
+    _stance(b, config, render)
+    _poster_questions(b, config, render)
+    _picture_questions(b, config)
+    _alarming_pictures(b, config, concept_pictures)
+    _object_intents(b, config, concept_pictures)
+    if showable is not None:
+        _referent_rewrites(b, config, items, held, showable)
+    sources = [(i.id, i.text, i.unsafe, i.domain) for i in items if i.corpus not in held and i.form == "request"]
+    sources += [(f"benign|{t}", t, False, None) for t in templates]
+    sources += [(f"sense|{s.family}", s.text, s.unsafe, s.domain if s.unsafe else None) for s in senses]
+    _rephrasings(b, config, sources)
+    rowset.train, rowset.val, rowset.test = b.rows["train"], b.rows["val"], b.rows["test"]
+    return rowset
+
+
+def _corpus_rows(b: _Builder, items, held: set[str], held_out_image: int) -> dict[str, list[PairRow]]:
+    """Every corpus item with a random picture or none -> its label; the held-out corpora's items are returned
+    instead (text with ``held_out_image``), by corpus."""
+    pictures = b.pictures
+    held_words = pictures.blank_words if held_out_image < 0 else pictures.words[held_out_image]
+    held_out: dict[str, list[PairRow]] = {}
     for item in items:
+        modality = "text" if item.unsafe else "none"
         if item.corpus in held:
-            rowset.held_out.setdefault(item.corpus, []).append(
-                PairRow(item.text, pictures.blank_words if held_out_image < 0 else pictures.words[held_out_image],
-                        "", held_out_image, item.unsafe, item.domain, "text" if item.unsafe else "none", item.corpus))
+            held_out.setdefault(item.corpus, []).append(
+                PairRow(item.text, held_words, "", held_out_image, item.unsafe, item.domain, modality, item.corpus))
             continue
-        b.add(item.id, item.text, b.picture(share), item.unsafe, item.domain, "text" if item.unsafe else "none",
+        b.add(item.id, item.text, b.picture(b.config.alarming_share), item.unsafe, item.domain, modality,
               item.corpus if item.unsafe else f"benign:{item.corpus}")
-    # generated benign text (short and long) and the safe-sense minimal pairs
+    return held_out
+
+
+def _benign_text(b: _Builder, config: RecipeConfig) -> tuple[list[str], list]:
+    """Generated benign text (templates, long task-over-passage texts, hand-written hard texts) and the safe-sense
+    minimal pairs; returns the templates and the senses (the rephrasings draw from them)."""
+    from crossguard.train.benign_text import long_benign_texts, mixed_benign_texts
+    from crossguard.train.dataset_builder import HARD_TEXTS
+    from crossguard.train.safe_senses import generate
+
+    share = config.alarming_share
     templates = mixed_benign_texts(config.benign_templates, config.seed)
     for text in templates:
         b.add(f"benign|{text}", text, b.picture(share), False, None, "none", "benign:templates")
@@ -257,16 +288,24 @@ def build_rows(config: RecipeConfig, items: Sequence[TextItem], pictures: Pictur
     for s in senses:
         b.add(f"sense|{s.family}", s.text, b.picture(share), s.unsafe, s.domain if s.unsafe else None,
               "text" if s.unsafe else "none", f"senses:{s.category}")
-    if config.topic_benign > 0:
-        from crossguard.train.topic_benign import topic_requests
+    return templates, senses
 
-        harmful = [i.text for i in items if i.unsafe and i.corpus not in held and i.form == "request"]
-        for t in topic_requests(harmful, config.topic_benign, config.seed):  # split by topic: val topics are new
-            b.add(f"topic|{t.topic}", t.text, b.picture(share), False, None, "none", "benign:topic")
-    _typographic(b, config, items, held, render, INCITEMENTS, mixed_benign_texts)
-    _stance(b, config, render)
-    _poster_questions(b, config, render)
-    # benign questions about pictures: pointer phrasings, everyday questions on photos, alarming-looking pictures
+
+def _topic_benign(b: _Builder, config: RecipeConfig, items, held: set[str]) -> None:
+    """Benign requests about the topics of the harmful training requests, split by topic (val topics are new)."""
+    from crossguard.train.topic_benign import topic_requests
+
+    harmful = [i.text for i in items if i.unsafe and i.corpus not in held and i.form == "request"]
+    for t in topic_requests(harmful, config.topic_benign, config.seed):
+        b.add(f"topic|{t.topic}", t.text, b.picture(config.alarming_share), False, None, "none", "benign:topic")
+
+
+def _picture_questions(b: _Builder, config: RecipeConfig) -> None:
+    """Benign questions about pictures: pointer phrasings on ordinary pictures, everyday questions on photos, and
+    generated image requests (some naming the picture's caption)."""
+    from crossguard.train.benign_text import image_request
+    from crossguard.train.picture_questions import everyday_question, picture_request
+
     for _ in range(config.picture_questions):
         text, family = picture_request(b.rng)
         b.add(family, text, int(b.rng.choice(b.ordinary)), False, None, "none", "benign:picture_question")
@@ -274,10 +313,17 @@ def build_rows(config: RecipeConfig, items: Sequence[TextItem], pictures: Pictur
         text, family = everyday_question(b.rng)
         b.add(family, text, int(b.rng.choice(b.photos if len(b.photos) else b.ordinary)), False, None, "none",
               "benign:everyday")
-    for n in range(config.picture_questions // 3):
+    for _ in range(config.picture_questions // 3):
         image = int(b.rng.choice(b.ordinary))
-        g = image_request(b.rng, pictures.captions[image] if b.rng.random() < 0.3 else None)
+        g = image_request(b.rng, b.pictures.captions[image] if b.rng.random() < 0.3 else None)
         b.add(f"pq|{g.template.split('/')[0]}", g.text, image, False, None, "none", "benign:picture_question")
+
+
+def _alarming_pictures(b: _Builder, config: RecipeConfig, concept_pictures) -> None:
+    """Legitimate questions about alarming-looking pictures (a knife, pills; with ``situation_intents`` also the
+    situations' places) -> safe."""
+    from crossguard.train.dataset_builder import HARD_CONCEPTS, SITUATION_CONCEPTS
+
     concepts = HARD_CONCEPTS + (SITUATION_CONCEPTS if config.situation_intents else ())
     per_concept = max(1, config.hard_picture_questions // max(1, sum(len(q) for _, _, q in concepts)))
     for concept, domain, questions in concepts:
@@ -285,10 +331,16 @@ def build_rows(config: RecipeConfig, items: Sequence[TextItem], pictures: Pictur
         for qi, q in enumerate(questions):
             for k in range(per_concept):
                 image = found[(qi + k) % len(found)]
-                b.add(f"hardpq|{concept}|{qi}", q.format(c=pictures.captions[image] or concept), image, False, domain,
-                      "none", "benign:alarming_picture")
-    # implicit object-intent requests with their object (and with an ordinary picture when harmless there); as many
-    # benign pointer requests on the same pictures (their twins)
+                b.add(f"hardpq|{concept}|{qi}", q.format(c=b.pictures.captions[image] or concept), image, False,
+                      domain, "none", "benign:alarming_picture")
+
+
+def _object_intents(b: _Builder, config: RecipeConfig, concept_pictures) -> None:
+    """Implicit object-intent requests with pictures of their object -> unsafe, each with a benign pointer request
+    on the same picture (its twin); the ones harmless with an ordinary picture also appear with one -> safe."""
+    from crossguard.train.object_intents import intent_requests
+    from crossguard.train.picture_questions import picture_request
+
     for req in intent_requests(config.intent_variants, config.situation_intents):
         found = concept_pictures(req.concept, config.implicit_pictures)
         split = split_of_key(f"intent|{req.family}")
@@ -299,14 +351,6 @@ def build_rows(config: RecipeConfig, items: Sequence[TextItem], pictures: Pictur
         if req.contrast_ok:
             b.add("", req.text, int(b.rng.choice(b.ordinary)), False, None, "none", "benign:intent_contrast",
                   split=split)
-    if showable is not None:
-        _referent_rewrites(b, config, items, held, showable)
-    sources = [(i.id, i.text, i.unsafe, i.domain) for i in items if i.corpus not in held and i.form == "request"]
-    sources += [(f"benign|{t}", t, False, None) for t in templates]
-    sources += [(f"sense|{s.family}", s.text, s.unsafe, s.domain if s.unsafe else None) for s in senses]
-    _rephrasings(b, config, sources)
-    rowset.train, rowset.val, rowset.test = b.rows["train"], b.rows["val"], b.rows["test"]
-    return rowset
 
 
 def _rephrasings(b: _Builder, config: RecipeConfig, sources: list[tuple[str, str, bool, str | None]]) -> None:
