@@ -66,7 +66,9 @@ class RecipeConfig:
     typographic_harmful: int = 1000
     typographic_benign: int = 800
     stance_pairs: int = 300
-    poster_questions: int = 0  # posters naming a harm with a question about the picture (safe)
+    poster_questions: int = 0  # posters naming a harm with a question about the picture (safe); on in the shipped
+    # train_config.json, always with harmful_rephrasings: alone they lowered past-tense harmful requests
+    # (train/default_guard/README.md), and with threshold_ignores for their groups (they are easy safe rows)
     picture_questions: int = 2500  # on ordinary pictures; as many again on the implicit rows' pictures
     everyday_questions: int = 800
     hard_picture_questions: int = 1200
@@ -79,8 +81,9 @@ class RecipeConfig:
     # pictures, everyday questions and benign first-person requests in the same words; on in the shipped
     # train_config.json (train/default_guard/README.md: without the benign mirrors MOSSBench refusals rose)
     harmful_rephrasings: int = 0  # harmful requests rephrased into past / future tense or a first-person question;
-    # off: with 1,500 of each kind the leave-one-out folds moved both ways (train/default_guard/README.md)
-    benign_rephrasings: int = 0  # benign requests rephrased the same ways (so the grammar carries no label)
+    # on in the shipped train_config.json (beside poster_questions)
+    benign_rephrasings: int = 0  # benign requests rephrased the same ways (so the grammar carries no label); off:
+    # beside the harmful ones they cancelled their effect and raised the threshold (train/default_guard/README.md)
     hh_rlhf: bool = False  # the hand-labelled HH-RLHF first turns (corpora.read_hh_rlhf): real conversational
     # harmful requests and real benign questions that touch harm, as corpus rows like any other corpus
     hh_rlhf_benign: float = 1.0  # with hh_rlhf: the share of its benign turns kept (0: the harmful ones only),
