@@ -60,9 +60,6 @@ def mossbench_dev(shared_data: str | os.PathLike | None = None) -> list[Sample]:
     return samples
 
 
-DEV_SETS = {"figstep": figstep_tiny, "mossbench": mossbench_dev}
-
-
 def siuo_proxy_dev(shared_data: str | os.PathLike | None = None) -> list[Sample]:
     """SIUO-proxy dev: 31 implicit pairs and 31 benign questions on the same pictures."""
     root = data_root(shared_data) / "dev" / "siuo_proxy_dev"
@@ -123,3 +120,5 @@ ALL_DEV_SETS = {"figstep-tiny": figstep_tiny, "mossbench-dev": mossbench_dev, "s
 # the short names ``crossguard bench detection --dev`` takes
 SHORT_NAMES = {"figstep": "figstep-tiny", "mossbench": "mossbench-dev", "siuo": "siuo-proxy-dev",
                "everyday": "everyday-dev", "xstest": "xstest"}
+# the two a fusion head's training and ``crossguard eval --dev`` report
+DEV_SETS = {name: ALL_DEV_SETS[SHORT_NAMES[name]] for name in ("figstep", "mossbench")}

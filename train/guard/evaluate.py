@@ -105,12 +105,14 @@ def format_summary(name: str, table: dict[str, Any]) -> str:
 # ------------------------------------------------------------------------------------------------- CLI
 
 def configure(parser: argparse.ArgumentParser) -> None:
+    from .dev_sets import DEV_SETS
+
     parser.add_argument("--guard", default=str(DEFAULT_GUARD),
                         help="head folder with fusion.safetensors + guard.json, a fusion or a composite head "
                              "(default: train/default_guard)")
     src = parser.add_mutually_exclusive_group(required=True)
     src.add_argument("--manifest", help="a JSONL manifest of Samples")
-    src.add_argument("--dev", choices=["figstep", "mossbench"], help="a development set from --shared-data")
+    src.add_argument("--dev", choices=list(DEV_SETS), help="a development set from --shared-data")
     parser.add_argument("--shared-data", default=None, help="data folder (default $CROSSGUARD_DATA, else ../shared/data)")
     parser.add_argument("--cache-dir", default=None, help="feature cache of a fusion head (default artifacts/features)")
     parser.add_argument("--out", default=None, help="write the metrics and per-sample verdicts as JSON here")

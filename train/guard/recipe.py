@@ -223,9 +223,6 @@ def build_rows(config: RecipeConfig, items: Sequence[TextItem], pictures: Pictur
     similarity (no referent rewrites without it). Held-out corpora come back under ``held_out`` (text with
     ``held_out_image``). The parts run in a fixed order: they share one random stream, so the same config gives
     the same rows."""
-    from crossguard.train.benign_text import mixed_benign_texts
-    from crossguard.train.typography import INCITEMENTS
-
     b = _Builder(config, pictures)
     items = config.relabelled([i for i in items if config.keeps(i)])
     if config.hh_rlhf and not any(i.corpus == "hh_rlhf" for i in items):
@@ -239,7 +236,7 @@ def build_rows(config: RecipeConfig, items: Sequence[TextItem], pictures: Pictur
     templates, senses = _benign_text(b, config)
     if config.topic_benign > 0:
         _topic_benign(b, config, items, held)
-    _typographic(b, config, items, held, render, INCITEMENTS, mixed_benign_texts)
+    _typographic(b, config, items, held, render)
     _stance(b, config, render)
     _poster_questions(b, config, render)
     _picture_questions(b, config)
@@ -408,16 +405,19 @@ def _referent_rewrites(b: _Builder, config: RecipeConfig, items, held, showable)
         made += 1
 
 
-def _typographic(b: _Builder, config: RecipeConfig, items, held, render, incitements, benign_texts) -> None:
+def _typographic(b: _Builder, config: RecipeConfig, items, held, render) -> None:
     """Harmful corpus requests and benign requests rendered FigStep-style with an incitement as the user text."""
+    from crossguard.train.benign_text import mixed_benign_texts
+    from crossguard.train.typography import INCITEMENTS
+
     harmful = [i for i in items if i.unsafe and i.corpus not in held and i.form == "request" and len(i.text) < 200]
     b.rng.shuffle(harmful)
     harmful = harmful[:config.typographic_harmful]
-    benign = benign_texts(config.typographic_benign, config.seed + 1)
+    benign = mixed_benign_texts(config.typographic_benign, config.seed + 1)
     jobs = [(f"typo|{i.id}", i.text, "request") for i in harmful] + [(f"typo|benign|{t}", t, "request") for t in benign]
     rows = [(i.id, True, i.domain) for i in harmful] + [(f"benign|{t}", False, None) for t in benign]
     for (key, unsafe, domain), index in zip(rows, render(jobs)):
-        b.add(key, b.rng.choice(incitements), index, unsafe, domain, "image" if unsafe else "none",
+        b.add(key, b.rng.choice(INCITEMENTS), index, unsafe, domain, "image" if unsafe else "none",
               "typographic" if unsafe else "benign:typographic")
 
 
