@@ -65,6 +65,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--backends", type=_names, default=None,
                    help="comma-separated subset of: reference (the naive graph of python -m "
                         "crossguard.benchmarks.reference), torch-eager, torch-eager-cuda, ort-cpu-fp32, ort-cpu-fp32-ocr-off, ort-cpu-int8, "
+                        "ort-cpu-int8-recheck-all (every pair rescored with fp32: the int8 recheck's cost), "
                         "ort-cpu-int8-text-cache (the runtime's text cache on: a repeated prompt), ort-cpu-int8-cached "
                         "(text and image caches on: a repeated pair), "
                         "ort-cuda-fp32, ort-cuda-fp32-serial (one batch worker), ort-cuda-fp16, tensorrt-fp16, "

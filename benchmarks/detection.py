@@ -129,6 +129,7 @@ def guard_scorer(guard: Any, batch_size: int = 16, progress: bool = True) -> Sco
             from tqdm.auto import tqdm
             starts = tqdm(starts, desc="guard", unit="batch")
         verdicts = []
+        rechecked = getattr(guard, "rechecked", 0)
         for s in starts:
             chunk = samples[s:s + batch_size]
             verdicts.extend(guard.screen_batch([x.image for x in chunk], [x.text for x in chunk]))
@@ -141,6 +142,8 @@ def guard_scorer(guard: Any, batch_size: int = 16, progress: bool = True) -> Sco
                            {"source": "runtime Guard", "backend": verdicts[0].backend if verdicts else None,
                             "thresholds_seen": sorted(thresholds),
                             "mean_latency_ms": float(np.mean([v.latency_ms for v in verdicts])),
+                            # int8 pairs near a threshold rescored with fp32 (runtime.guard's int8 recheck)
+                            "int8_rechecked": (getattr(guard, "rechecked", 0) - rechecked) / max(1, len(samples)),
                             "predicted_domain": [v.domain for v in verdicts],
                             "predicted_modality": [v.modality for v in verdicts]})
     return score

@@ -56,6 +56,7 @@ class BackendSpec:
     text_cache: int = 0
     image_cache: int = 0
     bundle: str | None = None  # a runtime backend on another bundle than the run's (a baseline to compare with)
+    recheck_all: bool = False  # int8: every pair rescored with fp32 as if near the threshold (the recheck's cost)
 
 
 def baseline_backend(bundle: str | os.PathLike) -> BackendSpec:
@@ -81,6 +82,7 @@ BACKENDS: tuple[BackendSpec, ...] = (
     BackendSpec("ort-cpu-fp32", "runtime", "cpu", "fp32"),
     BackendSpec("ort-cpu-fp32-ocr-off", "runtime", "cpu", "fp32", ocr="off"),
     BackendSpec("ort-cpu-int8", "runtime", "cpu", "int8"),
+    BackendSpec("ort-cpu-int8-recheck-all", "runtime", "cpu", "int8", recheck_all=True),
     BackendSpec("ort-cpu-int8-text-cache", "runtime", "cpu", "int8", text_cache=256),  # the picture read anew
     BackendSpec("ort-cpu-int8-cached", "runtime", "cpu", "int8", text_cache=256, image_cache=64),  # both reused
     BackendSpec("ort-cuda-fp32", "runtime", "cuda", "fp32"),
@@ -152,6 +154,10 @@ def load_runtime_guard(spec: BackendSpec, bundle: str | os.PathLike | None, thre
     guard = Guard.load(bundle=spec.bundle or bundle, device=spec.device, precision=spec.precision, ocr=spec.ocr,
                        threads=threads, workers=spec.workers, text_cache=spec.text_cache,
                        image_cache=spec.image_cache)
+    if spec.recheck_all:
+        if not guard.recheck_sessions:
+            raise RuntimeError(f"bundle {guard.bundle.root} has no int8 recheck (int8_recheck in its manifest)")
+        guard.recheck_margin = float("inf")
     prefixes = {"cpu": ("ort-cpu-",), "cuda": ("ort-cuda-",), "tensorrt": ("tensorrt-", "ort-tensorrt-")}
     got = guard.backend
     if not got.startswith(prefixes[spec.device]) or not got.endswith(f"-{spec.precision}"):
@@ -219,6 +225,8 @@ def availability(spec: BackendSpec, bundle: str | os.PathLike | None, reference_
         return f"unreadable bundle manifest: {e}"
     if spec.precision != "fp32" and not any(spec.precision in g for g in graphs.values()):
         return f"the bundle has no {spec.precision} graphs"
+    if spec.recheck_all and "int8_recheck" not in json.loads((Path(bundle) / "manifest.json").read_text("utf-8")):
+        return "the bundle has no int8 recheck (int8_recheck in its manifest; re-export it)"
     return None
 
 

@@ -68,6 +68,11 @@ def latency_markdown(result: dict[str, Any]) -> str:
 
 def detection_markdown(result: dict[str, Any]) -> str:
     out = []
+    rechecked = {n: m["int8_rechecked"] for n, m in result.get("models", {}).items() if m.get("int8_rechecked")}
+    if rechecked:
+        out.append("Pairs an INT8 guard scored again with its FP32 graphs (near the threshold: the bundle's "
+                   "`int8_recheck`), share of all pairs: " + ", ".join(f"{n} {_f(v)}" for n, v in rechecked.items())
+                   + "\n")
     for s in result["sets"]:
         out.append(f"**{s['name']}** (n={s['n']}, unsafe {s['n_unsafe']}"
                    + (f", skipped {sum(s['skipped'].values())}" if s.get("skipped") else "") + ")\n")

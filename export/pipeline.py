@@ -191,7 +191,8 @@ def export_modules(modules: Mapping[str, Any], head_config: Mapping[str, Any], t
                                                                    log=log)
         report["export_seconds"] = round(time.perf_counter() - t0, 1)
         write_bundle(out_dir, run.files, tokenizer_file, ocr_models, head_config, config.precisions,
-                     validation=_manifest_validation(report, architecture), extra={"export_report": report},
+                     validation=_manifest_validation(report, architecture),
+                     extra={**_int8_recheck(report, architecture), "export_report": report},
                      concept_vocabulary=concept_vocabulary if architecture.composite else None)
     log(f"bundle written to {out_dir} in {report['export_seconds']} s")
     _check_bundle_loads(out_dir, log)
@@ -405,6 +406,20 @@ def _manifest_validation(report: dict, architecture: Architecture) -> dict:
         shipped = {k: v for k, v in report["chain"]["int8"].items() if k != "tried"}
         validation["int8"] = shipped  # the shipped int8 mix against fp32
     return validation
+
+
+def _int8_recheck(report: dict, architecture: Architecture) -> dict:
+    """The manifest's ``int8_recheck`` (empty without an int8 mix): the runtime rescores with the fp32 graphs the
+    pairs whose int8 calibrated logit lies within ``logit_margin`` of a threshold; the margin is the head
+    tolerance's ``int8_recheck_headroom`` x the largest drift the shipped mix showed on the validation samples."""
+    shipped = report["chain"].get("int8")
+    if not shipped or "logit_drift" not in shipped:
+        return {}
+    drift = shipped["logit_drift"]["max"]
+    headroom = architecture.head.tolerance.int8_recheck_headroom
+    return {"int8_recheck": {"graphs": list(shipped["graphs"]), "logit_margin": round(headroom * drift, 6),
+                             "max_logit_drift": drift, "headroom": headroom,
+                             "samples": report["int8_samples"]["validation"]}}
 
 
 def _check_bundle_loads(out_dir, log) -> None:

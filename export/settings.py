@@ -52,6 +52,9 @@ class Tolerance:
     split when given): ``int8_agreement`` for the unsafe decision, ``int8_label_agreement`` for the domain
     (over the samples fp32 flags) and the modality, and, with labels, ``int8_rate_delta`` bounds the change
     of detection and of false refusals. Per-graph output drift (cosine, max abs) is reported, not bounded.
+    ``int8_recheck_headroom``: the runtime rescores with the fp32 graphs every pair whose int8 score lies within
+    ``headroom x`` the largest calibrated-logit drift seen on the validation samples of a threshold (the
+    bundle's ``int8_recheck``), so int8 verdicts equal fp32's wherever the drift stays that small.
     """
 
     fp32_abs: float = 1e-4
@@ -63,6 +66,7 @@ class Tolerance:
     # a composite chain's picture words are part of the text encoder's input: an int8 image encoder that moves
     # them (a few verdicts of generated samples cannot show it) is refused
     int8_word_agreement: float = 0.95
+    int8_recheck_headroom: float = 1.5
 
     def abs_for(self, precision: str, peak: float = 1.0) -> float | None:
         """The bound for one output whose reference peaks at ``peak`` (absolute value)."""

@@ -307,15 +307,20 @@ def verdict_changes(reference: Mapping[str, np.ndarray], candidate: Mapping[str,
 
     ``verdict_agreement``: unsafe decision, domain and modality all equal; ``decision_agreement``: the
     unsafe decision alone; ``domain_agreement_flagged``: domain, over the samples the reference flags;
-    ``modality_agreement``. With ``labels`` (1 = unsafe, 0 = safe): ``detection`` and ``false_refusal``
+    ``modality_agreement``; ``logit_drift``: max and 99th percentile of |candidate - reference| calibrated unsafe
+    logit (``unsafe_logit / temperature``, what the runtime's int8 recheck margin is made from). With ``labels`` (1 = unsafe, 0 = safe): ``detection`` and ``false_refusal``
     rates of both chains and their difference (candidate - reference)."""
     a = verdicts(reference, temperature, threshold)
     b = verdicts(candidate, temperature, threshold)
     flagged = a[:, 0] == 1
+    drift = np.abs(np.asarray(candidate["unsafe_logit"], np.float64).reshape(-1)
+                   - np.asarray(reference["unsafe_logit"], np.float64).reshape(-1)) / temperature
     out = {"samples": int(len(a)), "verdict_agreement": float(np.mean(np.all(a == b, axis=1))),
            "decision_agreement": float(np.mean(a[:, 0] == b[:, 0])),
            "domain_agreement_flagged": float(np.mean(a[flagged, 1] == b[flagged, 1])) if flagged.any() else 1.0,
-           "modality_agreement": float(np.mean(a[:, 2] == b[:, 2]))}
+           "modality_agreement": float(np.mean(a[:, 2] == b[:, 2])),
+           "logit_drift": {"max": float(drift.max()) if len(drift) else 0.0,
+                           "p99": float(np.quantile(drift, 0.99)) if len(drift) else 0.0}}
     if labels is not None:
         labels = np.asarray(labels).astype(bool)
         for key, rows in (("detection", labels), ("false_refusal", ~labels)):

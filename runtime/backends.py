@@ -140,13 +140,15 @@ def _ort_session(path: os.PathLike, provider: str, threads: int, provider_option
     return sess
 
 
-def _open_ort(bundle: Bundle, precision: str, device: str, threads: int) -> dict[str, GraphSession]:
+def _open_ort(bundle: Bundle, precision: str, device: str, threads: int,
+              names: list[str] | None = None) -> dict[str, GraphSession]:
+    """ONNX Runtime sessions of ``names`` (default: every graph of the bundle) at ``precision``."""
     provider = ORT_PROVIDER[device]
     if provider not in available_providers():
         raise RuntimeError(f"{provider} is not available in this onnxruntime build "
                            f"(available: {available_providers()})")
     sessions = {}
-    for name in bundle.graphs:
+    for name in bundle.graphs if names is None else names:
         path = bundle.graph_or_fp32(name, precision)
         options = dict(CUDA_PROVIDER_OPTIONS) if device == "cuda" else None
         if device == "tensorrt":
@@ -158,6 +160,16 @@ def _open_ort(bundle: Bundle, precision: str, device: str, threads: int) -> dict
         sessions[name] = GraphSession(sess, [o.name for o in sess.get_outputs()], "ort",
                                       per_row=bundle.row_dependent(name, precision))
     return sessions
+
+
+def open_recheck_sessions(bundle: Bundle, graphs: GraphSet, threads: int = 2) -> tuple[dict[str, GraphSession], float]:
+    """The fp32 CPU sessions and logit margin of the bundle's ``int8_recheck`` when ``graphs`` run int8 on the CPU
+    (``Guard`` rescores near-threshold pairs with them); ({}, 0.0) otherwise."""
+    recheck = bundle.int8_recheck
+    if recheck is None or graphs.precision != "int8" or graphs.device != "cpu":
+        return {}, 0.0
+    names, margin = recheck
+    return _open_ort(bundle, "fp32", "cpu", threads, names), margin
 
 
 def _open_native_tensorrt(bundle: Bundle, precision: str) -> dict[str, GraphSession]:

@@ -156,6 +156,25 @@ class Bundle:
             for kind in ("det", "rec"):
                 self._path(ocr.get(kind), f"ocr.{kind}")
         self._parse_composition()
+        self._parse_int8_recheck()
+
+    def _parse_int8_recheck(self) -> None:
+        """``int8_recheck`` (optional): ``graphs`` with an int8 variant, ``logit_margin`` a finite number >= 0."""
+        recheck = self.manifest.get("int8_recheck")
+        if recheck is None:
+            return
+        if not isinstance(recheck, dict):
+            raise BundleError("manifest.json: 'int8_recheck' must be an object")
+        margin, graphs = recheck.get("logit_margin"), recheck.get("graphs")
+        if isinstance(margin, bool) or not isinstance(margin, (int, float)) or not 0 <= margin < float("inf"):
+            raise BundleError(f"manifest.json: int8_recheck.logit_margin must be a number >= 0, got {margin!r}")
+        def own_int8(name: object) -> bool:  # an int8 file of its own, not the fp32 one
+            variants = self.graphs.get(name, {}) if isinstance(name, str) else {}
+            return variants.get("int8") not in (None, variants.get("fp32"))
+
+        if not isinstance(graphs, list) or not graphs or not all(own_int8(g) for g in graphs):
+            raise BundleError(f"manifest.json: int8_recheck.graphs must list graphs with an int8 variant of their "
+                              f"own, got {graphs!r}")
 
     def _parse_composition(self) -> None:
         """A composite bundle (``composition`` in the manifest) needs the ``concepts`` graph and its vocabulary."""
@@ -272,6 +291,12 @@ class Bundle:
     @property
     def policy(self) -> dict[str, Any]:
         return dict(self.manifest.get("policy", {}))
+
+    @property
+    def int8_recheck(self) -> tuple[list[str], float] | None:
+        """(graphs, logit margin) of the int8 recheck (``runtime.guard``), or None when the bundle has none."""
+        recheck = self.manifest.get("int8_recheck")
+        return None if recheck is None else (list(recheck["graphs"]), float(recheck["logit_margin"]))
 
     @property
     def name(self) -> str:

@@ -14,7 +14,9 @@ calibration -> policy (``runtime.policy``) -> ``Verdict``. Two bundle architectu
   (``runtime.compose``); the ``fusion`` graph takes that sentence embedding and the image embedding. What was
   computed for a repeated prompt or picture is reused (``runtime.cache``): the text encoder's output per
   (user text, picture words, OCR text), always the blank picture's reading (image embedding, picture words, OCR
-  text), and with ``image_cache`` every recent picture's.
+  text), and with ``image_cache`` every recent picture's. With int8 graphs on the CPU, the pairs whose score lies
+  within the bundle's ``int8_recheck`` margin of a threshold are scored again with the fp32 graphs (the margin is
+  a multiple of the largest int8 drift the exporter measured), so int8 verdicts are fp32's at a few pairs' cost.
 - **fusion**: the text encoder reads the user texts (in the worker thread) and the OCR texts; the ``fusion``
   graph cross-attends text tokens to image tokens.
  ``workers`` threads resize a batch's images and run its OCR
@@ -38,7 +40,7 @@ from PIL import Image
 from crossguard.schemas import MODALITIES, Verdict
 
 from . import preprocess
-from .backends import GraphSet, cuda_providers, open_graphs
+from .backends import GraphSession, GraphSet, cuda_providers, open_graphs, open_recheck_sessions
 from .cache import ImageReading, ImageReadingCache, TextEmbeddingCache
 from .compose import CompositeTokenizer, encode_pairs, read_pictures, score_embeddings
 from .bundle import Bundle, BundleError
@@ -92,7 +94,8 @@ class Guard:
 
     def __init__(self, bundle: Bundle, graphs: GraphSet, tokenizer: preprocess.TextTokenizer | CompositeTokenizer,
                  ocr: Any | None, threshold: float | None = None, overlap: bool = True, workers: int = 1,
-                 text_cache: int = TEXT_CACHE_SIZE, image_cache: int = 0):
+                 text_cache: int = TEXT_CACHE_SIZE, image_cache: int = 0,
+                 recheck: tuple[dict[str, GraphSession], float] = ({}, 0.0)):
         self.bundle = bundle
         self.graphs = graphs
         self.tokenizer = tokenizer
@@ -129,6 +132,10 @@ class Guard:
         composite = self.composition is not None
         self.text_cache = TextEmbeddingCache(text_cache if composite else 0)
         self.image_cache = ImageReadingCache(image_cache if composite else 0)
+        # int8 recheck (composite bundles): fp32 sessions of the int8 graphs and the calibrated-logit margin
+        self.recheck_sessions, self.recheck_margin = recheck if composite else ({}, 0.0)
+        self.recheck_cache = TextEmbeddingCache(text_cache if self.recheck_sessions else 0)
+        self.rechecked = 0  # pairs rescored with fp32 so far
 
     def _check_concepts_width(self) -> None:
         """The concepts graph must score exactly the vocabulary's words (else picture words would be wrong)."""
@@ -146,7 +153,8 @@ class Guard:
     def load(cls, bundle: Bundle | str | os.PathLike | None = None, device: str = "auto",
              precision: str = "auto", ocr: str = "auto", threads: int = 2, threshold: float | None = None,
              verify: bool = True, warmup: bool = True, overlap: bool = True, workers: int = 0,
-             ocr_device: str = "auto", text_cache: int = TEXT_CACHE_SIZE, image_cache: int = 0) -> Guard:
+             ocr_device: str = "auto", text_cache: int = TEXT_CACHE_SIZE, image_cache: int = 0,
+             recheck: bool = True) -> Guard:
         """Load and verify the bundle, open the sessions (``runtime.backends``) and warm them up.
 
         ``ocr``: "auto" uses the bundle's OCR models when they load, "on" requires them, "off" skips OCR.
@@ -163,7 +171,9 @@ class Guard:
         a repeated user text with the same picture words and OCR text skips the text encoder); 0 turns it off.
         ``image_cache``: how many pictures' readings (embedding, picture words, OCR text) a composite guard keeps
         (``cache.ImageReadingCache``: a picture sent again skips the image encoder and the OCR; each picture costs a
-        SHA-256 of its bytes or pixels); 0, the default, keeps only the blank picture of text-only requests."""
+        SHA-256 of its bytes or pixels); 0, the default, keeps only the blank picture of text-only requests.
+        ``recheck``: with int8 graphs on the CPU and a bundle that has ``int8_recheck``, rescore the pairs near a
+        threshold with the fp32 graphs (verdicts as fp32's; one more session per int8 graph); False: int8 only."""
         if ocr not in OCR_MODES:
             raise ValueError(f"ocr must be one of {OCR_MODES}, got {ocr!r}")
         if ocr_device not in OCR_DEVICES:
@@ -195,8 +205,9 @@ class Guard:
                     raise BundleError(f"OCR requested but unavailable: {e}") from e
                 log.warning("OCR disabled: %s", e)
         workers = workers or auto_workers(graphs.device)
+        recheck_sessions = open_recheck_sessions(bundle, graphs, threads) if recheck else ({}, 0.0)
         guard = cls(bundle, graphs, tokenizer, ocr_engine, threshold=threshold, overlap=overlap, workers=workers,
-                    text_cache=text_cache, image_cache=image_cache)
+                    text_cache=text_cache, image_cache=image_cache, recheck=recheck_sessions)
         if warmup:
             guard.warmup()
         return guard
@@ -225,7 +236,9 @@ class Guard:
                 "bundle_path": str(self.bundle.root), "precision": self.graphs.precision,
                 "ocr": self.ocr is not None, "fallbacks": list(self.graphs.fallbacks),
                 "threshold": self.policy["threshold"], "workers": self.workers,
-                "text_cache": self.text_cache.stats(), "image_cache": self.image_cache.stats()}
+                "text_cache": self.text_cache.stats(), "image_cache": self.image_cache.stats(),
+                "int8_recheck": ({"graphs": sorted(self.recheck_sessions), "logit_margin": self.recheck_margin,
+                                  "rechecked": self.rechecked} if self.recheck_sessions else None)}
 
     # -- screening ------------------------------------------------------------------------------------
     def prepare(self, image: ImageInput | None, text: object) -> Prepared:
@@ -346,7 +359,44 @@ class Guard:
 
         sentence = self.text_cache.encode(encode, [p.text for p in items], words, ocr_texts)
         outputs = score_embeddings(self._timed_runner(n, timings), sentence, embedding)
+        if self.recheck_sessions:
+            self._recheck(items, outputs, words, ocr_texts, embedding, timings)
         return outputs, ocr_texts, words
+
+    def near_threshold(self, unsafe_logit: np.ndarray) -> np.ndarray:
+        """[N] bool: the calibrated logit lies within the recheck margin of the global or a domain threshold."""
+        z = np.asarray(unsafe_logit, np.float64).reshape(-1) / self.temperature
+        near = np.zeros(len(z), bool)
+        for t in {self.policy["threshold"], *self.policy["domain_thresholds"].values()}:
+            if 0.0 < t < 1.0:
+                near |= np.abs(z - np.log(t / (1.0 - t))) < self.recheck_margin
+        return near
+
+    def _recheck(self, items, outputs, words, ocr_texts, embedding, timings) -> None:
+        """Rescore in place (``outputs``, and ``words`` when the image side is int8), with the fp32 sessions of the int8
+        graphs, the pairs ``near_threshold``."""
+        rows = np.flatnonzero(self.near_threshold(outputs["unsafe_logit"]))
+        if not len(rows):
+            return
+        t = time.perf_counter()
+
+        def run(graph: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+            return (self.recheck_sessions.get(graph) or self.graphs[graph]).run(feeds)
+
+        row_words, row_ocr = [words[i] for i in rows], [ocr_texts[i] for i in rows]
+        row_embedding = embedding[rows]
+        if {"image_encoder", "concepts"} & set(self.recheck_sessions):  # an int8 image side: read the pictures again
+            pixels = preprocess.images_to_batch([items[i].image for i in rows], self.image_size)
+            row_embedding, row_words = read_pictures(run, pixels, self.vocabulary, self.composition)
+            for j, i in enumerate(rows):  # the verdict reports the words its score was computed from
+                words[i] = row_words[j]
+        sentence = self.recheck_cache.encode(lambda *parts: encode_pairs(run, self.tokenizer, *parts),
+                                             [items[i].text for i in rows], row_words, row_ocr)
+        for key, value in score_embeddings(run, sentence, row_embedding).items():
+            outputs[key] = np.array(outputs[key])
+            outputs[key][rows] = value
+        self.rechecked += len(rows)
+        timings["int8_recheck"] = (time.perf_counter() - t) * 1e3
 
     def _read_pictures(self, items: list[Prepared], pool, timings: dict[str, float]) -> list[ImageReading]:
         """Image encoder + concepts (worker thread) beside the OCR: each picture's reading, put in the image cache."""

@@ -356,6 +356,25 @@ def test_other_precisions_report_decision_agreement_with_guard(tmp_path):
     assert "guard-int8 0.750" in R.detection_markdown(res)
 
 
+def test_int8_recheck_share_is_reported(tmp_path):
+    """A guard that rescored some pairs with fp32 (``Guard.rechecked`` grows): their share, in JSON and table."""
+    from crossguard.manifest import read_manifest
+
+    samples = read_manifest(_manifest(tmp_path))
+
+    class RecheckingGuard(FakeGuard):  # "rescores" the pairs that mention a bomb
+        rechecked = 0
+
+        def screen_batch(self, images, texts):
+            self.rechecked += sum("bomb" in t for t in texts)
+            return super().screen_batch(images, texts)
+
+    res = D.run_detection([D.EvalSet("t", samples)], {"guard": D.guard_scorer(FakeGuard(), progress=False),
+                                                      "guard-int8": D.guard_scorer(RecheckingGuard(), progress=False)})
+    assert res["models"]["guard-int8"]["int8_rechecked"] == 0.5 and res["models"]["guard"]["int8_rechecked"] == 0
+    assert "share of all pairs: guard-int8 0.500" in R.detection_markdown(res)
+
+
 # ------------------------------------------------------------------------------------------ flops
 def _tiny_graph(path: Path) -> Path:
     import onnx
