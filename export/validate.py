@@ -308,8 +308,9 @@ def verdict_changes(reference: Mapping[str, np.ndarray], candidate: Mapping[str,
     ``verdict_agreement``: unsafe decision, domain and modality all equal; ``decision_agreement``: the
     unsafe decision alone; ``domain_agreement_flagged``: domain, over the samples the reference flags;
     ``modality_agreement``; ``logit_drift``: max and 99th percentile of |candidate - reference| calibrated unsafe
-    logit (``unsafe_logit / temperature``, what the runtime's int8 recheck margin is made from). With ``labels`` (1 = unsafe, 0 = safe): ``detection`` and ``false_refusal``
-    rates of both chains and their difference (candidate - reference)."""
+    logit (``unsafe_logit / temperature``, what the runtime's int8 recheck margin is made from). With ``labels``
+    (1 = unsafe, 0 = safe): ``detection`` and ``false_refusal`` rates of both chains and their difference
+    (candidate - reference)."""
     a = verdicts(reference, temperature, threshold)
     b = verdicts(candidate, temperature, threshold)
     flagged = a[:, 0] == 1

@@ -168,6 +168,7 @@ class Bundle:
         margin, graphs = recheck.get("logit_margin"), recheck.get("graphs")
         if isinstance(margin, bool) or not isinstance(margin, (int, float)) or not 0 <= margin < float("inf"):
             raise BundleError(f"manifest.json: int8_recheck.logit_margin must be a number >= 0, got {margin!r}")
+
         def own_int8(name: object) -> bool:  # an int8 file of its own, not the fp32 one
             variants = self.graphs.get(name, {}) if isinstance(name, str) else {}
             return variants.get("int8") not in (None, variants.get("fp32"))
