@@ -27,6 +27,8 @@ def configure_screen(parser: argparse.ArgumentParser) -> None:
                                          "~/.cache/crossguard/bundles/default)")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "tensorrt"))
     parser.add_argument("--precision", default="auto", choices=("auto", "fp32", "fp16", "int8"))
+    parser.add_argument("--no-recheck", action="store_true",
+                        help="INT8 alone: no FP32 rescoring of the pairs near the threshold (the bundle's int8_recheck; faster for those pairs, verdicts may then differ from FP32's)")
     parser.add_argument("--ocr", default="auto", choices=("auto", "on", "off"))
     parser.add_argument("--threshold", type=float, help="override the bundle policy's global threshold")
     parser.add_argument("--threads", type=int, default=2, help="ONNX Runtime intra-op threads")
@@ -67,7 +69,7 @@ def run_screen(args: argparse.Namespace) -> int:
 
         guard = Guard.load(args.bundle, device=args.device, precision=args.precision, ocr=args.ocr,
                            threads=args.threads, threshold=args.threshold, workers=args.workers,
-                           ocr_device=args.ocr_device)
+                           ocr_device=args.ocr_device, recheck=not args.no_recheck)
     except BundleError as e:
         return _error(str(e))
     except Exception as e:  # noqa: BLE001 - backend failures etc.: one clear line, exit 2

@@ -404,6 +404,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bundle", default=None, help="bundle directory (default $CROSSGUARD_BUNDLE or the cache)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, tensorrt")
     parser.add_argument("--precision", default="auto", help="auto, fp32, fp16, int8")
+    parser.add_argument("--no-recheck", action="store_true",
+                        help="INT8 alone: no FP32 rescoring of the pairs near the threshold (the bundle's int8_recheck; faster for those pairs, verdicts may then differ from FP32's)")
     parser.add_argument("--max-batch", type=int, default=8, help="micro-batch size (1 disables batching)")
     parser.add_argument("--workers", type=int, default=0,
                         help="threads that resize a micro-batch's images and run its OCR side by side (0: auto)")
@@ -489,7 +491,7 @@ def run(args: argparse.Namespace) -> int:
         from .guard import Guard
 
         guard = Guard.load(bundle=args.bundle, device=args.device, precision=args.precision, workers=args.workers,
-                           ocr_device=args.ocr_device, image_cache=args.image_cache)
+                           ocr_device=args.ocr_device, image_cache=args.image_cache, recheck=not args.no_recheck)
         guard.warmup(max_batch=args.max_batch)  # on a GPU: every micro-batch shape before the first request
     except Exception as e:  # noqa: BLE001 - a missing/corrupt bundle or backend: one clear line, exit 2
         log.error("cannot load the guard: %s: %s", type(e).__name__, e)

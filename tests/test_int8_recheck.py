@@ -147,3 +147,21 @@ def test_an_int8_image_side_is_read_again_in_fp32(int8_bundle, tmp_path):
     assert sorted(guard.recheck_sessions) == ["image_encoder", "text_encoder"] and guard.rechecked == len(TEXTS)
     np.testing.assert_allclose([v.score for v in got], [v.score for v in want], atol=1e-6)
     assert [v.picture_words for v in got] == [v.picture_words for v in want]
+
+
+def test_screen_command_no_recheck_flag(int8_bundle, tmp_path, capsys):
+    """``crossguard screen`` rescores near-threshold pairs by default; ``--no-recheck`` prints the INT8 score."""
+    from crossguard.cli import main
+
+    _, fp32 = _scores(int8_bundle, "fp32")
+    _, int8 = _scores(int8_bundle, "int8")
+    i = int(np.argmax(np.abs(int8 - fp32)))
+    bundle = _with_recheck(int8_bundle, tmp_path / "b", {"graphs": ["text_encoder"], "logit_margin": 1e6})
+
+    def screened(*flags):
+        main(["screen", "--bundle", str(bundle), "--ocr", "off", "--precision", "int8", "--text", TEXTS[i], "--json",
+              *flags])
+        return json.loads(capsys.readouterr().out)["score"]
+
+    assert screened() == pytest.approx(fp32[i], abs=1e-6)
+    assert screened("--no-recheck") == pytest.approx(int8[i], abs=1e-6)

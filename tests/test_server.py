@@ -197,9 +197,10 @@ def test_run_loads_the_guard_and_serves(monkeypatch):
 
     class StubGuard:
         @staticmethod
-        def load(bundle=None, device="auto", precision="auto", workers=0, ocr_device="auto", image_cache=0):
+        def load(bundle=None, device="auto", precision="auto", workers=0, ocr_device="auto", image_cache=0,
+                 recheck=True):
             loaded.update(bundle=bundle, device=device, precision=precision, workers=workers, ocr_device=ocr_device,
-                          image_cache=image_cache)
+                          image_cache=image_cache, recheck=recheck)
             return WarmedFakeGuard()
 
     def serve_once(self):  # instead of blocking forever: serve in a thread, ask once, stop
@@ -212,9 +213,9 @@ def test_run_loads_the_guard_and_serves(monkeypatch):
     monkeypatch.setitem(sys.modules, "crossguard.runtime.guard", types.SimpleNamespace(Guard=StubGuard))
     monkeypatch.setattr(server_mod.GuardServer, "serve_forever", serve_once)
     assert server_mod.run(_serve_args("--bundle", "/b", "--device", "cpu", "--precision", "int8", "--workers", "3",
-                                          "--ocr-device", "cuda", "--image-cache", "16")) == 0
+                                          "--ocr-device", "cuda", "--image-cache", "16", "--no-recheck")) == 0
     assert loaded == {"bundle": "/b", "device": "cpu", "precision": "int8", "workers": 3, "ocr_device": "cuda",
-                      "image_cache": 16, "warmup_max_batch": 8}
+                      "image_cache": 16, "recheck": False, "warmup_max_batch": 8}
     assert answers[0][0] == 200 and json.loads(answers[0][2])["label"] == "unsafe"
 
 
