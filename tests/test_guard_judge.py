@@ -83,7 +83,7 @@ def test_packaged_hand_labels_read_and_bad_lines_are_named(tmp_path):
     # the forge runs' hand checks (train/impforge/README.md, "Label quality") read the same way
     for checked in HAND_LABELS.parent.glob("hand_labels_forge_*.jsonl"):
         forged = read_hand_labels(checked)
-        assert len(forged) in (25, 45, 50) and all(r["detail"] in ("explicit", "implicit", "garbled", "harmless")
+        assert len(forged) >= 25 and all(r["detail"] in ("explicit", "implicit", "garbled", "harmless")
                                                for r in forged), checked.name
     bad = tmp_path / "labels.jsonl"
     bad.write_text('{"text": "a", "label": "explicit"}\n{"text": "b", "label": "maybe"}\n')
