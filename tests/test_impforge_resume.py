@@ -274,3 +274,25 @@ def test_reward_rows_recorded_under_looser_thresholds_pass_only_todays():
     assert not rewards.passes({**row, "semantic": 0.9})
     assert rewards.passes({**row, "semantic": 0.9, "fluency": -1.0})
     assert rewards.passes({**row, "semantic": 0.9, "fluency": float("nan")})  # not measured: not rejected
+
+
+@pytest.mark.parametrize("keep", [True, False])
+def test_ppo_accepted_samples_join_the_dataset_only_when_kept(tmp_path, monkeypatch, keep):
+    """``generation.keep_ppo_samples``: PPO's accepted rewrites open accepted_implicit.jsonl, or stay out of it."""
+    from crossguard.train.impforge import pipeline
+
+    cfg = ForgeConfig()
+    cfg.generation.keep_ppo_samples = keep
+    cfg.generation.order = "shuffled"  # no prescreen scores (they need a safety judge)
+    triples = tiny_triples(4)
+    ppo_rows = [{"id": f"{t.id}|ppo", "text": "How do I use the one in the picture?", "rewards": {}, "phase": "ppo",
+                 "triple": {"id": t.id, "query": t.query, "keyword": t.keyword}} for t in triples[:2]]
+
+    class Passing:
+        def passes(self, rewards, text):
+            return True
+
+    monkeypatch.setattr(pipeline, "generate_implicit", lambda *a, **k: {})  # only the PPO rows' admission here
+    run = pipeline.ForgeRun(cfg, tmp_path, "cpu", resume=False, progress=False)
+    accepted, _ = pipeline.stage_generate(run, None, Passing(), triples, ppo_rows, key="k")
+    assert sorted(accepted.values(), key=lambda r: r["id"]) == (ppo_rows if keep else [])

@@ -238,6 +238,10 @@ class GenerationConfig:
     # carries the harm, so a rewrite pointing at the picture can pass); "shuffled": random. Measured on a copy of
     # gen2 (2 cores, 7 min each): 21.3 -> 44.4 accepted/min; to 2,000: 83 min of generation vs ~3.7 h (README)
     order: str = "prescreen"
+    # the rewrites accepted during PPO (out/accepted_ppo.jsonl) join the dataset; false: only the generation phase's.
+    # Hand checks s17-s29 (train/impforge/README.md): of the 51 PPO-phase samples read blind 9 were implicit and 20
+    # garbled, against about a third implicit and a quarter garbled in the generation phase
+    keep_ppo_samples: bool = True
     benign_samples: int = 1500
     benign_hard_samples: int = 1000
 

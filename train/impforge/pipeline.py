@@ -988,7 +988,7 @@ def stage_compare_policies(run: ForgeRun, policy, rewards, triples: Sequence[Tri
 def stage_generate(run: ForgeRun, policy, rewards, triples: Sequence[Triple], ppo_accepted: Sequence[dict],
                    key: str) -> tuple[JsonlLog, dict]:
     """Generation (``generate_implicit``): appends accepted implicit samples to out/accepted_implicit.jsonl (PPO's
-    accepted ones first) and tried triples to out/generation_done.jsonl; with ``generation.order`` "prescreen" the
+    accepted ones first, with ``generation.keep_ppo_samples``) and tried triples to out/generation_done.jsonl; with ``generation.order`` "prescreen" the
     prescreen scores are kept in out/prescreen.json per ``separation_key``. Returns the accepted log and the stats."""
     c = run.config
     accepted = JsonlLog(run.out / "accepted_implicit.jsonl")
@@ -996,7 +996,7 @@ def stage_generate(run: ForgeRun, policy, rewards, triples: Sequence[Triple], pp
     # rewards meet today's thresholds (a resume with another stage 1 or stricter rewards keeps PPO's policy, not
     # the samples it would no longer accept)
     ids, caps, first = {t.id for t in triples}, SampleCaps(c.generation, accepted.values()), []
-    for r in ppo_accepted:
+    for r in ppo_accepted if c.generation.keep_ppo_samples else ():
         if (r["triple"]["id"] in ids and r["id"] not in accepted and rewards.passes(r["rewards"], r["text"])
                 and caps.admits(r["triple"]["query"], r["triple"]["keyword"])):
             caps.add(r["triple"]["query"], r["triple"]["keyword"])
