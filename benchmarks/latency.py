@@ -70,9 +70,14 @@ def baseline_backend(bundle: str | os.PathLike) -> BackendSpec:
     return BackendSpec(f"baseline-cpu-{precision}", "runtime", "cpu", precision, bundle=str(bundle))
 
 
+def _manifest(bundle: str | os.PathLike) -> dict:
+    """A bundle's manifest.json."""
+    return json.loads((Path(bundle) / "manifest.json").read_text(encoding="utf-8"))
+
+
 def _manifest_graphs(bundle: str | os.PathLike) -> dict:
     """A bundle manifest's ``graphs`` (name -> precision -> entry)."""
-    return json.loads((Path(bundle) / "manifest.json").read_text(encoding="utf-8"))["graphs"]
+    return _manifest(bundle)["graphs"]
 
 
 BACKENDS: tuple[BackendSpec, ...] = (
@@ -220,12 +225,13 @@ def availability(spec: BackendSpec, bundle: str | os.PathLike | None, reference_
     if bundle is None or not (Path(bundle) / "manifest.json").is_file():
         return f"no bundle at {bundle} (run `crossguard export --default` or pass --bundle)"
     try:
-        graphs = _manifest_graphs(bundle)
+        manifest = _manifest(bundle)
+        graphs = manifest["graphs"]
     except (OSError, ValueError, KeyError) as e:
         return f"unreadable bundle manifest: {e}"
     if spec.precision != "fp32" and not any(spec.precision in g for g in graphs.values()):
         return f"the bundle has no {spec.precision} graphs"
-    if spec.recheck_all and "int8_recheck" not in json.loads((Path(bundle) / "manifest.json").read_text("utf-8")):
+    if spec.recheck_all and "int8_recheck" not in manifest:
         return "the bundle has no int8 recheck (int8_recheck in its manifest; re-export it)"
     return None
 

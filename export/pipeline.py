@@ -409,11 +409,11 @@ def _manifest_validation(report: dict, architecture: Architecture) -> dict:
 
 
 def _int8_recheck(report: dict, architecture: Architecture) -> dict:
-    """The manifest's ``int8_recheck`` (empty without an int8 mix): the runtime rescores with the fp32 graphs the
+    """The manifest's ``int8_recheck`` (empty for a fusion head or without an int8 mix): the runtime rescores with the fp32 graphs the
     pairs whose int8 calibrated logit lies within ``logit_margin`` of a threshold; the margin is the head
     tolerance's ``int8_recheck_headroom`` x the largest drift the shipped mix showed on the validation samples."""
     shipped = report["chain"].get("int8")
-    if not shipped or "logit_drift" not in shipped:
+    if not architecture.composite or not shipped or "logit_drift" not in shipped:  # the runtime rechecks composites
         return {}
     drift = shipped["logit_drift"]["max"]
     headroom = architecture.head.tolerance.int8_recheck_headroom

@@ -163,10 +163,10 @@ def _open_ort(bundle: Bundle, precision: str, device: str, threads: int,
 
 
 def open_recheck_sessions(bundle: Bundle, graphs: GraphSet, threads: int = 2) -> tuple[dict[str, GraphSession], float]:
-    """The fp32 CPU sessions and logit margin of the bundle's ``int8_recheck`` when ``graphs`` run int8 on the CPU
-    (``Guard`` rescores near-threshold pairs with them); ({}, 0.0) otherwise."""
+    """The fp32 CPU sessions and logit margin of a composite bundle's ``int8_recheck`` when ``graphs`` run int8 on
+    the CPU (``Guard`` rescores near-threshold pairs with them); ({}, 0.0) otherwise."""
     recheck = bundle.int8_recheck
-    if recheck is None or graphs.precision != "int8" or graphs.device != "cpu":
+    if recheck is None or bundle.composition is None or graphs.precision != "int8" or graphs.device != "cpu":
         return {}, 0.0
     names, margin = recheck
     return _open_ort(bundle, "fp32", "cpu", threads, names), margin

@@ -10,6 +10,10 @@ import json
 import sys
 from pathlib import Path
 
+# --no-recheck of `crossguard screen` and `crossguard serve` (runtime.server)
+NO_RECHECK_HELP = ("INT8 alone: no FP32 rescoring of the pairs near the threshold (the bundle's int8_recheck; faster "
+                   "for those pairs, verdicts may then differ from FP32's)")
+
 EXIT_SAFE, EXIT_UNSAFE, EXIT_ERROR = 0, 1, 2
 
 
@@ -28,7 +32,7 @@ def configure_screen(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "tensorrt"))
     parser.add_argument("--precision", default="auto", choices=("auto", "fp32", "fp16", "int8"))
     parser.add_argument("--no-recheck", action="store_true",
-                        help="INT8 alone: no FP32 rescoring of the pairs near the threshold (the bundle's int8_recheck; faster for those pairs, verdicts may then differ from FP32's)")
+                        help=NO_RECHECK_HELP)
     parser.add_argument("--ocr", default="auto", choices=("auto", "on", "off"))
     parser.add_argument("--threshold", type=float, help="override the bundle policy's global threshold")
     parser.add_argument("--threads", type=int, default=2, help="ONNX Runtime intra-op threads")

@@ -132,8 +132,9 @@ class Guard:
         composite = self.composition is not None
         self.text_cache = TextEmbeddingCache(text_cache if composite else 0)
         self.image_cache = ImageReadingCache(image_cache if composite else 0)
-        # int8 recheck (composite bundles): fp32 sessions of the int8 graphs and the calibrated-logit margin
-        self.recheck_sessions, self.recheck_margin = recheck if composite else ({}, 0.0)
+        # int8 recheck (composite bundles, backends.open_recheck_sessions): fp32 sessions of the int8 graphs and the
+        # calibrated-logit margin
+        self.recheck_sessions, self.recheck_margin = recheck
         self.recheck_cache = TextEmbeddingCache(text_cache if self.recheck_sessions else 0)
         self.rechecked = 0  # pairs rescored with fp32 so far
 

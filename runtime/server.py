@@ -38,6 +38,7 @@ from functools import partial
 from typing import Any
 
 from . import apis, moderation
+from .cli import NO_RECHECK_HELP
 from .httpconn import BoundedHTTPServer, ConnectionHandler, RequestError, parse_multipart
 from .preprocess import MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS, MAX_TEXT_CHARS, ImageLimits, InputError, check_text, load_image
 from .proxy import (HOP_BY_HOP, DEFAULT_REFUSAL, Upstream, decode_base64_image, forward_headers, open_upstream,
@@ -405,7 +406,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, tensorrt")
     parser.add_argument("--precision", default="auto", help="auto, fp32, fp16, int8")
     parser.add_argument("--no-recheck", action="store_true",
-                        help="INT8 alone: no FP32 rescoring of the pairs near the threshold (the bundle's int8_recheck; faster for those pairs, verdicts may then differ from FP32's)")
+                        help=NO_RECHECK_HELP)
     parser.add_argument("--max-batch", type=int, default=8, help="micro-batch size (1 disables batching)")
     parser.add_argument("--workers", type=int, default=0,
                         help="threads that resize a micro-batch's images and run its OCR side by side (0: auto)")
