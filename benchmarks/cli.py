@@ -1,4 +1,4 @@
-"""``crossguard bench latency|detection|flops|report|all``.
+"""``crossguard bench latency|detection|stability|flops|report|all``.
 
 Each subcommand writes ``benchmarks/results/<name>.json`` (every figure, machine info, bundle hash), a
 Markdown table ``<name>.md`` and, for latency and detection, a PNG plot; ``report`` regenerates
@@ -101,6 +101,18 @@ def configure(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-sizes", type=_ints, default=(1, 8))
     p.add_argument("--tokens", type=int, default=64)
     p.set_defaults(func=run_flops_cmd)
+
+    p = sub.add_parser("stability", help="verdict changes when the same photo is re-saved, cropped or scaled")
+    _common(p)
+    _bundle_arg(p)
+    p.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "int8"],
+                   help="which bundle graphs (int8: without the runtime's fp32 recheck)")
+    p.add_argument("--photos", type=int, default=150, help="how many photos, spread over the folder's listing")
+    p.add_argument("--photo-dir", default=None,
+                   help="a folder of photos (default photos/imagenet_sample of the data folder)")
+    p.add_argument("--data", dest="shared_data", default=None,
+                   help="data folder (default $CROSSGUARD_DATA, else ../shared/data)")
+    p.set_defaults(func=run_stability_cmd)
 
     p = sub.add_parser("report", help="regenerate benchmarks/results/README_tables.md from the JSON results")
     p.add_argument("--results-dir", default=str(RESULTS_DIR))
@@ -302,6 +314,33 @@ def run_detection_cmd(args: argparse.Namespace, default_dev: bool = False) -> in
     write_json(out_dir / f"{name}.json", result, indent=1)
     D.plot_curves(result, out_dir / f"{name}.png")
     table = detection_markdown(result)
+    write_text(out_dir / f"{name}.md", table)
+    print(table)
+    return 0
+
+
+# ------------------------------------------------------------------------------------------ stability
+def run_stability_cmd(args: argparse.Namespace) -> int:
+    from crossguard.paths import DataNotFoundError, data_dir
+
+    from . import stability as S
+    from .report import write_text
+
+    if args.photos < 1:
+        _say("crossguard bench stability: --photos must be at least 1")
+        return 2
+    try:
+        photo_dir = (Path(args.photo_dir) if args.photo_dir
+                     else data_dir("photos", "imagenet_sample", explicit=args.shared_data))
+        result = S.run_stability(_resolve_bundle(args.bundle), photo_dir, args.photos, args.precision,
+                                 progress=not args.no_progress)
+    except (DataNotFoundError, FileNotFoundError, ValueError) as e:  # BundleError is a ValueError
+        _say(f"crossguard bench stability: {e}")
+        return 2
+    out_dir, name = _outputs(args, "stability")
+    write_json(out_dir / f"{name}.json", result, indent=1)
+    S.plot_stability(result, out_dir / f"{name}.png")
+    table = S.stability_markdown(result)
     write_text(out_dir / f"{name}.md", table)
     print(table)
     return 0

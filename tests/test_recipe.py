@@ -28,8 +28,10 @@ def _items():
     return out
 
 
-def _build(items=None, **kw):
+def _build(items=None, twins=False, **kw):
     pictures = _pictures()
+    if twins:  # the same 60 pictures slightly changed: other embeddings and words
+        pictures.add_twins(np.ones((60, 1280), np.float32), [f"twin{i}" for i in range(60)])
     rendered = []
 
     def render(jobs):
@@ -231,3 +233,22 @@ def test_poster_questions_are_safe_questions_on_rendered_posters_split_with_thei
     for p, (split, r) in zip(made, sorted(posters, key=lambda x: x[1].image)):
         assert split == split_of_key(f"stance|{p.topic}") and r.ocr == p.poster.upper()
     assert sum(1 for _, _, style in rendered if style == "poster") >= 200
+
+
+def test_twin_share_swaps_training_pictures_for_their_twins_only():
+    plain, _ = _build(twins=True)
+    assert all(r.image < 60 or r.image >= 120 for r in plain.train + plain.val + plain.test)  # twins never drawn
+    twinned, _ = _build(twins=True, twin_share=0.5)
+    assert [r.text for r in twinned.train] == [r.text for r in plain.train]  # the same rows, other pictures
+    assert [(r.image, r.words) for r in twinned.val + twinned.test] == [(r.image, r.words) for r in plain.val + plain.test]
+    eligible = [(a, b) for a, b in zip(plain.train, twinned.train) if 0 <= a.image < 60 and a.words == f"word{a.image}"]
+    swapped = [(a, b) for a, b in eligible if b.image != a.image]
+    assert 0.35 < len(swapped) / len(eligible) < 0.65
+    assert all(b.image == a.image + 60 and b.words == f"twin{a.image}" and b.ocr == a.ocr and b.unsafe == a.unsafe
+               for a, b in swapped)
+    untouched = [(a, b) for a, b in zip(plain.train, twinned.train) if not (0 <= a.image < 60)]
+    assert untouched and all(a == b for a, b in untouched)  # blank and rendered pictures keep theirs
+    with pytest.raises(ValueError, match="twins"):
+        _build(twin_share=0.5)
+    with pytest.raises(ValueError, match="twin_share"):
+        RecipeConfig(twin_share=1.5)

@@ -68,7 +68,8 @@ def run(args: argparse.Namespace) -> int:
 
         quiet_loaders()
     composition = Composition.from_dict(config.model.composition)
-    resources = P.prepare(data_root(args.data), composition=composition, progress=progress)
+    resources = P.prepare(data_root(args.data), composition=composition, progress=progress,
+                          twins=config.recipe.twin_share > 0)
     dev = None if args.no_dev else P.DevScreen(resources, composition)
     if args.leave_one_out:
         corpora = (args.corpora.split(",") if args.corpora

@@ -43,6 +43,19 @@ def pool_pictures(pool, embeddings: np.ndarray, concepts, composition: Compositi
                     blank, words_of(blank[None], concepts, composition)[0])
 
 
+def twin_encoder(encode: ImageEncodeFn) -> Callable[[list], np.ndarray]:
+    """paths -> embeddings of the pictures slightly changed (``crossguard.augment.small_change``, keyed by the file
+    name, so a rerun makes the same twins); ``cache_key`` names its embeddings in the pool's cache."""
+    from crossguard.augment import small_change
+    from crossguard.runtime.preprocess import load_image
+
+    def encode_twins(paths: list) -> np.ndarray:
+        return encode([small_change(load_image(p), Path(p).name) for p in paths])
+
+    encode_twins.cache_key = "efficientnet-lite0-twins"  # type: ignore[attr-defined]
+    return encode_twins
+
+
 RENDER_STYLES = ("request", "poster")
 
 

@@ -93,16 +93,17 @@ def runtime_ocr(threads: int = 2):
 
 
 def prepare(data_root: str | Path, cache_dir: str | Path | None = None, composition: Composition = Composition(),
-            photos: bool = True, progress: bool = True) -> Resources:
+            photos: bool = True, progress: bool = True, twins: bool = False) -> Resources:
     """Open the image pool (with ``photos/imagenet_sample`` of the data root when there), embed it, fit the
-    concept head on its captions, read every corpus and give its harmful items domains."""
+    concept head on its captions, read every corpus and give its harmful items domains. ``twins``: also embed every
+    pool picture slightly changed (``recipe.twin_share``; cached beside the pool's embeddings)."""
     from crossguard.train.corpora import assign_domains, read_corpora
     from crossguard.train.dataset_builder import _alarming_items
     from crossguard.train.image_pool import ImagePool, _english_words
     from crossguard.train.seeds import CachedEmbed, default_embed
 
     from .concepts import PoolLabel, build_vocabulary, evaluate, imagenet_names, packaged_imagenet_classifier, train_concepts
-    from .pictures import RenderCache, pool_kind, pool_pictures
+    from .pictures import RenderCache, pool_kind, pool_pictures, twin_encoder, words_of
 
     data_root = Path(data_root)
     cache_dir = Path(cache_dir) if cache_dir is not None else artifacts_dir() / "composite"
@@ -127,6 +128,9 @@ def prepare(data_root: str | Path, cache_dir: str | Path | None = None, composit
     encode = image_encoder_fn()
     alarming = _alarming_items(pool, 0.45)
     pictures = pool_pictures(pool, embeddings, (head, vocabulary), composition, encode, alarming)
+    if twins:
+        twin_embeddings = pool.image_embeddings(progress=progress, encode=twin_encoder(encode))
+        pictures.add_twins(twin_embeddings, words_of(twin_embeddings, (head, vocabulary), composition))
     items = assign_domains(read_corpora(data_root), CachedEmbed(default_embed(), cache_dir / "minilm_texts"))
     ocr = runtime_ocr()
     return Resources(items, pool, pictures, (head, vocabulary), report, encode, ocr,

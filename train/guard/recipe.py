@@ -95,10 +95,16 @@ class RecipeConfig:
     bootstrapped_benign: int = 0  # benign instructions an instruct LM bootstraps from Self-Instruct's train split
     # (train/instruction_bootstrap.py; one cached set, whatever the seed), as the corpus self_instruct_bootstrap;
     # off: 1,000 left held-out Self-Instruct refusals where they were (train/default_guard/README.md)
+    twin_share: float = 0.0  # training rows with a pool picture that get the picture's twin instead (the same
+    # picture slightly changed, ``crossguard.augment.small_change``, with its own embedding and picture words), so a
+    # word that a re-save or a crop swaps carries no label; val and test rows keep the originals; off: at 0.5 verdicts
+    # flipped as often after a re-save or a crop as without it (train/default_guard/README.md)
 
     def __post_init__(self):
         if self.readings not in READING_CHOICES:  # checked when the config is read, before any data is prepared
             raise ValueError(f"recipe.readings must be one of {READING_CHOICES}, got {self.readings!r}")
+        if not 0.0 <= self.twin_share <= 1.0:
+            raise ValueError(f"recipe.twin_share must be in [0, 1], got {self.twin_share!r}")
 
     @classmethod
     def from_dict(cls, d: dict) -> RecipeConfig:
@@ -153,6 +159,7 @@ class Pictures:
     ordinary: np.ndarray
     blank_embedding: np.ndarray
     blank_words: str
+    twin_of: np.ndarray | None = None  # [M] the row of each picture's twin (``add_twins``), -1 for none
 
     def add(self, embeddings: np.ndarray, words: list[str], ocr: list[str], kind: str, captions: list[str]) -> list[int]:
         """Append rows (e.g. typographic renders); returns their indices."""
@@ -163,7 +170,19 @@ class Pictures:
         self.kind += [kind] * len(words)
         self.captions += captions
         self.ordinary = np.concatenate([self.ordinary, np.zeros(len(words), bool)])
+        if self.twin_of is not None:
+            self.twin_of = np.concatenate([self.twin_of, np.full(len(words), -1, np.int64)])
         return list(range(start, start + len(words)))
+
+    def add_twins(self, embeddings: np.ndarray, words: list[str]) -> None:
+        """Twins of the first ``len(words)`` rows (the pool): the same pictures slightly changed. They become rows of
+        kind "twin" (never drawn as pictures themselves) and ``twin_of`` points each original at its twin."""
+        n = len(words)
+        if n > len(self.words) or len(embeddings) != n:
+            raise ValueError(f"{len(embeddings)} twin embeddings and {n} words for {len(self.words)} pictures")
+        rows = self.add(embeddings, list(words), list(self.ocr[:n]), "twin", list(self.captions[:n]))
+        self.twin_of = np.full(len(self.words), -1, np.int64) if self.twin_of is None else self.twin_of
+        self.twin_of[:n] = rows
 
 
 @dataclass
@@ -192,7 +211,7 @@ class _Builder:
         self.pictures = pictures
         self.rng = random.Random(config.seed)
         self.rows: dict[str, list[PairRow]] = {"train": [], "val": [], "test": []}
-        pool = np.asarray([k != "render" for k in pictures.kind])
+        pool = np.asarray([k not in ("render", "twin") for k in pictures.kind])
         self.ordinary = np.flatnonzero(pool & pictures.ordinary)
         self.alarming = np.flatnonzero(pool & ~pictures.ordinary)
         self.photos = np.flatnonzero(np.asarray([k == "photo" for k in pictures.kind]))
@@ -249,7 +268,24 @@ def build_rows(config: RecipeConfig, items: Sequence[TextItem], pictures: Pictur
     sources += [(f"sense|{s.family}", s.text, s.unsafe, s.domain if s.unsafe else None) for s in senses]
     _rephrasings(b, config, sources)
     rowset.train, rowset.val, rowset.test = b.rows["train"], b.rows["val"], b.rows["test"]
+    if config.twin_share > 0:
+        rowset.train = _with_twins(rowset.train, pictures, config)
     return rowset
+
+
+def _with_twins(rows: list[PairRow], pictures: Pictures, config: RecipeConfig) -> list[PairRow]:
+    """``rows`` where ``twin_share`` of those showing a pool picture with its own words show its twin instead (own
+    random stream: the rows drawn before stay the same)."""
+    if pictures.twin_of is None:
+        raise ValueError("recipe.twin_share needs the pool's twins (pipeline.prepare(twins=True))")
+    rng = random.Random(f"twins|{config.seed}")
+    out = []
+    for row in rows:
+        twin = int(pictures.twin_of[row.image]) if row.image >= 0 else -1
+        if twin >= 0 and row.words == pictures.words[row.image] and rng.random() < config.twin_share:
+            row = replace(row, image=twin, words=pictures.words[twin])
+        out.append(row)
+    return out
 
 
 def _corpus_rows(b: _Builder, items, held: set[str], held_out_image: int) -> dict[str, list[PairRow]]:
