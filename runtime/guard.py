@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -136,7 +137,8 @@ class Guard:
         # calibrated-logit margin
         self.recheck_sessions, self.recheck_margin = recheck
         self.recheck_cache = TextEmbeddingCache(text_cache if self.recheck_sessions else 0)
-        self.rechecked = 0  # pairs rescored with fp32 so far
+        self.rechecked = 0  # pairs rescored with fp32 so far (under _count_lock: screens run in several threads)
+        self._count_lock = threading.Lock()
 
     def _check_concepts_width(self) -> None:
         """The concepts graph must score exactly the vocabulary's words (else picture words would be wrong)."""
@@ -396,7 +398,8 @@ class Guard:
         for key, value in score_embeddings(run, sentence, row_embedding).items():
             outputs[key] = np.array(outputs[key])
             outputs[key][rows] = value
-        self.rechecked += len(rows)
+        with self._count_lock:
+            self.rechecked += len(rows)
         timings["int8_recheck"] = (time.perf_counter() - t) * 1e3
 
     def _read_pictures(self, items: list[Prepared], pool, timings: dict[str, float]) -> list[ImageReading]:
