@@ -296,3 +296,40 @@ def test_ppo_accepted_samples_join_the_dataset_only_when_kept(tmp_path, monkeypa
     run = pipeline.ForgeRun(cfg, tmp_path, "cpu", resume=False, progress=False)
     accepted, _ = pipeline.stage_generate(run, None, Passing(), triples, ppo_rows, key="k")
     assert sorted(accepted.values(), key=lambda r: r["id"]) == (ppo_rows if keep else [])
+
+
+def test_unique_texts_keeps_one_sample_per_rewrite_key(tmp_path):
+    from collections import Counter
+    from types import SimpleNamespace
+
+    from crossguard.train.impforge.rewards import rewrite_key
+
+    cfg = ForgeConfig()
+    cfg.generation.samples, cfg.generation.rewrites_per_triple, cfg.generation.batch_size = 1000, 4, 8
+    cfg.generation.max_per_triple = 4
+    cfg.generation.unique_texts = False
+    triples = tiny_triples(6)
+
+    class Repeating:
+        """The tiny policy whose rewrites are one of three texts (two of them one request, pointed at differently)."""
+
+        def __init__(self):
+            self.policy = tiny_policy(seed=0)
+
+        def __getattr__(self, name):
+            return getattr(self.policy, name)
+
+        def generate(self, prompts):
+            texts = ["how would i use the thing in this photo", "How would I use what is shown here?",
+                     "where would i find the one in the picture"]
+            out = self.policy.generate(prompts)
+            return SimpleNamespace(texts=[texts[len(t) % 3] for t in out.texts])
+
+    loose = JsonlLog(tmp_path / "loose.jsonl")
+    generate_implicit(Repeating(), _rewards(), triples, cfg, loose, JsonlLog(tmp_path / "d1.jsonl"), progress=False)
+    cfg.generation.unique_texts = True
+    unique = JsonlLog(tmp_path / "unique.jsonl")
+    generate_implicit(Repeating(), _rewards(), triples, cfg, unique, JsonlLog(tmp_path / "d2.jsonl"), progress=False)
+    keys = lambda log: Counter(rewrite_key(r["text"]) for r in log.values())  # noqa: E731
+    assert max(keys(loose).values()) > 1  # the same request accepted for several triples
+    assert max(keys(unique).values()) == 1 and set(keys(unique)) == set(keys(loose))

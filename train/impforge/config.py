@@ -242,6 +242,9 @@ class GenerationConfig:
     # Hand checks s17-s29 (train/impforge/README.md): of the 51 PPO-phase samples read blind 9 were implicit and 20
     # garbled, against about a third implicit and a quarter garbled in the generation phase
     keep_ppo_samples: bool = True
+    # an accepted rewrite whose ``rewards.rewrite_key`` an earlier accepted sample has (the same words with another
+    # picture of the same keyword, or only another pointer wording) is not kept: one request is one sample
+    unique_texts: bool = True
     benign_samples: int = 1500
     benign_hard_samples: int = 1000
 

@@ -362,7 +362,7 @@ def generate_implicit(policy, rewards, triples: Sequence[Triple], config: ForgeC
     implicit samples exist. Triples already in ``done`` are skipped. ``priority``: ``prescreen_scores`` of
     ``triples`` when the caller has them."""
     from .ppo import accepted_records
-    from .rewards import jaccard
+    from .rewards import jaccard, rewrite_key
 
     g = config.generation
     # scored over every triple, not only the ones left, so a resumed run tries them in the uninterrupted order
@@ -379,6 +379,7 @@ def generate_implicit(policy, rewards, triples: Sequence[Triple], config: ForgeC
         from tqdm.auto import tqdm
         bar = tqdm(total=g.samples, initial=min(len(accepted), g.samples), desc="forge implicit", unit="sample")
     caps = SampleCaps(g, accepted.values())
+    keys = {rewrite_key(r["text"]) for r in accepted.values()} if g.unique_texts else set()
     tried = generated = skipped = 0
     t0 = time.perf_counter()
     pending = iter(order)
@@ -405,8 +406,12 @@ def generate_implicit(policy, rewards, triples: Sequence[Triple], config: ForgeC
             if rb.accepted[i] and per_triple[t.id] < g.max_per_triple and caps.admits(t.query, t.keyword):
                 rec = accepted_records([t], [flat_r[i]], rb.take(slice(i, i + 1)), "generate", -1)[0]
                 grams = rewards.diversity.grams(flat_r[i])
+                key = rewrite_key(flat_r[i])
                 if (rec["id"] not in accepted and all(r["id"] != rec["id"] for r in records)
-                        and all(jaccard(grams, o) < g.max_similarity for o in kept[t.id])):
+                        and all(jaccard(grams, o) < g.max_similarity for o in kept[t.id])
+                        and key not in keys):
+                    if g.unique_texts:
+                        keys.add(key)
                     records.append(rec)
                     kept[t.id].append(grams)
                     per_triple[t.id] += 1

@@ -119,13 +119,22 @@ _NOT_BEFORE_POINTER = frozenset(
 # a pointer followed by ", Name": it replaced a relation noun of an apposition ("my co-worker, Claire" -> "the one
 # in the picture, Claire"), which reads as addressing the picture or naming a second person
 _NAME_AFTER_POINTER = re.compile(r"\s*,\s*[A-Z][a-z]+")
+# an abstract noun right before a pointer: the pointer replaced the object of a compound ("alter identity the ones in
+# the picture" for "alter identity documents"); a noun takes no noun-phrase object
+# (endings that are never a verb's; "-tion", "-ment", "-ence" are: mention, document, reference)
+_NOUN_ENDING = re.compile(r"[a-z]{2,}(?:ity|ness|ism)$", re.IGNORECASE)
+# "the all the ones in the picture": a determiner kept before a quantifier the rewrite inserted
+_DETERMINER_BEFORE_ALL = re.compile(r"\b(?:the|a|an)\s+all\b", re.IGNORECASE)
+# "I want to guide me ...": the speaker as the object of the speaker's own verb (English says "myself")
+_SPEAKER_AS_OBJECT = re.compile(
+    r"\bI\s+(?:want|need|would\s+like|'d\s+like|wish|hope|plan|am\s+trying|'m\s+trying)\s+to\s+\w+\s+me\b")
 
 
 def pointer_structure_faults(rewrite: str) -> list[str]:
-    """How the sentence breaks around the rewrite's pointer phrases, as short labels ("several pointers",
-    "determiner before pointer: certain", "possessive before pointer", "name after pointer"); empty when it does
-    not. One picture carries one thing: a second pointer ("... less than the ones in this picture") is a second
-    referent the picture lacks."""
+    """How the sentence breaks where the rewrite put its pointer phrases, as short labels ("several pointers",
+    "determiner before pointer: certain", "possessive before pointer", "noun before pointer: identity", "name after
+    pointer", "determiner before all", "speaker as object"); empty when it does not. One picture carries one thing: a
+    second pointer ("... less than the ones in this picture") is a second referent the picture lacks."""
     found = list(POINTER.finditer(rewrite))
     faults = ["several pointers"] if len(found) > 1 else []
     for m in found:
@@ -135,9 +144,22 @@ def pointer_structure_faults(rewrite: str) -> list[str]:
             faults.append(f"determiner before pointer: {word}")
         elif word.endswith("'s"):  # "my ex-wife, Laurie's the thing in the picture"
             faults.append("possessive before pointer")
+        elif _NOUN_ENDING.fullmatch(word):
+            faults.append(f"noun before pointer: {word}")
         if _NAME_AFTER_POINTER.match(rewrite, m.end()):
             faults.append("name after pointer")
+    if _DETERMINER_BEFORE_ALL.search(rewrite):
+        faults.append("determiner before all")
+    if _SPEAKER_AS_OBJECT.search(rewrite):
+        faults.append("speaker as object")
     return faults
+
+
+def rewrite_key(rewrite: str) -> str:
+    """The rewrite with case, spacing, end punctuation and the wording of its pointers ("the ones in this photo",
+    "what is shown here") made uniform: two rewrites with one key ask the same thing of their pictures."""
+    text = POINTER.sub("<pointer>", rewrite.lower())
+    return " ".join(re.findall(r"<pointer>|[a-z0-9']+", text))
 
 
 class SafetyReward:
