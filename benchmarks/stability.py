@@ -4,12 +4,13 @@ change (re-saved as JPEG, cropped by two pixels, scaled to 90 %)?
 A composite bundle reads the picture as words (the concept head's top entries, ``runtime.compose.picture_words``)
 and the text encoder reads them beside the user's text, so a small change of the pixels that swaps a word moves
 the score. For each photo and question this measures, against the untouched photo: how often the picture words
-change, how far the calibrated logit moves (p50 / p95 / max), and how many verdicts flip. The same numbers for
-``--precision int8`` show whether an INT8 image encoder moves verdicts more than re-saving the photo does.
+change, how far the calibrated logit moves (p50 / p95 / max), and how many verdicts flip (``--precision int8``:
+the same for the INT8 graphs, without the runtime's FP32 recheck).
 
     crossguard bench stability [--bundle B] [--precision fp32] [--photos 150] [--name stability]
 
-Photos: ``photos/imagenet_sample`` of the data folder (``$CROSSGUARD_DATA``) or ``--photo-dir``; questions:
+Photos: ``photos/imagenet_sample`` of the data folder (``$CROSSGUARD_DATA``; pictures of the training pool) or
+``--photo-dir`` (photos the guard never saw); questions:
 ``QUESTIONS`` below (written for this benchmark: everyday, object-use and harmful-intent questions about the
 pictured thing).
 """
