@@ -252,3 +252,24 @@ def test_twin_share_swaps_training_pictures_for_their_twins_only():
         _build(twin_share=0.5)
     with pytest.raises(ValueError, match="twin_share"):
         RecipeConfig(twin_share=1.5)
+
+
+def test_twin_encoder_changes_each_picture_the_same_way_every_time(tmp_path):
+    from PIL import Image
+
+    from crossguard.train.guard.pictures import twin_encoder
+
+    paths = []
+    for i in range(4):
+        rng = np.random.default_rng(i)
+        paths.append(tmp_path / f"p{i}.png")
+        Image.fromarray(rng.integers(0, 256, (60, 80, 3), dtype=np.uint8), "RGB").save(paths[-1])
+    seen = []
+    encode = lambda images: np.asarray([[im.size[0], im.size[1], np.asarray(im, np.float64).mean()]  # noqa: E731
+                                        for im in images if not seen.append(im)])
+    twins = twin_encoder(encode)
+    first, again = twins([str(p) for p in paths]), twins([str(p) for p in paths])
+    assert np.array_equal(first, again) and twins.cache_key != "efficientnet-lite0"
+    originals = encode([Image.open(p).convert("RGB") for p in paths])
+    assert (first != originals).any(axis=1).all()  # every twin is changed (size or pixels)
+    assert (first[:, :2] >= 0.8 * originals[:, :2] - 1).all()  # and only slightly
