@@ -11,8 +11,9 @@ from crossguard.fileio import atomic_write_text
 from crossguard.schemas import KINDS
 
 from .flops import DEVICES
+from .stability import stability_markdown
 
-RESULT_FILES = ("latency", "detection", "flops")  # <name>.json under the results folder, in this order
+RESULT_FILES = ("latency", "detection", "flops", "stability")  # <name>.json under the results folder, in this order
 
 
 def _f(v: Any, digits: int = 3) -> str:
@@ -156,8 +157,10 @@ def precision_summary_markdown(latency: dict[str, Any], detection: dict[str, Any
             "weights include the OCR models. n/a: not measured in that run.\n")
 
 
-RENDERERS = {"latency": latency_markdown, "detection": detection_markdown, "flops": flops_markdown}
-TITLES = {"latency": "Latency", "detection": "Detection and false refusals", "flops": "FLOPs and the Jetson floor"}
+RENDERERS = {"latency": latency_markdown, "detection": detection_markdown, "flops": flops_markdown,
+             "stability": stability_markdown}
+TITLES = {"latency": "Latency", "detection": "Detection and false refusals", "flops": "FLOPs and the Jetson floor",
+          "stability": "Verdict stability"}
 
 
 def render(result: dict[str, Any]) -> str:

@@ -17,6 +17,7 @@ pictured thing).
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -101,7 +102,8 @@ def run_stability(bundle: str | os.PathLike | None, photo_dir: str | os.PathLike
 
     guard = Guard.load(bundle=bundle, precision=precision, text_cache=0, image_cache=0, recheck=False)
     images = [Image.open(p).convert("RGB") for p in photo_paths(photo_dir, photos)]
-    return {"kind": "stability", "bundle": str(guard.bundle.root), "bundle_sha256": bundle_hash(guard.bundle.root),
+    return {"kind": "stability", "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "bundle": str(guard.bundle.root), "bundle_sha256": bundle_hash(guard.bundle.root),
             "backend": guard.backend, "precision": precision, "photo_dir": str(photo_dir),
             "questions": list(QUESTIONS), "machine": machine_info(),
             "perturbations": measure(guard.screen_batch, images, QUESTIONS, PERTURBATIONS, progress)}

@@ -99,6 +99,8 @@ def test_cli_on_a_tiny_composite_bundle(tiny_composite_bundle, tmp_path):
         assert 0.0 <= m["words_changed"] <= 1.0 and 0 <= m["verdict_flips"] <= m["pairs"]
     assert (out / "stability.png").stat().st_size > 0
     assert "verdict flips" in (out / "stability.md").read_text()
+    from crossguard.benchmarks.report import regenerate
+    assert "### Verdict stability" in regenerate(out).read_text()  # `crossguard bench report` shows it too
     assert bench_main(["stability", "--bundle", str(tiny_composite_bundle), "--photo-dir", str(tmp_path / "none"),
                        "--results-dir", str(out), "--no-progress"]) == 2
     assert bench_main(["stability", "--photos", "0", "--results-dir", str(out)]) == 2
