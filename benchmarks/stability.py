@@ -26,6 +26,7 @@ import numpy as np
 from PIL import Image
 
 from crossguard.augment import crop_edges, jpeg_resave, scale
+from crossguard.runtime.policy import logit
 
 QUESTIONS = (
     "What is in this picture?",
@@ -43,8 +44,7 @@ PERTURBATIONS: dict[str, Callable[[Image.Image], Image.Image]] = {
 
 def calibrated_logit(score: float) -> float:
     """The verdict's calibrated probability as a logit (clipped to +-16)."""
-    p = float(np.clip(score, 1e-7, 1 - 1e-7))
-    return float(np.log(p / (1.0 - p)))
+    return float(logit(score))
 
 
 def photo_paths(folder: str | os.PathLike, count: int) -> list[Path]:

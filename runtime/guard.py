@@ -45,7 +45,7 @@ from .backends import GraphSession, GraphSet, cuda_providers, open_graphs, open_
 from .cache import ImageReading, ImageReadingCache, TextEmbeddingCache
 from .compose import CompositeTokenizer, encode_pairs, read_pictures, score_embeddings
 from .bundle import Bundle, BundleError
-from .policy import apply_policy, calibrated_score, softmax, validate_policy
+from .policy import apply_policy, calibrated_score, logit, softmax, validate_policy
 from .preprocess import InputError, ImageInput
 
 log = logging.getLogger("crossguard.runtime.guard")
@@ -372,7 +372,7 @@ class Guard:
         near = np.zeros(len(z), bool)
         for t in {self.policy["threshold"], *self.policy["domain_thresholds"].values()}:
             if 0.0 < t < 1.0:
-                near |= np.abs(z - np.log(t / (1.0 - t))) < self.recheck_margin
+                near |= np.abs(z - logit(t)) < self.recheck_margin
         return near
 
     def _recheck(self, items, outputs, words, ocr_texts, embedding, timings) -> None:

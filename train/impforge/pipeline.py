@@ -379,7 +379,7 @@ def generate_implicit(policy, rewards, triples: Sequence[Triple], config: ForgeC
         from tqdm.auto import tqdm
         bar = tqdm(total=g.samples, initial=min(len(accepted), g.samples), desc="forge implicit", unit="sample")
     caps = SampleCaps(g, accepted.values())
-    keys = {rewrite_key(r["text"]) for r in accepted.values()} if g.unique_texts else set()
+    keys = {rewrite_key(r["text"]) for r in accepted.values()}  # the requests accepted so far
     tried = generated = skipped = 0
     t0 = time.perf_counter()
     pending = iter(order)
@@ -409,9 +409,8 @@ def generate_implicit(policy, rewards, triples: Sequence[Triple], config: ForgeC
                 key = rewrite_key(flat_r[i])
                 if (rec["id"] not in accepted and all(r["id"] != rec["id"] for r in records)
                         and all(jaccard(grams, o) < g.max_similarity for o in kept[t.id])
-                        and key not in keys):
-                    if g.unique_texts:
-                        keys.add(key)
+                        and not (g.unique_texts and key in keys)):
+                    keys.add(key)
                     records.append(rec)
                     kept[t.id].append(grams)
                     per_triple[t.id] += 1
