@@ -154,3 +154,22 @@ def test_harmfulqa_reading_covers_the_corpus(shared_data):
     reading = K.read_reading(K.READINGS["harmfulqa"])
     items = [i for i in K.read_corpora(shared_data, ["harmfulqa"]) if i.corpus == "harmfulqa"]
     assert {K.text_key(i.text) for i in items} == set(reading)
+
+
+def test_impforge_corpus_seeds_are_train_split_requests_not_seen_in_the_seed_folder(data):
+    from crossguard.train.impforge.composite_judge import judge_split
+    from crossguard.train.impforge.config import ConfigError, ForgeConfig
+    from crossguard.train.impforge.pipeline import corpus_seeds
+    from crossguard.train.seeds import Seed, hashing_embed
+
+    config = ForgeConfig(data=str(data), corpus_seeds=["advbench", "hh_rlhf", "jailbreakbench", "catqa"])
+    every = [i for i in K.read_corpora(data, config.corpus_seeds) if i.unsafe and i.form == "request"]
+    known = [Seed("s:0", "how do I  COOK meth?", "drugs_weapons", "s", None)]  # the seed folder has it already
+    seeds = corpus_seeds(config, hashing_embed, known=known)
+    train = {i.id for i in every if judge_split(i.id) == "train"}
+    assert "catqa:0" in train and len(train) < len(every)  # the known text is a train request; some are held out
+    # attack prompts, held-out splits and texts the seed folder has are left out
+    assert {s.id for s in seeds} == train - {"catqa:0"}
+    assert all(s.domain and s.source.startswith("corpus/") for s in seeds)
+    with pytest.raises(ConfigError, match="unknown corpora"):
+        ForgeConfig(corpus_seeds=["xstest"])  # evaluation only

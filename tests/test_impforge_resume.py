@@ -289,7 +289,7 @@ def test_ppo_accepted_samples_join_the_dataset_only_when_kept(tmp_path, monkeypa
                  "triple": {"id": t.id, "query": t.query, "keyword": t.keyword}} for t in triples[:2]]
 
     class Passing:
-        def passes(self, rewards, text):
+        def passes(self, rewards, text, query):
             return True
 
     monkeypatch.setattr(pipeline, "generate_implicit", lambda *a, **k: {})  # only the PPO rows' admission here

@@ -70,13 +70,15 @@ class Resources:
     data_root: Path
 
 
-def image_encoder_fn(threads: int = 2):
-    """images (paths or PIL) -> [n, 1280] EfficientNet-Lite0 embeddings, as the runtime computes them."""
+def image_encoder_fn(threads: int | None = None):
+    """images (paths or PIL) -> [n, 1280] EfficientNet-Lite0 embeddings, as the runtime computes them; ``threads``
+    sets torch's thread count (None: the caller's setting stays)."""
     import torch
 
     from crossguard.train import backbones
 
-    torch.set_num_threads(threads)
+    if threads is not None:
+        torch.set_num_threads(threads)
     encoder = backbones.image_encoder("efficientnet-lite0")
 
     def encode(images: list) -> np.ndarray:

@@ -306,7 +306,7 @@ def build_judge(settings, out: Path, load: Path | None = None, threads: int = 1,
     t0 = time.perf_counter()
     root = data_root(settings.data)
     resources = prepare(root, progress=progress)
-    torch.set_num_threads(threads)  # prepare's image encoder sets its own
+    torch.set_num_threads(threads)  # a passed-in encoder may have set another count
     data = judge_rows(resources.items, resources.pictures, settings)
     log(f"composite judge rows: {data.counts()}")
     judge = train_judge(data, resources.pictures, resources.concepts, encode, settings, threads, progress=progress)

@@ -258,6 +258,10 @@ class ForgeConfig:
     seed: int = 0
     data: str | None = None  # the data folder (seeds/, text_safety/, photos/); None: $CROSSGUARD_DATA or ../shared/data
     seeds: str = ""  # a seed folder; "": the data folder's seeds/
+    # text corpora (``crossguard.train.corpora.CORPORA`` names) whose harmful plain requests in the guard recipe's
+    # "train" split are forged too: the composite judge trains on the other splits and the text judge on the seed
+    # folder only, so neither has seen them; [] forges the seed folder alone
+    corpus_seeds: list[str] = field(default_factory=list)
     # extra image folders for the pool; a relative one found neither from the working directory nor the repository
     # is looked up in the data folder
     pool: list[str] = field(default_factory=list)
@@ -280,6 +284,13 @@ class ForgeConfig:
     warm_start: WarmStartConfig = field(default_factory=WarmStartConfig)
     ppo: PPOConfig = field(default_factory=PPOConfig)
     generation: GenerationConfig = field(default_factory=GenerationConfig)
+
+    def __post_init__(self):
+        from crossguard.train.corpora import CORPORA
+
+        unknown = sorted(set(self.corpus_seeds) - set(CORPORA))
+        if unknown:
+            raise ConfigError(f"corpus_seeds: unknown corpora {unknown}; known: {sorted(CORPORA)}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

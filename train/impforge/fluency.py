@@ -183,7 +183,7 @@ def structure_counts(rows: Sequence[dict]) -> dict[str, tuple[int, int]]:
     out: dict[str, tuple[int, int]] = {}
     for row in rows:
         flagged, total = out.get(row["detail"], (0, 0))
-        out[row["detail"]] = (flagged + bool(pointer_structure_faults(row["text"])), total + 1)
+        out[row["detail"]] = (flagged + bool(pointer_structure_faults(row["text"], row["query"])), total + 1)
     return dict(sorted(out.items()))
 
 

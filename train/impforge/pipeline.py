@@ -92,6 +92,27 @@ def seed_folder(c: ForgeConfig) -> Path:
     return resolve_path(c.seeds) if c.seeds else data_dir("seeds", explicit=c.data)
 
 
+def corpus_seeds(c: ForgeConfig, embed, known: Sequence = ()) -> list:
+    """``corpus_seeds``' harmful plain requests (no attack wrappers or jailbreaks) in the guard recipe's "train"
+    split, as seeds with a domain each (their corpus's mapping, else the domain classifier's); texts already among
+    ``known`` seeds are left out."""
+    from crossguard.paths import data_root
+    from crossguard.train.corpora import assign_domains, read_corpora
+    from crossguard.train.seeds import Seed, normalise_text
+
+    from .composite_judge import judge_split
+
+    seen = {normalise_text(s.text) for s in known}
+    items = [i for i in read_corpora(data_root(c.data), c.corpus_seeds)
+             if i.unsafe and i.form == "request" and judge_split(i.id) == "train"]
+    out = []
+    for item in assign_domains(items, embed):
+        if item.domain and normalise_text(item.text) not in seen:
+            seen.add(normalise_text(item.text))
+            out.append(Seed(item.id, item.text, item.domain, f"corpus/{item.corpus}", item.category))
+    return out
+
+
 def check_inputs(c: ForgeConfig, resume: bool) -> None:
     """Every input folder a run reads exists (the seeds; on a fresh run also the pool's extra folders and the data
     folder a composite judge trains on, which a resumed run has in its pool cache and judge folder): checked
@@ -101,6 +122,8 @@ def check_inputs(c: ForgeConfig, resume: bool) -> None:
     folder = seed_folder(c)
     if not folder.is_dir():
         raise FileNotFoundError(f"seed folder {folder} not found (--seeds, or the data folder's seeds/)")
+    if c.corpus_seeds:
+        data_root(c.data)
     if resume:
         return
     for extra in c.pool:
@@ -694,6 +717,8 @@ def stage1_settings(c: ForgeConfig) -> dict[str, Any]:
                                      "image_encoder", "keywords", "retrieval", "benign")}, "judge": judge}
     if c.domains:  # recorded only when set, so runs from before the option keep their triples
         settings["domains"] = sorted(c.domains)
+    if c.corpus_seeds:  # likewise
+        settings["corpus_seeds"] = sorted(c.corpus_seeds)
     return settings
 
 
@@ -768,8 +793,13 @@ def stage_inputs(run: ForgeRun) -> ForgeInputs:
     seeds = seeds_of_domains(seeds, c.domains)
     if c.seeds_limit > 0:
         seeds = balanced_subset(seeds, c.seeds_limit, c.seed)
-    # the text judge and the domain classifier learn from every seed when domains narrow the forged ones
+    # the text judge and the domain classifier learn from every seed when domains narrow the forged ones (and never
+    # from the corpus seeds: the guard trains on those)
     learn_seeds = all_seeds if c.domains else seeds
+    if c.corpus_seeds:
+        extra = seeds_of_domains(corpus_seeds(c, embed, known=all_seeds), c.domains)
+        seeds = seeds + (balanced_subset(extra, c.seeds_limit, c.seed) if c.seeds_limit > 0 else extra)
+        _log(f"corpus seeds: {len(extra)} from {', '.join(c.corpus_seeds)}")
     pool = ImagePool.open(run.out / "pool" if c.pool_limit > 0 else None,
                           user_dirs=[resolve_path(p, c.data) for p in c.pool], embed=embed, progress=progress,
                           limit=c.pool_limit or None)
@@ -1001,9 +1031,10 @@ def stage_generate(run: ForgeRun, policy, rewards, triples: Sequence[Triple], pp
     # the samples it would no longer accept)
     ids, caps, first = {t.id for t in triples}, SampleCaps(c.generation, accepted.values()), []
     for r in ppo_accepted if c.generation.keep_ppo_samples else ():
-        if (r["triple"]["id"] in ids and r["id"] not in accepted and rewards.passes(r["rewards"], r["text"])
-                and caps.admits(r["triple"]["query"], r["triple"]["keyword"])):
-            caps.add(r["triple"]["query"], r["triple"]["keyword"])
+        t = r["triple"]
+        if (t["id"] in ids and r["id"] not in accepted and rewards.passes(r["rewards"], r["text"], t["query"])
+                and caps.admits(t["query"], t["keyword"])):
+            caps.add(t["query"], t["keyword"])
             first.append(r)
     accepted.add(first)
     done = JsonlLog(run.out / "generation_done.jsonl")

@@ -128,13 +128,22 @@ _DETERMINER_BEFORE_ALL = re.compile(r"\b(?:the|a|an)\s+all\b", re.IGNORECASE)
 # "I want to guide me ...": the speaker as the object of the speaker's own verb (English says "myself")
 _SPEAKER_AS_OBJECT = re.compile(
     r"\bI\s+(?:want|need|would\s+like|'d\s+like|wish|hope|plan|am\s+trying|'m\s+trying)\s+to\s+\w+\s+me\b")
+# "the one(s)" with no relative clause after it, beside a pointer: a second, half-made pointer ("How did the ones in
+# the picture hack into the ones in the early 2000s?"); "the one who ...", "the ones I ..." are English
+_THEM = re.compile(r"\bthem\b", re.IGNORECASE)
+_BARE_ONES = re.compile(
+    r"\bthe\s+ones?\b(?!\s+(?:who|whom|whose|that|which|where|I|you|we|they|he|she|my|your|our|their)\b)",
+    re.IGNORECASE)
 
 
-def pointer_structure_faults(rewrite: str) -> list[str]:
+def pointer_structure_faults(rewrite: str, query: str | None = None) -> list[str]:
     """How the sentence breaks where the rewrite put its pointer phrases, as short labels ("several pointers",
     "determiner before pointer: certain", "possessive before pointer", "noun before pointer: identity", "name after
-    pointer", "determiner before all", "speaker as object"); empty when it does not. One picture carries one thing: a
-    second pointer ("... less than the ones in this picture") is a second referent the picture lacks."""
+    pointer", "determiner before all", "speaker as object", "bare the ones beside pointer", "them not in query");
+    empty when it does not. One picture carries one thing: a second pointer ("... less than the ones in this
+    picture") is a second referent the picture lacks; with the seed ``query``, a "them" the rewrite brought in
+    beside its pointer has no referent left ("Why are the ones in the picture so bad at expressing them?" for
+    "... expressing feelings")."""
     found = list(POINTER.finditer(rewrite))
     faults = ["several pointers"] if len(found) > 1 else []
     for m in found:
@@ -152,14 +161,21 @@ def pointer_structure_faults(rewrite: str) -> list[str]:
         faults.append("determiner before all")
     if _SPEAKER_AS_OBJECT.search(rewrite):
         faults.append("speaker as object")
+    if found and any(not any(p.start() <= m.start() < p.end() for p in found) for m in _BARE_ONES.finditer(rewrite)):
+        faults.append("bare the ones beside pointer")
+    if found and query is not None and _THEM.search(rewrite) and not _THEM.search(query):
+        faults.append("them not in query")
     return faults
 
 
 def rewrite_key(rewrite: str) -> str:
     """The rewrite with case, spacing, end punctuation and the wording of its pointers ("the ones in this photo",
-    "what is shown here") made uniform: two rewrites with one key ask the same thing of their pictures."""
-    text = POINTER.sub("<pointer>", rewrite.lower())
-    return " ".join(re.findall(r"<pointer>|[a-z0-9']+", text))
+    "what is shown here", with a "that" before and the number of the verb "to be" after) made uniform: two
+    rewrites with one key ask the same thing of their pictures."""
+    text = " ".join(re.findall(r"<pointer>|[a-z0-9']+", POINTER.sub("<pointer>", rewrite.lower())))
+    text = re.sub(r"\bthat <pointer>", "<pointer>", text)
+    text = re.sub(r"<pointer> (?:was|were)\b", "<pointer> <was>", text)
+    return re.sub(r"<pointer> (?:is|are)\b", "<pointer> <be>", text)
 
 
 class SafetyReward:
@@ -371,23 +387,24 @@ class RewardModel:
         self.diversity = DiversityReward(config.diversity_window, config.diversity_ngram)
         self.fluency, self.fluency_threshold = fluency, fluency_threshold
 
-    def passes(self, row: dict[str, float], rewrite: str | None = None) -> bool:
+    def passes(self, row: dict[str, float], rewrite: str | None = None, query: str | None = None) -> bool:
         """Whether a recorded reward row (``RewardBatch.row``) of ``rewrite`` meets today's thresholds (and, with
         ``rewrite``, today's structure check): a resume with stricter ones keeps only the earlier accepted rewrites
         that would be accepted now."""
         fluency = row.get("fluency", float("nan"))
         return bool(self.meets_thresholds(row["safety"], row["semantic"], row["overlap"])
                     and (self.fluency is None or not fluency == fluency or fluency >= self.fluency_threshold)
-                    and (rewrite is None or self.well_formed(rewrite)))
+                    and (rewrite is None or self.well_formed(rewrite, query)))
 
     def meets_thresholds(self, safety, semantic, overlap):
         """S >= t_s and M >= t_m and O >= t_o, for single rewards or arrays of them."""
         c = self.config
         return (safety >= c.safety_threshold) & (semantic >= c.semantic_threshold) & (overlap >= c.overlap_threshold)
 
-    def well_formed(self, rewrite: str) -> bool:
-        """False when ``reject_broken_pointers`` is on and the rewrite has ``pointer_structure_faults``."""
-        return not (self.config.reject_broken_pointers and pointer_structure_faults(rewrite))
+    def well_formed(self, rewrite: str, query: str | None = None) -> bool:
+        """False when ``reject_broken_pointers`` is on and the rewrite (of seed ``query``) has
+        ``pointer_structure_faults``."""
+        return not (self.config.reject_broken_pointers and pointer_structure_faults(rewrite, query))
 
     def for_triples(self, triples: Sequence, rewrites: Sequence[str]) -> RewardBatch:
         """Rewards of ``rewrites[i]`` for ``triples[i]`` (records.Triple: query, keyword, caption, image)."""
@@ -404,7 +421,7 @@ class RewardModel:
         d = self.diversity(rewrites)
         total = c.weight_safety * s + c.weight_semantic * m + c.weight_overlap * o + c.weight_diversity * d
         nonempty = np.array([len(words(r)) >= 3 for r in rewrites], bool)
-        formed = np.array([self.well_formed(r) for r in rewrites], bool)
+        formed = np.array([self.well_formed(r, q) for r, q in zip(rewrites, queries)], bool)
         accepted = self.meets_thresholds(s, m, o) & nonempty & formed
         f = np.full(len(rewrites), np.nan, np.float32)
         if self.fluency is not None and accepted.any():
