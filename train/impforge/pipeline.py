@@ -107,8 +107,9 @@ def corpus_seeds(c: ForgeConfig, embed, known: Sequence = ()) -> list:
              if i.unsafe and i.form == "request" and judge_split(i.id) == "train"]
     out = []
     for item in assign_domains(items, embed):
-        if item.domain and normalise_text(item.text) not in seen:
-            seen.add(normalise_text(item.text))
+        key = normalise_text(item.text)
+        if item.domain and key not in seen:
+            seen.add(key)
             out.append(Seed(item.id, item.text, item.domain, f"corpus/{item.corpus}", item.category))
     return out
 

@@ -130,10 +130,11 @@ _SPEAKER_AS_OBJECT = re.compile(
     r"\bI\s+(?:want|need|would\s+like|'d\s+like|wish|hope|plan|am\s+trying|'m\s+trying)\s+to\s+\w+\s+me\b")
 # "the one(s)" with no relative clause after it, beside a pointer: a second, half-made pointer ("How did the ones in
 # the picture hack into the ones in the early 2000s?"); "the one who ...", "the ones I ..." are English
-_THEM = re.compile(r"\bthem\b", re.IGNORECASE)
 _BARE_ONES = re.compile(
     r"\bthe\s+ones?\b(?!\s+(?:who|whom|whose|that|which|where|I|you|we|they|he|she|my|your|our|their)\b)",
     re.IGNORECASE)
+# "them" in a rewrite whose seed query has none: the rewrite replaced a noun by a pronoun with no referent
+_THEM = re.compile(r"\bthem\b", re.IGNORECASE)
 
 
 def pointer_structure_faults(rewrite: str, query: str | None = None) -> list[str]:
